@@ -1,0 +1,28 @@
+"""`advisor gpus`: the accelerator catalog."""
+
+from __future__ import annotations
+
+from .. import knowledge_base as knowledge
+from .common import print_json
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("gpus", help="list the accelerators advisor knows")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    entries = list(knowledge.gpus().values())
+    if args.json:
+        print_json([entry.model_dump() for entry in entries])
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "name", "memory GiB", "bf16", "peak bf16 TFLOPS")
+    for entry in entries:
+        table.add_row(entry.id, entry.name, f"{entry.memory_gib:.1f}", "yes" if entry.bf16 else "no",
+                      f"{entry.peak_tflops_bf16:.0f}")
+    Console().print(table)
+    return 0

@@ -1,0 +1,41 @@
+"""`advisor models`: the model catalog (ids, families, sizes)."""
+
+from __future__ import annotations
+
+from .. import knowledge_base as knowledge
+from .common import print_json
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("models", help="list the base models advisor knows")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    rows = [
+        {
+            "id": entry.id,
+            "hf_id": entry.hf_id,
+            "family": entry.architecture.family,
+            "params": entry.architecture.total_params(),
+            "layers": entry.architecture.num_layers,
+            "hidden_size": entry.architecture.hidden_size,
+            "vocab_size": entry.architecture.vocab_size,
+            "embedded": entry.embedded_package is not None,
+        }
+        for entry in knowledge.models().values()
+    ]
+    if args.json:
+        print_json(rows)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "family", "params", "layers", "hidden", "vocab", "source")
+    for row in rows:
+        source = "embedded (offline)" if row["embedded"] else row["hf_id"]
+        table.add_row(row["id"], row["family"], f"{row['params'] / 1e9:.2f}B", str(row["layers"]),
+                      str(row["hidden_size"]), str(row["vocab_size"]), source)
+    Console().print(table)
+    return 0

@@ -1,0 +1,65 @@
+"""User-facing errors: one clear line and an exit code, never a traceback.
+
+Every command catches `UserError` (and pydantic's `ValidationError`, through
+`describe_validation_error`) at the top of the CLI and prints `error: <line>`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+from pydantic import ValidationError
+
+#: Exit codes of the public contract (CONTRACT.md "Exit codes and errors").
+EXIT_OK = 0
+EXIT_NO = 1
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """A mistake in what the user gave us: printed as one line, exit 2 by default."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """`; did you mean 'x'?` when a close known name exists, else ''."""
+    close = difflib.get_close_matches(str(word), list(known), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def describe_validation_error(error: ValidationError, model: type | None = None) -> str:
+    """Turn pydantic's first error into one line naming the key and what is accepted."""
+    first = error.errors(include_url=False)[0]
+    location = ".".join(str(part) for part in first["loc"]) or "input"
+    key = str(first["loc"][-1]) if first["loc"] else location
+    if first["type"] == "extra_forbidden":
+        known = _field_names(model, first["loc"][:-1]) if model is not None else []
+        return f"unknown key '{location}'{did_you_mean(key, known)}"
+    if first["type"] == "missing":
+        return f"missing required key '{location}'"
+    message = first["msg"]
+    if first["type"] in ("enum", "literal_error"):
+        return f"invalid value {first['input']!r} for '{location}': {message.lower()}"
+    return f"invalid value {first.get('input')!r} for '{location}': {message}"
+
+
+def _field_names(model: type, path: tuple) -> list[str]:
+    """Field names (and aliases) of the model found by walking `path` from `model`."""
+    current = model
+    for part in path:
+        field = getattr(current, "model_fields", {}).get(part)
+        annotation = getattr(field, "annotation", None)
+        if annotation is None or not hasattr(annotation, "model_fields"):
+            return []
+        current = annotation
+    names = []
+    for name, field in getattr(current, "model_fields", {}).items():
+        names.append(name)
+        if field.alias:
+            names.append(field.alias)
+    return names

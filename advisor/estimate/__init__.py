@@ -1,0 +1,40 @@
+"""Memory, storage and time for one training configuration. Pure Python, no torch.
+
+Callers (the planner, `advisor estimate`, the preflight) build an
+`EstimateRequest` from an architecture and a method's `Footprint`, and get an
+`advisor.models.Estimate` back.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..architecture import Architecture
+from ..knowledge_base import GpuEntry
+from ..methods import Footprint
+from ..models import Optimizer, Precision, Sharding
+
+
+class EstimateRequest(BaseModel):
+    """One training configuration to estimate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    architecture: Architecture
+    footprint: Footprint
+    precision: Precision = Field("bf16", description="bf16: everything bf16; mixed: fp32 master weights + bf16 autocast")
+    batch_size: int = Field(1, ge=1)
+    seq_len: int = Field(512, ge=1)
+    gradient_checkpointing: bool = False
+    num_gpus: int = Field(1, ge=1)
+    sharding: Sharding = "none"
+    optimizer: Optimizer = "adamw"
+    head: Literal["lm", "classification"] = "lm"
+    num_labels: int = Field(2, ge=1)
+    gpu: Optional[GpuEntry] = None
+    device_memory_gib: Optional[float] = Field(None, gt=0, description="overrides gpu.memory_gib")
+    tasks: int = Field(1, ge=1)
+    train_tokens: Optional[int] = Field(None, ge=0, description="tokens processed over the whole run")
+    price_per_hour: Optional[float] = Field(None, ge=0)

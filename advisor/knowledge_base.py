@@ -1,0 +1,129 @@
+"""Load the knowledge base (knowledge/*.toml) into validated pydantic models.
+
+Catalogs of models and GPUs, method defaults, data-size guidance and the
+rules are data, shipped inside the package as `advisor.knowledge`. A broken
+file is a packaging bug, so errors name the file and the key. Loaded once per
+process (the CLI answers in well under half a second).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .architecture import Architecture
+from .errors import UserError, describe_validation_error
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class ModelEntry(BaseModel):
+    """A base model: its id, where it comes from, and its shape."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    hf_id: Optional[str] = Field(None, description="hub id real users download")
+    path: Optional[str] = Field(None, description="a local directory holding config.json")
+    embedded_package: Optional[str] = Field(None, description="a Python package whose files hold the weights")
+    architecture: Architecture
+
+    @property
+    def source(self) -> str:
+        """What a backend passes to from_pretrained: a local path, the embedded files, or the hub id."""
+        if self.path:
+            return self.path
+        if self.embedded_package:
+            return str(resources.files(self.embedded_package))
+        return self.hf_id or self.id
+
+
+class GpuEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    name: str
+    memory_gib: float = Field(gt=0)
+    bf16: bool
+    cuda: bool
+    peak_tflops_bf16: float = Field(ge=0)
+    peak_tflops_fp32: float = Field(ge=0)
+
+
+def knowledge_file(name: str) -> Path:
+    """Path of a file in the packaged knowledge base."""
+    return Path(str(resources.files("advisor.knowledge").joinpath(name)))
+
+
+def read_toml(name: str) -> dict[str, Any]:
+    path = knowledge_file(name)
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise RuntimeError(f"knowledge/{name}: {error}") from error
+
+
+def validate_entries(name: str, key: str, model: type[T], rows: list[dict]) -> list[T]:
+    """Validate each `[[key]]` table of knowledge/`name` as `model`; errors name file, index and key."""
+    entries = []
+    for index, row in enumerate(rows):
+        try:
+            entries.append(model.model_validate(row))
+        except ValidationError as error:
+            label = row.get("id", index)
+            raise RuntimeError(f"knowledge/{name} [[{key}]] {label}: {describe_validation_error(error, model)}")
+    ids = [getattr(entry, "id", None) for entry in entries]
+    duplicates = {i for i in ids if i is not None and ids.count(i) > 1}
+    if duplicates:
+        raise RuntimeError(f"knowledge/{name}: duplicate id(s) {sorted(duplicates)}")
+    return entries
+
+
+@functools.cache
+def models() -> dict[str, ModelEntry]:
+    rows = read_toml("models.toml")["model"]
+    shaped = []
+    for row in rows:
+        meta = {k: row[k] for k in ("id", "hf_id", "embedded_package") if k in row}
+        shape = {k: v for k, v in row.items() if k not in meta}
+        shaped.append({**meta, "architecture": shape})
+    return {entry.id: entry for entry in validate_entries("models.toml", "model", ModelEntry, shaped)}
+
+
+@functools.cache
+def gpus() -> dict[str, GpuEntry]:
+    rows = read_toml("gpus.toml")["gpu"]
+    return {entry.id: entry for entry in validate_entries("gpus.toml", "gpu", GpuEntry, rows)}
+
+
+def resolve_model(model: str) -> ModelEntry:
+    """A catalog id or a local directory with a config.json; UserError otherwise."""
+    catalog = models()
+    if model in catalog:
+        return catalog[model]
+    directory = Path(model).expanduser()
+    config_file = directory / "config.json"
+    if directory.is_dir() and config_file.is_file():
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+            architecture = Architecture.from_hf_config(config)
+        except (ValueError, KeyError, ValidationError) as error:
+            raise UserError(f"cannot read model directory '{model}': {error}")
+        return ModelEntry(id=directory.name, path=str(directory.resolve()), architecture=architecture)
+    raise UserError(
+        f"unknown model '{model}'; known: {', '.join(catalog)} (or pass a local model directory with a config.json)"
+    )
+
+
+def resolve_gpu(gpu: str) -> GpuEntry:
+    catalog = gpus()
+    if gpu not in catalog:
+        raise UserError(f"unknown gpu '{gpu}'; known: {', '.join(catalog)}")
+    return catalog[gpu]

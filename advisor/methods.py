@@ -1,0 +1,95 @@
+"""What a fine-tuning method is, as the rest of advisor sees it.
+
+A method plugin registers one `Method` per method (through the
+`advisor_register_methods` hook, see hookspecs.py). The planner's rules read
+its metadata (family, mergeable, requires_cuda, capacity), the estimator reads
+its `footprint` for an architecture, and the backends call `build` to turn a
+base model into the trainable one. Nothing here imports torch: `build`
+imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .architecture import Architecture
+
+MethodFamily = Literal["full", "partial", "additive", "reparameterisation", "soft-prompt"]
+
+
+class MethodHyperparameters(BaseModel):
+    """Base of every method's own settings (rank, virtual tokens, layers...): unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Footprint(BaseModel):
+    """What a method does to one architecture: the estimator's whole view of the method."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trainable_params: int = Field(ge=0, description="parameters that receive gradients and optimizer state")
+    added_params: int = Field(0, ge=0, description="parameters the method adds to the base model")
+    quantized_base: bool = Field(False, description="the base's layer linears are stored 4-bit NF4 (double quant)")
+    upcast_unquantized_fp32: bool = Field(
+        False, description="prepare_model_for_kbit_training casts non-quantised parameters to fp32"
+    )
+    backward_layers: Optional[int] = Field(
+        None, ge=0, description="top layers the backward pass runs through (None: all layers)"
+    )
+    virtual_tokens: int = Field(0, ge=0, description="soft-prompt tokens added to each sequence")
+    virtual_tokens_in: Literal["sequence", "kv"] = Field(
+        "sequence", description="prompt tuning lengthens the sequence; prefix tuning only the keys/values"
+    )
+    adapted_linears: list[str] = Field(
+        default_factory=list, description="layer linears (LinearSpec.name) that carry an adapter"
+    )
+    adapter_rank: int = Field(0, ge=0, description="the adapter's inner width (LoRA r, bottleneck size)")
+    forces_gradient_checkpointing: bool = False
+    storage_params: Optional[int] = Field(
+        None, description="parameters saved per task (default: trainable_params)"
+    )
+
+
+class Method(BaseModel):
+    """A fine-tuning method. Plugins subclass it, fill the fields and implement two methods."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_\-]*$", description="the name plans and flags use")
+    description: str
+    family: MethodFamily
+    mergeable: bool = Field(description="can be merged into the base weights: no added inference latency")
+    requires_cuda: bool = Field(False, description="needs a CUDA GPU (e.g. 4-bit bitsandbytes)")
+    quantized: bool = Field(False, description="trains on a quantised base to save memory")
+    capacity: int = Field(
+        3, ge=1, le=4,
+        description="how much the method can change the model: 1 soft prompts/IA3 .. 4 full fine-tuning",
+    )
+    learning_rate: tuple[float, float] = Field(description="usual learning-rate range for this method")
+    source: str = Field("", description="where the method and its defaults come from")
+
+    #: The pydantic model of this method's own hyperparameters (defaults and ranges).
+    Hyperparameters: ClassVar[type[MethodHyperparameters]] = MethodHyperparameters
+
+    @property
+    def approach(self) -> Literal["peft", "full_finetune"]:
+        return "full_finetune" if self.family == "full" else "peft"
+
+    def hyperparameters(self, values: Optional[dict[str, Any]] = None) -> MethodHyperparameters:
+        """Validate `values` (may be partial) into this method's hyperparameters."""
+        return self.Hyperparameters.model_validate(values or {})
+
+    def footprint(self, arch: Architecture, hp: MethodHyperparameters) -> Footprint:
+        """What training this method on `arch` with `hp` costs (exact parameter counts)."""
+        raise NotImplementedError
+
+    def build(self, model: Any, hp: MethodHyperparameters, task_type: str = "CAUSAL_LM") -> Any:
+        """Turn a loaded base model into the trainable model (peft wrap or freezing).
+
+        `task_type` is peft's TaskType name: CAUSAL_LM or SEQ_CLS. Called only
+        on the training path; heavy imports belong inside.
+        """
+        raise NotImplementedError

@@ -1,0 +1,183 @@
+"""The public data models: what a user describes (Profile) and what we answer (Plan).
+
+The CLI, the TUI, the rule engine and the backends all speak these models;
+their JSON is the contract in CONTRACT.md (`schema_version` 1). Every model
+forbids unknown keys so a typo is an error with a "did you mean", not a
+silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = 1
+
+Goal = Literal["knowledge", "behavior"]
+Task = Literal[
+    "classification", "ner", "qa", "generation", "instruction",
+    "reasoning", "domain-adaptation", "vision-language",
+]
+Quality = Literal["low", "medium", "high"]
+Latency = Literal["strict", "moderate", "relaxed"]
+Approach = Literal["prompting", "rag", "peft", "full_finetune"]
+Precision = Literal["bf16", "mixed", "fp16", "fp32"]
+Sharding = Literal["none", "ddp", "fsdp", "zero2", "zero3"]
+Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
+
+
+class StrictModel(BaseModel):
+    """Base of every input/output model: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Profile(StrictModel):
+    """What the user wants to do and with what: the planner's only input."""
+
+    goal: Goal = Field("behavior", description="knowledge injection vs behaviour alignment (style, format, task skill)")
+    task: Task = Field("instruction", description="task family")
+    examples: int = Field(1000, ge=0, description="labelled examples available")
+    quality: Quality = Field("medium", description="data quality")
+    dynamic_knowledge: bool = Field(False, description="the facts change often (news, prices, catalogue)")
+    one_off: bool = Field(False, description="a one-off or rarely repeated task")
+    model: str = Field("llama-3.2-1b", description="model catalog id, or a local directory with a config.json")
+    gpu: str = Field("a10g", description="accelerator catalog id per device (cpu for none)")
+    gpu_memory_gib: Optional[float] = Field(None, gt=0, description="overrides the catalog's memory per device")
+    num_gpus: int = Field(1, ge=1, description="devices on the machine")
+    latency: Latency = Field("moderate", description="strict = no added inference latency allowed")
+    tasks: int = Field(1, ge=1, description="tasks/variants served from one base model")
+    seq_len: Optional[int] = Field(None, ge=8, description="training sequence length (default chosen by the plan)")
+    batch_size: Optional[int] = Field(None, ge=1, description="micro-batch size per device (default chosen by the plan)")
+    method: Optional[str] = Field(None, description="force a method plugin; the plan still estimates and warns")
+    data: Optional[str] = Field(None, description="a data file; its validation report fills examples, task and quality")
+    price_per_hour: Optional[float] = Field(None, ge=0, description="price of one device-hour, for a cost estimate")
+
+    @field_validator("model", "gpu")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+
+class Rationale(StrictModel):
+    """One rule that fired: why the plan says what it says, with its source."""
+
+    rule: str
+    message: str
+    source: str
+
+
+class Recommendation(StrictModel):
+    approach: Approach
+    method: Optional[str] = None
+    complements: list[str] = Field(default_factory=list)
+    summary: str
+
+
+class MemoryEstimate(StrictModel):
+    """Peak GPU memory of one training step, in GiB (2^30 bytes)."""
+
+    peak_gib: float = Field(description="predicts torch.cuda.max_memory_allocated() per device")
+    per_device_gib: float
+    breakdown: dict[str, float] = Field(default_factory=dict, description="GiB per part, summing to peak_gib")
+    overhead_gib: float = Field(0.0, description="CUDA context and allocator slack, not in peak_gib")
+
+
+class StorageEstimate(StrictModel):
+    per_task_mb: float = Field(description="what one task adds on disk: an adapter, or a full checkpoint")
+    total_mb: float = Field(description="per_task_mb x tasks, plus the shared base when adapters are used")
+    base_mb: float = 0.0
+    full_checkpoint_mb: float = 0.0
+    merged: bool = False
+
+
+class TimeEstimate(StrictModel):
+    tokens_per_s: float
+    train_tokens: int
+    hours: float
+    cost: Optional[float] = None
+
+
+class Estimate(StrictModel):
+    """The estimator's answer for one (model, method, shape, hardware)."""
+
+    memory: MemoryEstimate
+    device_memory_gib: Optional[float] = None
+    fits: Optional[bool] = None
+    storage: Optional[StorageEstimate] = None
+    time: Optional[TimeEstimate] = None
+    trainable_params: int = 0
+    total_params: int = 0
+    config: dict[str, Any] = Field(default_factory=dict, description="the shape and settings estimated")
+
+
+class Alternative(StrictModel):
+    approach: Approach
+    method: Optional[str] = None
+    fits: Optional[bool] = None
+    peak_gib: Optional[float] = None
+    why_not: str = ""
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class DataHandling(StrictModel):
+    validation_ratio: float = Field(0.2, ge=0, lt=1)
+    test_ratio: float = Field(0.0, ge=0, lt=1)
+    kfold: Optional[int] = Field(None, ge=2)
+    stratify: bool = False
+    seed: int = 42
+    seq_len: Optional[int] = None
+
+
+class ParamGroup(StrictModel):
+    """One optimizer parameter group with its own learning rate, and the rule that set it."""
+
+    name: Literal["new", "pretrained"] = Field(
+        description="new: parameters the run initialises (task head, adapter/LoRA weights, soft prompts); "
+        "pretrained: trainable weights that came with the base model"
+    )
+    learning_rate: float = Field(gt=0)
+    rule: str = Field(description="id of the rule that chose this rate")
+
+
+class TrainingHyperparameters(StrictModel):
+    """Everything the backend needs to configure the Trainer; chosen by the rules."""
+
+    learning_rate: float = Field(gt=0, description="rate of the pretrained group (or the only group)")
+    param_groups: list[ParamGroup] = Field(default_factory=list)
+    epochs: float = Field(3.0, gt=0)
+    batch_size: int = Field(8, ge=1, description="micro-batch per device")
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    seq_len: int = Field(512, ge=8)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of steps (TrainingArguments.warmup_steps takes it)")
+    scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    gradient_checkpointing: bool = False
+    optimizer: Optimizer = "adamw"
+    early_stopping_patience: Optional[int] = Field(2, ge=1, description="evaluations without improvement; null = off")
+    eval_metric: str = Field("loss", description="what early stopping and best-checkpoint selection watch")
+    method: dict[str, Any] = Field(default_factory=dict, description="the method plugin's own hyperparameters")
+
+
+class Training(StrictModel):
+    method: str
+    hyperparameters: TrainingHyperparameters
+    precision: Precision = "bf16"
+    data: DataHandling = Field(default_factory=DataHandling)
+
+
+class Plan(StrictModel):
+    """`advisor plan --json`: the recommendation, why, what it costs, how to train."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    profile: Profile
+    recommendation: Recommendation
+    rationale: list[Rationale] = Field(default_factory=list)
+    estimate: Optional[Estimate] = None
+    alternatives: list[Alternative] = Field(default_factory=list)
+    training: Optional[Training] = None
+    warnings: list[str] = Field(default_factory=list)

@@ -1,0 +1,1 @@
+"""Knowledge base: TOML data files (rules, catalogs, defaults) shipped inside the package."""
