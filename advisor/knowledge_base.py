@@ -13,7 +13,7 @@ import json
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import Any, Literal, Optional, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -127,3 +127,33 @@ def resolve_gpu(gpu: str) -> GpuEntry:
     if gpu not in catalog:
         raise UserError(f"unknown gpu '{gpu}'; known: {', '.join(catalog)}")
     return catalog[gpu]
+
+
+class TaskEntry(BaseModel):
+    """How much data a task family needs and how complex it is (knowledge/tasks.toml)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    min_examples: int = Field(ge=0)
+    recommended_examples: int = Field(ge=0)
+    optimal_examples: int = Field(ge=0)
+    complexity: Literal["simple", "standard", "complex", "very_complex"]
+    seq_len: int = Field(ge=8)
+    eval_metric: str
+
+
+@functools.cache
+def tasks() -> dict[str, TaskEntry]:
+    rows = read_toml("tasks.toml")["task"]
+    return {entry.id: entry for entry in validate_entries("tasks.toml", "task", TaskEntry, rows)}
+
+
+@functools.cache
+def method_preference() -> tuple[str, ...]:
+    return tuple(read_toml("methods.toml")["preference"])
+
+
+@functools.cache
+def default_effective_batch() -> int:
+    return int(read_toml("methods.toml")["training"]["effective_batch"])

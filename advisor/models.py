@@ -62,6 +62,18 @@ class Profile(StrictModel):
         return value.strip()
 
 
+def validate_profile(values: dict[str, Any]) -> Profile:
+    """A Profile from user-given keys; a mistake becomes one line (UserError) with a did-you-mean."""
+    from pydantic import ValidationError
+
+    from .errors import UserError, describe_validation_error
+
+    try:
+        return Profile.model_validate(values)
+    except ValidationError as error:
+        raise UserError(describe_validation_error(error, Profile))
+
+
 class Rationale(StrictModel):
     """One rule that fired: why the plan says what it says, with its source."""
 

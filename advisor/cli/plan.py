@@ -1,12 +1,79 @@
-"""`advisor plan` (being built)."""
+"""`advisor plan`: describe the goal, data and hardware; get a cited recommendation.
 
-from ..errors import UserError
+Inputs come from flags or `--profile FILE` (flags win). `--data FILE` runs the
+validator and fills in what the person did not say (examples, task, quality).
+Exit 1 when nothing fits the hardware.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import EXIT_NO
+from ..models import Profile, validate_profile
+from .common import print_json, read_structured_file
+
+#: flag -> (Profile field, argparse options). Defaults are SUPPRESS so only given flags count.
+FLAGS: dict[str, dict[str, Any]] = {
+    "--goal": dict(choices=["knowledge", "behavior"], help="knowledge injection vs behaviour alignment"),
+    "--task": dict(choices=["classification", "ner", "qa", "generation", "instruction", "reasoning",
+                            "domain-adaptation", "vision-language"], help="task family"),
+    "--examples": dict(type=int, help="labelled examples available"),
+    "--quality": dict(choices=["low", "medium", "high"], help="data quality"),
+    "--dynamic-knowledge": dict(action="store_true", help="the facts change often"),
+    "--one-off": dict(action="store_true", help="a one-off or rarely repeated task"),
+    "--model": dict(help="model catalog id (see `advisor models`) or a local directory with a config.json"),
+    "--gpu": dict(help="accelerator catalog id (see `advisor gpus`)"),
+    "--gpu-memory-gib": dict(type=float, help="overrides the catalog's memory per device"),
+    "--num-gpus": dict(type=int, help="devices on the machine"),
+    "--latency": dict(choices=["strict", "moderate", "relaxed"], help="strict = no added inference latency"),
+    "--tasks": dict(type=int, help="tasks/variants served from one base model"),
+    "--seq-len": dict(type=int, help="training sequence length"),
+    "--batch-size": dict(type=int, help="micro-batch size per device"),
+    "--method": dict(help="force a method plugin (see `advisor plugins`)"),
+    "--data": dict(help="a data file: its validation fills examples, task and quality"),
+    "--price-per-hour": dict(type=float, help="price of one device-hour, for a cost estimate"),
+}
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("plan", help="(not yet available)")
+    parser = subparsers.add_parser("plan", help="recommend prompting, RAG, PEFT or full fine-tuning, with reasons")
+    parser.add_argument("--profile", help="JSON, TOML or YAML file with the same keys (snake_case)")
+    for flag, options in FLAGS.items():
+        parser.add_argument(flag, default=argparse.SUPPRESS, **options)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--out", help="also write the plan JSON to this new file")
     parser.set_defaults(handler=run)
 
 
-def run(args) -> int:
-    raise UserError("'advisor plan' is not available yet")
+def profile_from_args(args: argparse.Namespace) -> Profile:
+    """The profile file's keys, overridden by the flags given, validated."""
+    values: dict[str, Any] = read_structured_file(args.profile) if args.profile else {}
+    for flag in FLAGS:
+        field = flag.lstrip("-").replace("-", "_")
+        if hasattr(args, field):
+            values[field] = getattr(args, field)
+    return validate_profile(values)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..planner import plan_for
+
+    plan = plan_for(profile_from_args(args))
+    if args.out:
+        from pathlib import Path
+
+        from .common import refuse_existing
+
+        out = Path(args.out)
+        refuse_existing(out, overwrite=False)
+        out.write_text(plan.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    if args.json:
+        print_json(plan)
+    else:
+        from .render import render_plan
+
+        render_plan(plan)
+    fits = plan.estimate is None or plan.estimate.fits is not False
+    return 0 if fits else EXIT_NO

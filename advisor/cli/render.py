@@ -1,0 +1,66 @@
+"""Human output of a plan: summary, rationale with sources, estimate, alternatives, warnings (rich)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from ..models import Plan
+
+
+def render_plan(plan: Plan, console: Console | None = None) -> None:
+    console = console or Console()
+    rec = plan.recommendation
+    title = rec.approach.replace("_", " ") + (f" · {rec.method}" if rec.method else "")
+    if rec.complements:
+        title += " + " + " + ".join(rec.complements)
+    console.print(Panel(rec.summary, title=f"[b]{title}[/b]", title_align="left"))
+
+    why = Table("rule", "why", "source", title="Why", title_justify="left", show_lines=False, expand=True)
+    for entry in plan.rationale:
+        why.add_row(entry.rule, entry.message, entry.source)
+    console.print(why)
+
+    if plan.estimate:
+        memory = plan.estimate.memory
+        fits = plan.estimate.fits
+        verdict = "[green]fits[/green]" if fits else "[red]does not fit[/red]" if fits is False else "no device given"
+        table = Table("part", "GiB", title=f"Memory per device: {memory.peak_gib:.2f} GiB peak "
+                      f"(+{memory.overhead_gib:.2f} GiB CUDA context) of {plan.estimate.device_memory_gib or 0:.1f} GiB, {verdict}",
+                      title_justify="left")
+        for part, gib in memory.breakdown.items():
+            table.add_row(part, f"{gib:.2f}")
+        console.print(table)
+        if plan.estimate.storage:
+            storage = plan.estimate.storage
+            console.print(f"Storage: {storage.per_task_mb:,.1f} MB per task, {storage.total_mb:,.1f} MB in all")
+        if plan.estimate.time:
+            time = plan.estimate.time
+            cost = f", cost {time.cost:,.2f}" if time.cost is not None else ""
+            console.print(f"Time: ~{time.hours:.2f} h at ~{time.tokens_per_s:,.0f} tokens/s{cost}")
+
+    if plan.training:
+        hp = plan.training.hyperparameters
+        groups = ", ".join(f"{g.name} {g.learning_rate:g}" for g in hp.param_groups)
+        console.print(
+            f"Training: {plan.training.method}, {plan.training.precision}, lr {groups}, {hp.epochs:g} epochs, "
+            f"batch {hp.batch_size} x {hp.gradient_accumulation_steps} accumulation, seq {hp.seq_len}, "
+            f"{hp.scheduler} with {hp.warmup_ratio:.0%} warmup"
+            + (", gradient checkpointing" if hp.gradient_checkpointing else "")
+            + (f", method {hp.method}" if hp.method else "")
+        )
+        data = plan.training.data
+        split = f"{data.kfold}-fold" if data.kfold else f"{1 - data.validation_ratio:.0%}/{data.validation_ratio:.0%}"
+        console.print(f"Data: {split} split" + (", stratified" if data.stratify else "") + f", seed {data.seed}")
+
+    if plan.alternatives:
+        table = Table("method", "approach", "fits", "peak GiB", "why not", title="Alternatives", title_justify="left")
+        for alt in plan.alternatives:
+            fits = "yes" if alt.fits else "no" if alt.fits is False else "-"
+            peak = f"{alt.peak_gib:.1f}" if alt.peak_gib is not None else "-"
+            table.add_row(alt.method or alt.approach, alt.approach, fits, peak, alt.why_not)
+        console.print(table)
+
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")

@@ -1,0 +1,205 @@
+"""The rule engine: rules are data (knowledge/rules/*.toml), evaluation is pure.
+
+A rule has an id, a stage, a condition (`when`: facts that must hold), an
+effect (an approach, method traits to select or exclude, settings, a
+warning) and a `source` citing a seed document and section. The planner
+asks `matching(stage, facts)` for the rules that fire, in file order, and
+applies their effects; every rule that fires goes into the plan's rationale.
+The loader refuses unknown keys, unknown facts, duplicate ids and citations
+of sections that do not exist, naming the file and the rule.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import describe_validation_error
+from .facts import Facts
+from .knowledge_base import knowledge_file, read_toml
+from .methods import Method
+
+Stage = Literal["approach", "method", "memory", "training", "data", "risk"]
+Scalar = Union[bool, int, float, str]
+
+
+class StrictData(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Comparison(StrictData):
+    """A fact compared with values; every given operator must hold."""
+
+    lt: Optional[float] = None
+    le: Optional[float] = None
+    gt: Optional[float] = None
+    ge: Optional[float] = None
+    ne: Optional[Scalar] = None
+    in_: Optional[list[Scalar]] = Field(None, alias="in")
+    not_in: Optional[list[Scalar]] = None
+    has: Optional[Scalar] = Field(None, description="the fact is a list that contains this value")
+
+    def holds(self, value: Any) -> bool:
+        if value is None:
+            return False
+        checks = [
+            (self.lt, lambda v: value < v), (self.le, lambda v: value <= v),
+            (self.gt, lambda v: value > v), (self.ge, lambda v: value >= v),
+            (self.ne, lambda v: value != v), (self.in_, lambda v: value in v),
+            (self.not_in, lambda v: value not in v), (self.has, lambda v: v in value),
+        ]
+        return all(check(limit) for limit, check in checks if limit is not None)
+
+
+Matcher = Union[Scalar, list[Scalar], Comparison]
+
+
+def matcher_holds(matcher: Matcher, value: Any) -> bool:
+    """A scalar means equality, a list means membership, a table means comparisons."""
+    if isinstance(matcher, Comparison):
+        return matcher.holds(value)
+    if isinstance(matcher, list):
+        return value in matcher
+    return value == matcher
+
+
+class MethodTraits(StrictData):
+    """Method metadata a rule selects or excludes by (never a hard-coded method name check)."""
+
+    name: Optional[list[str]] = None
+    family: Optional[list[str]] = None
+    mergeable: Optional[bool] = None
+    requires_cuda: Optional[bool] = None
+    quantized: Optional[bool] = None
+    capacity_min: Optional[int] = None
+    capacity_max: Optional[int] = None
+
+    def matches(self, method: Method) -> bool:
+        wanted = [
+            (self.name, lambda v: method.name in v),
+            (self.family, lambda v: method.family in v),
+            (self.mergeable, lambda v: method.mergeable == v),
+            (self.requires_cuda, lambda v: method.requires_cuda == v),
+            (self.quantized, lambda v: method.quantized == v),
+            (self.capacity_min, lambda v: method.capacity >= v),
+            (self.capacity_max, lambda v: method.capacity <= v),
+        ]
+        return all(check(value) for value, check in wanted if value is not None)
+
+
+#: A learning rate given as a point of the method's own range.
+MethodRatePoint = Literal["method.low", "method.mid", "method.high"]
+
+
+class Settings(StrictData):
+    """What training and data rules may set. Later rules override earlier ones, key by key."""
+
+    learning_rate: Optional[Union[float, MethodRatePoint]] = None
+    new_layer_learning_rate: Optional[float] = None
+    epochs: Optional[float] = None
+    effective_batch: Optional[int] = None
+    warmup_ratio: Optional[float] = None
+    scheduler: Optional[str] = None
+    weight_decay: Optional[float] = None
+    early_stopping_patience: Optional[int] = None
+    eval_metric: Optional[str] = None
+    precision: Optional[Literal["bf16", "mixed", "fp16", "fp32"]] = None
+    lora_rank: Optional[int] = None
+    lora_alpha: Optional[int] = None
+    lora_dropout: Optional[float] = None
+    num_virtual_tokens: Optional[int] = None
+    trainable_layers: Optional[int] = None
+    validation_ratio: Optional[float] = None
+    kfold: Optional[int] = None
+    stratify: Optional[bool] = None
+
+
+class Rule(StrictData):
+    id: str = Field(pattern=r"^[a-z]+\.[a-z0-9\-]+$")
+    stage: Stage
+    when: dict[str, Matcher] = Field(default_factory=dict)
+    message: str
+    source: str
+    approach: Optional[Literal["prompting", "rag", "fine_tune"]] = None
+    complements: list[str] = Field(default_factory=list)
+    select: Optional[MethodTraits] = None
+    exclude: Optional[MethodTraits] = None
+    set: Optional[Settings] = None
+    warn: bool = Field(False, description="the message is also a warning of the plan")
+
+    @field_validator("when")
+    @classmethod
+    def _known_facts(cls, when: dict) -> dict:
+        unknown = [name for name in when if name not in Facts.model_fields]
+        if unknown:
+            raise ValueError(f"unknown fact(s) {unknown}; facts are: {', '.join(Facts.model_fields)}")
+        return when
+
+    def applies(self, facts: Facts) -> bool:
+        return all(matcher_holds(matcher, getattr(facts, name)) for name, matcher in self.when.items())
+
+    def explain(self, facts: Facts) -> str:
+        """The message with {fact} placeholders filled in."""
+        try:
+            return self.message.format(**facts.model_dump())
+        except (KeyError, IndexError, ValueError):
+            return self.message
+
+
+def parse_source(source: str) -> tuple[str, list[str]]:
+    """'FILE § Heading > Sub-heading' -> (FILE, [headings])."""
+    file, _, path = source.partition("§")
+    return file.strip(), [part.strip() for part in path.split(" > ") if part.strip()]
+
+
+@functools.cache
+def documents() -> dict[str, set[str]]:
+    """Seed document file -> its headings (knowledge/sources.toml)."""
+    return {doc["file"]: set(doc["headings"]) for doc in read_toml("sources.toml")["document"]}
+
+
+def check_source(rule: Rule, file_name: str) -> None:
+    file, headings = parse_source(rule.source)
+    known = documents()
+    if file not in known or not headings:
+        raise RuntimeError(f"knowledge/{file_name} rule {rule.id}: source must be '<seed file> § <heading>'; "
+                           f"got {rule.source!r}")
+    missing = [heading for heading in headings if heading not in known[file]]
+    if missing:
+        raise RuntimeError(f"knowledge/{file_name} rule {rule.id}: {file} has no section {missing[0]!r}")
+
+
+@functools.cache
+def all_rules() -> tuple[Rule, ...]:
+    """Every rule, in file order (knowledge/rules/*.toml sorted by name), validated."""
+    rules: list[Rule] = []
+    directory = knowledge_file("rules")
+    for path in sorted(directory.glob("*.toml")):
+        name = f"rules/{path.name}"
+        for index, row in enumerate(read_toml(name).get("rule", [])):
+            try:
+                rule = Rule.model_validate(row)
+            except ValidationError as error:
+                label = row.get("id", f"#{index + 1}")
+                raise RuntimeError(f"knowledge/{name} rule {label}: {describe_validation_error(error, Rule)}")
+            check_source(rule, name)
+            rules.append(rule)
+    ids = [rule.id for rule in rules]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise RuntimeError(f"knowledge/rules: duplicate rule id(s) {duplicates}")
+    return tuple(rules)
+
+
+def matching(stage: Stage, facts: Facts) -> list[Rule]:
+    """The rules of `stage` whose conditions hold for `facts`, in order."""
+    return [rule for rule in all_rules() if rule.stage == stage and rule.applies(facts)]
+
+
+def rule(rule_id: str) -> Rule:
+    for candidate in all_rules():
+        if candidate.id == rule_id:
+            return candidate
+    raise KeyError(rule_id)

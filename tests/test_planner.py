@@ -1,0 +1,145 @@
+"""Table-driven planner tests: profiles drawn from the seeds' own examples.
+
+Each row: the profile, the approach and method we expect, and rule ids that
+must be in the rationale (the citations that justify the answer).
+"""
+
+import json
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from advisor.models import Plan, Profile
+from advisor.planner import make_plan
+from advisor.rules import all_rules
+
+CASES = [
+    # -- prompting / RAG: fine-tuning's poor candidates (seed 002, When to Fine-tune)
+    ("one-off task", dict(one_off=True, examples=5000), "prompting", None, ["approach.one-off"]),
+    ("facts change often", dict(goal="knowledge", dynamic_knowledge=True, examples=50000), "rag", None,
+     ["approach.dynamic-knowledge"]),
+    ("under 100 examples", dict(examples=40), "prompting", None, ["approach.too-few-examples"]),
+    ("under 100 facts", dict(goal="knowledge", examples=60), "rag", None, ["approach.too-few-examples-knowledge"]),
+    ("knowledge without scale", dict(goal="knowledge", task="qa", examples=3000), "rag", None,
+     ["approach.knowledge-needs-scale"]),
+    # -- fine-tuning: the method from the decision framework (seed 003 §5.1)
+    ("embedded encoder, banking77", dict(task="classification", examples=10003, model="all-minilm-l6-v2", gpu="cpu"),
+     "full_finetune", "full", ["method.full-small-model", "training.new-layer-rate", "training.small-encoder-rate",
+                               "data.stratify", "data.split-90-10", "training.precision-cpu"]),
+    ("1B instruction on an A10G", dict(examples=3000, model="llama-3.2-1b", gpu="a10g"), "peft", "lora",
+     ["approach.behavior-fine-tune", "method.lora-default", "training.rank-standard", "risk.forgetting-peft"]),
+    ("70B on one H100", dict(examples=5000, model="llama-3.1-70b", gpu="h100"), "peft", "qlora",
+     ["memory.quantized-fallback", "risk.quantized-slower"]),
+    ("70B on one T4", dict(examples=5000, model="llama-3.1-70b", gpu="t4"), "peft", "lora",
+     ["memory.nothing-fits"]),
+    ("8B on a CPU", dict(examples=3000, model="llama-3.1-8b", gpu="cpu", gpu_memory_gib=64), "peft", "lora",
+     ["method.needs-cuda"]),
+    ("strict latency, many simple tasks", dict(task="classification", examples=2000, tasks=12, latency="strict",
+                                               model="llama-3.2-1b", gpu="a10g"), "peft", "lora",
+     ["method.strict-latency", "method.many-tasks-storage", "risk.merge-for-latency", "risk.adapters-per-task"]),
+    ("many simple tasks", dict(task="classification", examples=2000, tasks=12, latency="relaxed",
+                               model="llama-3.2-1b", gpu="a10g"), "peft", "prompt_tuning",
+     ["method.soft-prompt-many-simple-tasks", "risk.added-latency"]),
+    ("knowledge at scale", dict(goal="knowledge", task="domain-adaptation", examples=200000, model="qwen2.5-1.5b",
+                                gpu="h100"), "full_finetune", "full",
+     ["approach.knowledge-fine-tune", "method.full-knowledge-at-scale", "risk.forgetting-full",
+      "training.precision-full-mixed", "training.epochs-large-data"]),
+    ("hybrid behaviour + changing facts", dict(dynamic_knowledge=True, examples=4000, model="llama-3.2-3b",
+                                               gpu="a100-40gb"), "peft", "lora", ["approach.hybrid-rag"]),
+    ("small data", dict(task="classification", examples=300, model="llama-3.2-1b", gpu="l4"), "peft", "lora",
+     ["data.kfold-small", "training.epochs-small-data", "training.small-data-dropout", "training.rank-simple",
+      "data.under-recommended"]),
+    ("below the task's minimum", dict(task="ner", examples=200, model="llama-3.2-1b", gpu="l4"), "peft", "lora",
+     ["data.under-minimum"]),
+    ("low quality data", dict(examples=2000, quality="low", model="llama-3.2-1b", gpu="l4"), "peft", "lora",
+     ["data.low-quality"]),
+    ("gpt2 on a T4 (no bf16)", dict(task="generation", examples=20000, model="gpt2", gpu="t4"),
+     "full_finetune", "full", ["training.precision-fp16", "training.rank-complex" if False else "method.full-small-model"]),
+    ("reasoning, 8B on an H100", dict(task="reasoning", examples=20000, model="llama-3.1-8b", gpu="h100"),
+     "peft", "lora", ["training.rank-very-complex", "training.epochs-large-data"]),
+    ("8B on 4 x 24 GB", dict(examples=3000, model="llama-3.1-8b", gpu="rtx4090", num_gpus=4, seq_len=4096),
+     "peft", "lora", []),
+]
+
+
+def plan_of(overrides: dict) -> Plan:
+    return make_plan(Profile(**overrides))
+
+
+@pytest.mark.parametrize("name, overrides, approach, method, rule_ids", CASES, ids=[c[0] for c in CASES])
+def test_profile_gets_expected_plan(name, overrides, approach, method, rule_ids):
+    plan = plan_of(overrides)
+    fired = [entry.rule for entry in plan.rationale]
+    assert plan.recommendation.approach == approach, fired
+    assert plan.recommendation.method == method, fired
+    missing = [rule for rule in rule_ids if rule not in fired]
+    assert not missing, f"missing {missing}; fired {fired}"
+    for entry in plan.rationale:
+        assert entry.source and "§" in entry.source
+
+
+def test_every_rule_fires_in_some_test_profile():
+    fired = {entry.rule for _, overrides, *_ in CASES for entry in plan_of(overrides).rationale}
+    fired |= {entry.rule for entry in plan_of(dict(examples=3000, model="llama-3.1-8b", gpu="rtx4090",
+                                                   seq_len=8192, batch_size=16)).rationale}
+    never = sorted(rule.id for rule in all_rules() if rule.id not in fired)
+    assert not never, f"rules no test profile fires: {never}"
+
+
+def test_prompting_and_rag_plans_have_no_estimate_or_training():
+    plan = plan_of(dict(one_off=True))
+    assert plan.estimate is None and plan.training is None
+    assert {alt.method for alt in plan.alternatives} >= {"lora", "full"}
+
+
+def test_classification_head_gets_the_new_layer_rate_with_its_rule():
+    plan = plan_of(dict(task="classification", examples=10003, model="all-minilm-l6-v2", gpu="cpu"))
+    groups = {group.name: group for group in plan.training.hyperparameters.param_groups}
+    assert groups["new"].learning_rate == 1e-3 and groups["new"].rule == "training.new-layer-rate"
+    assert groups["pretrained"].learning_rate < groups["new"].learning_rate
+    cited = {entry.rule: entry.source for entry in plan.rationale}
+    assert "Learning Rate Schedules for Frozen Layers" in cited["training.new-layer-rate"]
+
+
+def test_nothing_fits_reports_fits_false_and_alternatives():
+    plan = plan_of(dict(examples=5000, model="llama-3.1-70b", gpu="t4"))
+    assert plan.estimate.fits is False
+    assert plan.alternatives and all(alt.fits is False for alt in plan.alternatives if alt.approach != "rag")
+
+
+def test_forced_method_is_honoured_and_estimated():
+    plan = plan_of(dict(examples=3000, model="llama-3.2-1b", gpu="a10g", method="ia3"))
+    assert plan.recommendation.method == "ia3"
+    assert plan.training.method == "ia3" and plan.estimate is not None
+
+
+PROFILES = st.fixed_dictionaries({
+    "goal": st.sampled_from(["knowledge", "behavior"]),
+    "task": st.sampled_from(["classification", "ner", "qa", "generation", "instruction", "reasoning",
+                             "domain-adaptation"]),
+    "examples": st.integers(0, 300000),
+    "quality": st.sampled_from(["low", "medium", "high"]),
+    "dynamic_knowledge": st.booleans(),
+    "latency": st.sampled_from(["strict", "moderate", "relaxed"]),
+    "tasks": st.integers(1, 20),
+    "model": st.sampled_from(["gpt2", "qwen2.5-0.5b", "llama-3.2-1b", "llama-3.1-8b", "mistral-7b", "qwen2.5-7b",
+                              "all-minilm-l6-v2"]),
+    "gpu": st.sampled_from(["cpu", "t4", "l4", "rtx4090", "a100-80gb", "h100"]),
+    "num_gpus": st.integers(1, 8),
+})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(PROFILES)
+def test_recommended_method_fits_and_json_matches_schema(overrides):
+    plan = plan_of(overrides)
+    document = json.loads(plan.model_dump_json())
+    jsonschema.validate(document, Plan.model_json_schema())
+    assert document["schema_version"] == 1
+    if plan.estimate is not None and plan.estimate.fits:
+        peak = plan.estimate.memory.peak_gib + plan.estimate.memory.overhead_gib
+        assert peak <= plan.estimate.device_memory_gib
+    if plan.recommendation.approach in ("prompting", "rag"):
+        assert plan.training is None
