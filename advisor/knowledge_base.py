@@ -31,7 +31,10 @@ class ModelEntry(BaseModel):
     id: str
     hf_id: Optional[str] = Field(None, description="hub id real users download")
     path: Optional[str] = Field(None, description="a local directory holding config.json")
-    embedded_package: Optional[str] = Field(None, description="a Python package whose files hold the weights")
+    embedded_package: Optional[str] = Field(
+        None, description="a Python package that ships the weights; its model_dir names the folder inside it"
+    )
+    embedded_model_dir: str = "model"
     architecture: Architecture
 
     @property
@@ -40,7 +43,7 @@ class ModelEntry(BaseModel):
         if self.path:
             return self.path
         if self.embedded_package:
-            return str(resources.files(self.embedded_package))
+            return str(resources.files(self.embedded_package).joinpath(self.embedded_model_dir))
         return self.hf_id or self.id
 
 
@@ -91,7 +94,7 @@ def models() -> dict[str, ModelEntry]:
     rows = read_toml("models.toml")["model"]
     shaped = []
     for row in rows:
-        meta = {k: row[k] for k in ("id", "hf_id", "embedded_package") if k in row}
+        meta = {k: row[k] for k in ("id", "hf_id", "embedded_package", "embedded_model_dir") if k in row}
         shape = {k: v for k, v in row.items() if k not in meta}
         shaped.append({**meta, "architecture": shape})
     return {entry.id: entry for entry in validate_entries("models.toml", "model", ModelEntry, shaped)}

@@ -93,3 +93,20 @@ class Method(BaseModel):
         on the training path; heavy imports belong inside.
         """
         raise NotImplementedError
+
+    def load_options(self, hp: MethodHyperparameters, precision: str = "bf16") -> dict[str, Any]:
+        """Extra keyword arguments for the base model's `from_pretrained` (e.g. qlora's 4-bit config).
+
+        `precision` is the plan's ("bf16" or "mixed"). Called on the training
+        path before `build`; heavy imports belong inside.
+        """
+        return {}
+
+    def training_callbacks(self, model: Any, hp: MethodHyperparameters) -> list[Any]:
+        """transformers TrainerCallbacks the method needs while training (e.g. gradual unfreezing)."""
+        return []
+
+
+def trainable_parameter_count(model: Any) -> int:
+    """Parameters of a torch module that receive gradients: what `Footprint.trainable_params` predicts."""
+    return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)

@@ -32,3 +32,11 @@ def test_local_directory_with_config_is_a_model(tmp_path):
 
 def test_every_catalog_gpu_has_memory():
     assert {"cpu", "t4", "h100", "h200"} <= set(knowledge_base.gpus())
+
+
+def test_embedded_model_source_holds_weights_and_tokenizer():
+    from pathlib import Path
+
+    source = Path(knowledge_base.resolve_model("all-minilm-l6-v2").source)
+    assert (source / "config.json").is_file() and (source / "model.safetensors").is_file()
+    assert (source / "tokenizer.json").is_file()

@@ -1,0 +1,48 @@
+"""Built-in method `prefix`: trained key/value prefixes in every layer (peft PrefixTuningConfig).
+
+The prefix lengthens each layer's keys and values, not the input sequence.
+Registered through the entry point `advisor.plugins.prefix`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from advisor import Footprint, Method, hookimpl
+from advisor.architecture import Architecture
+
+from ._peft_common import SoftPromptHyperparameters, build_soft_prompt
+
+
+class PrefixTuning(Method):
+    Hyperparameters = SoftPromptHyperparameters
+
+    def footprint(self, arch: Architecture, hp: SoftPromptHyperparameters) -> Footprint:
+        kv_dim = arch.kv_heads * arch.dim_per_head
+        params = hp.num_virtual_tokens * arch.num_layers * 2 * kv_dim
+        return Footprint(
+            trainable_params=params,
+            added_params=params,
+            virtual_tokens=hp.num_virtual_tokens,
+            virtual_tokens_in="kv",
+        )
+
+    def build(self, model: Any, hp: SoftPromptHyperparameters, task_type: str = "CAUSAL_LM") -> Any:
+        return build_soft_prompt(model, "PrefixTuningConfig", hp, task_type)
+
+
+METHOD = PrefixTuning(
+    name="prefix",
+    description="Prefix tuning: trains key/value prefixes for every layer; tiny per task, cannot be merged",
+    family="soft-prompt",
+    mergeable=False,
+    capacity=2,
+    learning_rate=(3e-3, 3e-2),
+    source="003_483fda984e781d7e.txt §2.4 Soft Prompting and Prefix-Tuning; "
+    "002_cb6d472d11844b9e.txt Prefix Tuning / Soft Prompts; learning rates from the peft docs",
+)
+
+
+@hookimpl
+def advisor_register_methods(register):
+    register(METHOD)
