@@ -1,0 +1,110 @@
+"""Statistics over the valid records: labels, duplicates, near-duplicates, conflicting labels, token lengths.
+
+`validate.py` calls `compute_stats` and turns the numbers into warnings.
+Token lengths come from the `tokenizer` callable (text -> token count) when
+one is given, else from the estimate ceil(UTF-8 bytes / 4), about right for
+English with BPE tokenizers; the report says which.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from typing import Callable, Optional
+
+from .load import LoadedData
+from .records import prompt_text, training_text
+from .report import ConflictingLabel, DataStats, LinePair, TokenLengths
+from .similarity import near_duplicates, normalise_text
+
+TokenCounter = Callable[[str], int]
+BYTES_PER_TOKEN = 4
+
+
+def compute_stats(
+    loaded: LoadedData,
+    tokenizer: Optional[TokenCounter] = None,
+    seq_len: Optional[int] = None,
+    max_listed: int = 50,
+) -> DataStats:
+    stats = DataStats(seq_len=seq_len)
+    if not loaded.records:
+        return stats
+    if loaded.format == "classification":
+        _label_stats(loaded, stats, max_listed)
+    _duplicate_stats(loaded, stats, max_listed)
+    _token_stats(loaded, stats, tokenizer, seq_len)
+    return stats
+
+
+def estimate_tokens(text: str) -> int:
+    return max(1, math.ceil(len(text.encode("utf-8")) / BYTES_PER_TOKEN))
+
+
+def _label_stats(loaded: LoadedData, stats: DataStats, max_listed: int) -> None:
+    counts = Counter(record["label"] for record in loaded.records)
+    stats.labels = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    if len(counts) > 1:
+        stats.imbalance_ratio = round(max(counts.values()) / min(counts.values()), 2)
+    by_text: dict[str, dict[str, list[int]]] = {}
+    first_text: dict[str, str] = {}
+    for record, line in zip(loaded.records, loaded.lines):
+        key = normalise_text(record["text"])
+        first_text.setdefault(key, record["text"])
+        by_text.setdefault(key, {}).setdefault(record["label"], []).append(line)
+    conflicts = [(key, labels) for key, labels in by_text.items() if len(labels) > 1]
+    stats.conflicting_labels = len(conflicts)
+    stats.conflicting_examples = [ConflictingLabel(text=first_text[key], labels=labels) for key, labels in conflicts[:max_listed]]
+
+
+def _duplicate_stats(loaded: LoadedData, stats: DataStats, max_listed: int) -> None:
+    """Exact: the same normalised record. Near: the same normalised text, or Jaccard >= 0.8 with an earlier one."""
+    first_record: dict[str, int] = {}
+    first_text: dict[str, int] = {}
+    earlier_of: dict[int, int] = {}  # record position -> an earlier position it nearly repeats
+    distinct: list[int] = []  # positions of the first record of each normalised text
+    for position, record in enumerate(loaded.records):
+        key = json.dumps(record, sort_keys=True)
+        if key in first_record:
+            stats.duplicates += 1
+            if len(stats.duplicate_examples) < max_listed:
+                stats.duplicate_examples.append(LinePair(first_line=loaded.lines[first_record[key]], line=loaded.lines[position]))
+            continue
+        first_record[key] = position
+        text = normalise_text(training_text(loaded.format, record))
+        if text in first_text:
+            earlier_of[position] = first_text[text]
+        else:
+            first_text[text] = position
+            distinct.append(position)
+    texts = list(first_text)  # in the order of `distinct`
+    for later, earlier in near_duplicates(texts).items():
+        earlier_of[distinct[later]] = distinct[earlier]
+    stats.near_duplicates = len(earlier_of)
+    stats.near_duplicate_examples = [
+        LinePair(first_line=loaded.lines[earlier_of[position]], line=loaded.lines[position])
+        for position in sorted(earlier_of)[:max_listed]
+    ]
+
+
+def _token_stats(loaded: LoadedData, stats: DataStats, tokenizer: Optional[TokenCounter], seq_len: Optional[int]) -> None:
+    count = tokenizer or estimate_tokens
+    lengths = sorted(count(training_text(loaded.format, record)) for record in loaded.records)
+    stats.token_lengths = TokenLengths(
+        p50=_nearest_rank(lengths, 0.50),
+        p95=_nearest_rank(lengths, 0.95),
+        max=lengths[-1],
+        mean=round(sum(lengths) / len(lengths), 1),
+        method="tokenizer" if tokenizer else "estimate",
+    )
+    if seq_len is None:
+        return
+    stats.truncated_at_seq_len = sum(1 for length in lengths if length > seq_len)
+    prompts = [prompt_text(loaded.format, record) for record in loaded.records]
+    if loaded.format in ("alpaca", "chat"):
+        stats.nothing_to_learn_at_seq_len = sum(1 for prompt in prompts if prompt and count(prompt) >= seq_len)
+
+
+def _nearest_rank(sorted_values: list[int], quantile: float) -> int:
+    return sorted_values[max(0, math.ceil(quantile * len(sorted_values)) - 1)]
