@@ -8,6 +8,7 @@ built from config). Pure Python: no torch here.
 
 from __future__ import annotations
 
+import functools
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -90,36 +91,10 @@ class Architecture(BaseModel):
         return self.family in ("gpt2", "bert")
 
     # -- parameter layout ----------------------------------------------
-    def layer_linears(self) -> list[LinearSpec]:
-        """The linear modules of one transformer layer, in peft's naming."""
-        h, ffn = self.hidden_size, self.intermediate_size
-        q_out, kv_out = self.num_heads * self.dim_per_head, self.kv_heads * self.dim_per_head
-        if self.family == "gpt2":
-            return [
-                LinearSpec(name="c_attn", in_features=h, out_features=3 * h, bias=True, role="attention"),
-                LinearSpec(name="c_proj", in_features=h, out_features=h, bias=True, role="attention"),
-                LinearSpec(name="c_fc", in_features=h, out_features=ffn, bias=True, role="mlp"),
-                LinearSpec(name="c_proj", in_features=ffn, out_features=h, bias=True, role="mlp"),
-            ]
-        if self.family == "bert":
-            return [
-                LinearSpec(name="query", in_features=h, out_features=h, bias=True, role="attention"),
-                LinearSpec(name="key", in_features=h, out_features=h, bias=True, role="attention"),
-                LinearSpec(name="value", in_features=h, out_features=h, bias=True, role="attention"),
-                LinearSpec(name="dense", in_features=h, out_features=h, bias=True, role="attention"),
-                LinearSpec(name="dense", in_features=h, out_features=ffn, bias=True, role="mlp"),
-                LinearSpec(name="dense", in_features=ffn, out_features=h, bias=True, role="mlp"),
-            ]
-        qkv_bias = self.family == "qwen2"
-        return [
-            LinearSpec(name="q_proj", in_features=h, out_features=q_out, bias=qkv_bias, role="attention"),
-            LinearSpec(name="k_proj", in_features=h, out_features=kv_out, bias=qkv_bias, role="attention"),
-            LinearSpec(name="v_proj", in_features=h, out_features=kv_out, bias=qkv_bias, role="attention"),
-            LinearSpec(name="o_proj", in_features=q_out, out_features=h, bias=False, role="attention"),
-            LinearSpec(name="gate_proj", in_features=h, out_features=ffn, bias=False, role="mlp"),
-            LinearSpec(name="up_proj", in_features=h, out_features=ffn, bias=False, role="mlp"),
-            LinearSpec(name="down_proj", in_features=ffn, out_features=h, bias=False, role="mlp"),
-        ]
+    def layer_linears(self) -> tuple[LinearSpec, ...]:
+        """The linear modules of one transformer layer, in peft's naming (computed once per shape)."""
+        return _layer_linears(self)
+
 
     def norm_params(self) -> int:
         """Parameters of one normalisation layer (RMSNorm: weight; LayerNorm: weight + bias)."""
@@ -179,3 +154,35 @@ class Architecture(BaseModel):
             max_position_embeddings=config.get("max_position_embeddings", 2048),
             type_vocab_size=config.get("type_vocab_size", 2 if family == "bert" else 0),
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _layer_linears(arch: "Architecture") -> tuple[LinearSpec, ...]:
+    h, ffn = arch.hidden_size, arch.intermediate_size
+    q_out, kv_out = arch.num_heads * arch.dim_per_head, arch.kv_heads * arch.dim_per_head
+    if arch.family == "gpt2":
+        return (
+            LinearSpec(name="c_attn", in_features=h, out_features=3 * h, bias=True, role="attention"),
+            LinearSpec(name="c_proj", in_features=h, out_features=h, bias=True, role="attention"),
+            LinearSpec(name="c_fc", in_features=h, out_features=ffn, bias=True, role="mlp"),
+            LinearSpec(name="c_proj", in_features=ffn, out_features=h, bias=True, role="mlp"),
+        )
+    if arch.family == "bert":
+        return (
+            LinearSpec(name="query", in_features=h, out_features=h, bias=True, role="attention"),
+            LinearSpec(name="key", in_features=h, out_features=h, bias=True, role="attention"),
+            LinearSpec(name="value", in_features=h, out_features=h, bias=True, role="attention"),
+            LinearSpec(name="dense", in_features=h, out_features=h, bias=True, role="attention"),
+            LinearSpec(name="dense", in_features=h, out_features=ffn, bias=True, role="mlp"),
+            LinearSpec(name="dense", in_features=ffn, out_features=h, bias=True, role="mlp"),
+        )
+    qkv_bias = arch.family == "qwen2"
+    return (
+        LinearSpec(name="q_proj", in_features=h, out_features=q_out, bias=qkv_bias, role="attention"),
+        LinearSpec(name="k_proj", in_features=h, out_features=kv_out, bias=qkv_bias, role="attention"),
+        LinearSpec(name="v_proj", in_features=h, out_features=kv_out, bias=qkv_bias, role="attention"),
+        LinearSpec(name="o_proj", in_features=q_out, out_features=h, bias=False, role="attention"),
+        LinearSpec(name="gate_proj", in_features=h, out_features=ffn, bias=False, role="mlp"),
+        LinearSpec(name="up_proj", in_features=h, out_features=ffn, bias=False, role="mlp"),
+        LinearSpec(name="down_proj", in_features=ffn, out_features=h, bias=False, role="mlp"),
+    )
