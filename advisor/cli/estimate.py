@@ -1,12 +1,161 @@
-"""`advisor estimate` (being built)."""
+"""`advisor estimate`: peak GPU memory, disk space and time for one model, method and shape.
 
-from ..errors import UserError
+Flags map onto an `EstimateRequest`; the method's own hyperparameters come
+from the shortcuts (--lora-rank -> r, --num-virtual-tokens ->
+num_virtual_tokens, --trainable-layers -> trainable_layers) and `--set
+KEY=VALUE`, validated by the method plugin. `--json` prints the Estimate; the
+human view is a table of the breakdown. Exit 1 when a --gpu is given and the
+configuration does not fit it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..errors import EXIT_NO, UserError
+from .common import print_json
+
+#: Shortcut flag (argparse dest) -> the method hyperparameter it sets.
+SHORTCUTS = {"lora_rank": "r", "num_virtual_tokens": "num_virtual_tokens", "trainable_layers": "trainable_layers"}
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("estimate", help="(not yet available)")
+    parser = subparsers.add_parser("estimate", help="peak GPU memory, storage and time of one training configuration")
+    parser.add_argument("--model", required=True, help="model catalog id (see `advisor models`) or a local directory")
+    parser.add_argument("--method", required=True, help="a method plugin name (see `advisor plugins`)")
+    parser.add_argument("--precision", choices=["bf16", "mixed", "fp32"], default="bf16",
+                        help="bf16: weights, gradients and states in bf16; mixed: fp32 weights + bf16 autocast")
+    parser.add_argument("--batch-size", type=_positive, default=1, help="micro-batch per device")
+    parser.add_argument("--seq-len", type=_positive, default=512, help="tokens per example")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
+    parser.add_argument("--gradient-accumulation-steps", type=_positive, default=1, help="micro-batches per step")
+    parser.add_argument("--lora-rank", type=_positive, help="LoRA rank (the method's 'r')")
+    parser.add_argument("--num-virtual-tokens", type=_positive, help="soft-prompt length (prefix, prompt tuning)")
+    parser.add_argument("--trainable-layers", type=_positive, help="last layers trained (freeze)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any method hyperparameter (repeatable); the value is JSON or a plain string")
+    parser.add_argument("--head", choices=["lm", "classification"], default="lm", help="language-model or classifier head")
+    parser.add_argument("--num-labels", type=_positive, default=2, help="classes of a classification head")
+    parser.add_argument("--gpu", help="accelerator catalog id (see `advisor gpus`); gives `fits` and time")
+    parser.add_argument("--gpu-memory-gib", type=float, help="overrides the catalog's memory per device")
+    parser.add_argument("--num-gpus", type=_positive, default=1, help="devices (data parallel)")
+    parser.add_argument("--sharding", choices=["none", "ddp", "fsdp", "zero2", "zero3"], default=None,
+                        help="multi-GPU scheme (default: ddp with several GPUs)")
+    parser.add_argument("--optimizer", choices=["adamw", "adamw_8bit", "paged_adamw_8bit"], default="adamw")
+    parser.add_argument("--tasks", type=_positive, default=1, help="tasks/variants stored (storage total)")
+    parser.add_argument("--tokens", type=_positive, help="training tokens of the whole run (for hours and cost)")
+    parser.add_argument("--price-per-hour", type=float, help="price of one device-hour (for the cost)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=run)
 
 
-def run(args) -> int:
-    raise UserError("'advisor estimate' is not available yet")
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value '{text}': expected a whole number >= 1")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value '{text}': expected a whole number >= 1")
+    return value
+
+
+def method_values(args: argparse.Namespace, accepted: list[str], method: str) -> dict[str, Any]:
+    """The hyperparameters the flags give, refusing ones the method does not have."""
+    values: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"invalid --set '{item}': expected KEY=VALUE")
+        try:
+            values[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            values[key.strip()] = text
+    for dest, key in SHORTCUTS.items():
+        if getattr(args, dest) is not None:
+            values[key] = getattr(args, dest)
+    unknown = [key for key in values if key not in accepted]
+    if unknown:
+        raise UserError(
+            f"method '{method}' has no hyperparameter '{unknown[0]}'; it accepts: {', '.join(accepted) or 'none'}"
+        )
+    return values
+
+
+def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from ..errors import describe_validation_error
+    from ..estimate import EstimateRequest, estimate
+    from ..knowledge_base import resolve_gpu, resolve_model
+    from ..manager import get_method
+
+    model = resolve_model(args.model)
+    method = get_method(args.method)
+    values = method_values(args, list(method.Hyperparameters.model_fields), method.name)
+    try:
+        hp = method.hyperparameters(values)
+    except ValidationError as error:
+        raise UserError(describe_validation_error(error, method.Hyperparameters))
+    if args.gpu_memory_gib is not None and args.gpu_memory_gib <= 0:
+        raise UserError(f"invalid value {args.gpu_memory_gib} for --gpu-memory-gib: expected a number > 0")
+    if args.price_per_hour is not None and args.price_per_hour < 0:
+        raise UserError(f"invalid value {args.price_per_hour} for --price-per-hour: expected a number >= 0")
+    request = EstimateRequest(
+        architecture=model.architecture,
+        footprint=method.footprint(model.architecture, hp),
+        precision=args.precision,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        gradient_checkpointing=args.gradient_checkpointing,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        num_gpus=args.num_gpus,
+        sharding=args.sharding or ("ddp" if args.num_gpus > 1 else "none"),
+        optimizer=args.optimizer,
+        head=args.head,
+        num_labels=args.num_labels,
+        gpu=resolve_gpu(args.gpu) if args.gpu else None,
+        device_memory_gib=args.gpu_memory_gib,
+        tasks=args.tasks,
+        train_tokens=args.tokens,
+        price_per_hour=args.price_per_hour,
+    )
+    result = estimate(request)
+    if args.json:
+        print_json(result)
+    else:
+        render(result, model.id, method.name)
+    return EXIT_NO if result.fits is False else 0
+
+
+def render(result, model: str, method: str) -> None:
+    """The breakdown as a rich table, then fit, storage and time in a few lines."""
+    from rich.console import Console
+    from rich.table import Table
+
+    memory = result.memory
+    table = Table("part", "GiB", title=f"{model} / {method}: peak memory per device")
+    for part, gib in sorted(memory.breakdown.items(), key=lambda item: -item[1]):
+        table.add_row(part.replace("_", " "), f"{gib:.2f}")
+    table.add_row("[bold]peak (max_memory_allocated)[/bold]", f"[bold]{memory.peak_gib:.2f}[/bold]")
+    table.add_row("CUDA context + allocator slack", f"{memory.overhead_gib:.2f}")
+    console = Console()
+    console.print(table)
+    console.print(f"trainable parameters: {result.trainable_params:,} of {result.total_params:,}")
+    if result.fits is not None:
+        verdict = "[green]fits[/green]" if result.fits else "[red]does not fit[/red]"
+        need = memory.peak_gib + memory.overhead_gib
+        console.print(f"{verdict}: needs {need:.1f} GiB of {result.device_memory_gib:.1f} GiB per device")
+    if result.storage is not None:
+        storage = result.storage
+        kind = "full checkpoint" if storage.merged else "adapter"
+        console.print(f"storage: {storage.per_task_mb:,.1f} MB per task ({kind}), {storage.total_mb:,.1f} MB in total")
+    if result.time is not None:
+        time = result.time
+        line = f"speed: {time.tokens_per_s:,.0f} tokens/s"
+        if time.train_tokens:
+            line += f"; {time.train_tokens:,} tokens take {time.hours:.2f} h"
+        if time.cost is not None:
+            line += f", cost {time.cost:,.2f}"
+        console.print(line)

@@ -2,7 +2,11 @@
 
 Callers (the planner, `advisor estimate`, the preflight) build an
 `EstimateRequest` from an architecture and a method's `Footprint`, and get an
-`advisor.models.Estimate` back.
+`advisor.models.Estimate` back from `estimate()`; `search.best_fit` finds the
+least compromising configuration that fits. Inside: activations.py (bytes
+autograd keeps, op by op), memory.py (the step's peak), sharding.py
+(multi-GPU), storage.py, throughput.py, calibration.py (the global
+coefficients), estimator.py (puts them together).
 """
 
 from __future__ import annotations
@@ -38,3 +42,9 @@ class EstimateRequest(BaseModel):
     tasks: int = Field(1, ge=1)
     train_tokens: Optional[int] = Field(None, ge=0, description="tokens processed over the whole run")
     price_per_hour: Optional[float] = Field(None, ge=0)
+    gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
+
+
+from .estimator import estimate  # noqa: E402  (needs EstimateRequest defined first)
+
+__all__ = ["EstimateRequest", "estimate"]

@@ -1,0 +1,350 @@
+"""Bytes autograd keeps between the forward and the backward pass, op by op.
+
+memory.py asks here how much one transformer layer saves for its backward
+(and what a gradient-checkpointed layer keeps instead), what lives outside
+the layers (embedding dropout, final norm, lm_head input), and the logits and
+loss tensors. Each figure is the sum of the tensors the Hugging Face modules
+(transformers 5, peft 0.21) hand to autograd, written out per operation so a
+test can compare it with the tensors `torch.autograd.graph.saved_tensors_hooks`
+sees on a tiny model on CPU (tests/estimate/test_activations.py).
+
+Two kernels differ between CPU and CUDA and are selected by `kernel`: a
+dropout mask is a bool (1 byte) from CUDA's fused dropout, but a tensor of the
+input's dtype on CPU; LayerNorm statistics are fp32 on CUDA. Attention is
+SDPA with a flash/memory-efficient kernel on both (saved: q, k, v, output,
+log-sum-exp; attention dropout keeps only an RNG state on CUDA).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..architecture import Architecture, LinearSpec
+
+Kernel = Literal["cuda", "cpu"]
+#: Families whose default configs use hidden-state dropout (GPT-2 resid/embd 0.1, BERT hidden 0.1); the
+#: others (llama, qwen2, mistral) have none. Attention dropout costs no saved tensor on CUDA (see above).
+HIDDEN_DROPOUT = {"gpt2": True, "bert": True, "llama": False, "qwen2": False, "mistral": False}
+#: peft keeps adapter weights in fp32 (get_peft_model's autocast_adapter_dtype), so their inputs are cast to fp32.
+ADAPTER_BYTES = 4
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """The dtypes (in bytes) of the tensors one precision recipe produces."""
+
+    residual: int  # the hidden stream between layers, and norm outputs
+    compute: int  # projection outputs, attention, MLP intermediates
+    logits: int  # the lm_head output
+    autocast: bool = False  # torch.autocast: every linear casts its input to a bf16 copy
+
+    @classmethod
+    def of(cls, precision: str, upcast_fp32: bool) -> "Numerics":
+        """bf16/fp16: everything 16-bit; fp32; mixed: fp32 stream, bf16 matmuls; k-bit upcast: fp32 stream."""
+        if precision == "fp32" or upcast_fp32:
+            # prepare_model_for_kbit_training: fp32 embeddings/norms, 4-bit linears cast outputs back to fp32.
+            return cls(residual=4, compute=4, logits=4)
+        if precision == "mixed":
+            return cls(residual=4, compute=2, logits=2, autocast=True)
+        return cls(residual=2, compute=2, logits=2)
+
+
+@dataclass(frozen=True)
+class LayerGrads:
+    """What in one layer takes part in the backward pass."""
+
+    weights: bool  # the layer's own weights are trained (full, freeze)
+    input: bool  # the layer's input requires grad (something trainable below it)
+    adapted: tuple[LinearSpec, ...] = ()  # linears carrying a LoRA-style adapter
+    rank: int = 0
+    kv_grad: bool = False  # prefix tuning: trained keys/values enter attention
+
+    @property
+    def active(self) -> bool:
+        return self.weights or self.input or bool(self.adapted) or self.kv_grad
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """The shape one forward pass sees."""
+
+    batch: int
+    seq: int  # query positions (prompt tuning adds its virtual tokens here)
+    kv_seq: int  # key/value positions (prefix tuning adds its virtual tokens here)
+    use_cache: bool  # transformers builds a DynamicCache (K/V copies) unless checkpointing
+
+    @property
+    def count(self) -> int:
+        return self.batch * self.seq
+
+
+@dataclass
+class Ledger:
+    """Named byte counts; one part per module kind so the totals can be explained."""
+
+    parts: dict[str, float] = field(default_factory=dict)
+
+    def add(self, part: str, nbytes: float) -> None:
+        if nbytes:
+            self.parts[part] = self.parts.get(part, 0.0) + nbytes
+
+    @property
+    def total(self) -> float:
+        return sum(self.parts.values())
+
+
+def _mask(kernel: Kernel, input_bytes: int) -> int:
+    return 1 if kernel == "cuda" else input_bytes
+
+
+def _norm(ledger: Ledger, arch: Architecture, n: Numerics, t: int, input_grad: bool, weight_grad: bool,
+          kernel: Kernel):
+    """RMSNorm (transformers: fp32 copy, rsqrt, weight * x.to(dtype)) or LayerNorm (input + mean/rstd).
+
+    RMSNorm keeps its fp32 input and rsqrt only for the input's gradient, and the
+    normalised tensor only for the weight's; LayerNorm's fused kernel keeps all three.
+    """
+    if not (input_grad or weight_grad):
+        return
+    h = arch.hidden_size
+    if arch.uses_rmsnorm:
+        if input_grad:
+            ledger.add("norms", t * (4 * h + 4))
+        if weight_grad:
+            ledger.add("norms", t * h * n.residual)
+    else:
+        stats = 8 if kernel == "cuda" else 2 * n.residual
+        ledger.add("norms", t * (h * n.residual + stats))
+
+
+def _linear_inputs(ledger: Ledger, n: Numerics, t: int, width: int, consumers: int, part: str):
+    """Inputs a trained linear saves: shared once, or one bf16 copy per linear under autocast."""
+    if n.autocast:
+        ledger.add(part, consumers * t * width * 2)
+    else:
+        ledger.add(part, t * width * n.residual)
+
+
+def _adapters(ledger: Ledger, arch: Architecture, grads: LayerGrads, t: int, kernel: Kernel):
+    """peft LoRA: per adapted linear, dropout(x.to(fp32)) for lora_A, lora_A's output for lora_B.
+
+    The dropout mask is kept only where x itself needs a gradient: not for the
+    linears reading the layer input when nothing below the layer trains.
+    """
+    attention = [linear for linear in arch.layer_linears() if linear.role == "attention"]
+    reads_layer_input = attention[:-1]  # q/k/v, c_attn, query/key/value: all but the output projection
+    for linear in grads.adapted:
+        x_grad = grads.input or grads.weights or linear not in reads_layer_input
+        mask = t * linear.in_features * _mask(kernel, ADAPTER_BYTES) if x_grad else 0
+        ledger.add("adapters", t * linear.in_features * ADAPTER_BYTES + mask + t * grads.rank * ADAPTER_BYTES)
+
+
+def _attention_core(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, masked: bool, kernel: Kernel):
+    """SDPA saves q, k, v, its output (the o_proj input: same storage) and a fp32 log-sum-exp per head.
+
+    With a DynamicCache the k/v SDPA sees are the cache's copies, counted by
+    `kv_cache_bytes` because the model output keeps them for every layer, trained
+    or not. An explicit mask (prefix tuning) disables SDPA's GQA path, so k/v are
+    also expanded to all heads (repeat_kv), and the boolean mask becomes an
+    additive bias the memory-efficient kernel saves (last dim padded to 16).
+    """
+    q_dim = arch.num_heads * arch.dim_per_head
+    kv_dim = arch.kv_heads * arch.dim_per_head
+    t, t_kv = tok.count, tok.batch * tok.kv_seq
+    c = 2 if n.autocast else n.compute
+    ledger.add("attention", 2 * t * q_dim * c + t * arch.num_heads * 4)
+    if not cached(arch, tok):
+        ledger.add("attention", 2 * t_kv * kv_dim * c)
+    elif n.autocast:
+        ledger.add("attention", t_kv * kv_dim * 2)  # SDPA's bf16 cast of the cache's fp32 keys
+    if masked:
+        if kv_dim != q_dim:
+            ledger.add("attention", 2 * t_kv * q_dim * c)
+        ledger.add("attention", t * _mask_width(tok, kernel) * c)
+
+
+def _mask_width(tok: Tokens, kernel: Kernel) -> int:
+    """Key positions of the additive mask SDPA saves; CUDA's memory-efficient kernel pads them to 16."""
+    return -(-tok.kv_seq // 16) * 16 if kernel == "cuda" else tok.kv_seq
+
+
+def cached(arch: Architecture, tok: Tokens) -> bool:
+    """A decoder builds a DynamicCache without checkpointing (use_cache), and always with a prefix."""
+    return arch.kind == "decoder" and (tok.use_cache or tok.kv_seq != tok.seq)
+
+
+def cache_is_saved(arch: Architecture, tok: Tokens) -> bool:
+    """SDPA saves the cache's k/v themselves, unless repeat_kv expanded them (masked attention with GQA)."""
+    return cached(arch, tok) and (tok.kv_seq == tok.seq or arch.kv_heads == arch.num_heads)
+
+
+def kv_cache_bytes(arch: Architecture, n: Numerics, tok: Tokens) -> float:
+    """One layer's K/V in the DynamicCache the model output holds until the step ends (0 when checkpointing).
+
+    Under autocast the rotary keys are fp32 (the cos/sin tables follow the fp32 stream).
+    """
+    if not cached(arch, tok):
+        return 0.0
+    t_kv = tok.batch * tok.kv_seq
+    kv_dim = arch.kv_heads * arch.dim_per_head
+    if n.autocast:
+        return t_kv * kv_dim * (2 + (2 if arch.family == "gpt2" else 4))
+    return 2 * t_kv * kv_dim * n.compute
+
+
+def decoder_layer(arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrads, kernel: Kernel = "cuda") -> Ledger:
+    """Bytes one decoder layer (llama/qwen2/mistral or gpt2) keeps for its backward pass."""
+    ledger = Ledger()
+    if not grads.active:
+        return ledger
+    if arch.family == "gpt2":
+        _gpt2_layer(ledger, arch, n, tok, grads, kernel)
+    else:
+        _llama_layer(ledger, arch, n, tok, grads, kernel)
+    _adapters(ledger, arch, grads, tok.count, kernel)
+    return ledger
+
+
+def _llama_layer(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrads, kernel: Kernel):
+    t, h, f = tok.count, arch.hidden_size, arch.intermediate_size
+    w = grads.weights
+    _norm(ledger, arch, n, t, grads.input, w, kernel)
+    if w:
+        _linear_inputs(ledger, n, t, h, 3, "attention")  # q/k/v input
+    # A prefix makes transformers pass an explicit mask: SDPA then needs repeat_kv (no enable_gqa).
+    _attention_core(ledger, arch, n, tok, masked=tok.kv_seq != tok.seq, kernel=kernel)
+    _norm(ledger, arch, n, t, True, w, kernel)
+    c = 2 if n.autocast else n.compute
+    ledger.add("mlp", 3 * t * f * c)  # gate output (SiLU), SiLU output and up output (the product)
+    if w:
+        _linear_inputs(ledger, n, t, h, 2, "mlp")  # gate/up input
+        ledger.add("mlp", t * f * c)  # down_proj input
+
+
+def _gpt2_layer(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrads, kernel: Kernel):
+    t, h, f = tok.count, arch.hidden_size, arch.intermediate_size
+    w = grads.weights
+    c = 2 if n.autocast else n.compute
+    _norm(ledger, arch, n, t, grads.input, w, kernel)
+    if w:
+        _linear_inputs(ledger, n, t, h, 1, "attention")  # c_attn input
+    # q, k, v are views of c_attn's output (all three kept through q); a cache holds k/v copies.
+    ledger.add("attention", 3 * t * h * c + t * h * c + t * arch.num_heads * 4)  # + SDPA output, log-sum-exp
+    if tok.kv_seq != tok.seq:
+        ledger.add("attention", t * _mask_width(tok, kernel) * c)  # prefix: the additive mask SDPA saves
+    ledger.add("dropout", t * h * _mask(kernel, c))  # resid_dropout after attention
+    _norm(ledger, arch, n, t, True, w, kernel)
+    if w:
+        _linear_inputs(ledger, n, t, h, 1, "mlp")  # c_fc input
+    ledger.add("mlp", _gelu_tanh_bytes(n, t * f))
+    if w:
+        ledger.add("mlp", t * f * (2 if n.autocast else c))  # c_proj input
+    ledger.add("dropout", t * h * _mask(kernel, c))  # resid_dropout after the MLP
+
+
+def _gelu_tanh_bytes(n: Numerics, elements: int) -> float:
+    """GPT-2's gelu_new in Python: pow saves x, tanh its output, the last mul both factors.
+
+    Under autocast pow runs in fp32 and promotes what follows, so three of the four are fp32.
+    """
+    if n.autocast:
+        return elements * (4 + 4 + 2 + 4)
+    return elements * 4 * n.compute
+
+
+def encoder_layer(arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrads, kernel: Kernel = "cuda") -> Ledger:
+    """Bytes one BERT layer (post-norm, GELU, dropout after each sub-block) keeps for its backward."""
+    ledger = Ledger()
+    if not grads.active:
+        return ledger
+    t, h, f = tok.count, arch.hidden_size, arch.intermediate_size
+    w = grads.weights
+    c = 2 if n.autocast else n.compute
+    if w:
+        _linear_inputs(ledger, n, t, h, 3, "attention")  # query/key/value input
+    _attention_core(ledger, arch, n, tok, masked=False, kernel=kernel)
+    ledger.add("dropout", t * h * _mask(kernel, c))
+    _norm(ledger, arch, n, t, True, w, kernel)
+    if w:
+        _linear_inputs(ledger, n, t, h, 1, "mlp")  # intermediate.dense input
+    ledger.add("mlp", t * f * c)  # GELU input
+    if w:
+        ledger.add("mlp", t * f * c)  # output.dense input
+    ledger.add("dropout", t * h * _mask(kernel, c))
+    _norm(ledger, arch, n, t, True, w, kernel)
+    _adapters(ledger, arch, grads, t, kernel)
+    return ledger
+
+
+def layer(arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrads, kernel: Kernel = "cuda") -> Ledger:
+    builder = encoder_layer if arch.kind == "encoder" else decoder_layer
+    return builder(arch, n, tok, grads, kernel)
+
+
+def checkpoint_bytes(arch: Architecture, n: Numerics, tok: Tokens) -> float:
+    """What a gradient-checkpointed layer keeps: its input hidden states (recomputed from them in backward)."""
+    return tok.count * arch.hidden_size * n.residual
+
+
+def outside_layers(
+    arch: Architecture, n: Numerics, tok: Tokens, embeddings_grad: bool, input_leaf: bool, stream_grad: bool,
+    head_trained: bool, head: str, kernel: Kernel = "cuda",
+) -> Ledger:
+    """Embedding dropout, the final norm and the head's input (logits and loss are `LogitsBytes`).
+
+    `input_leaf`: enable_input_require_grads made the word-embedding output a leaf
+    that requires grad, which autograd keeps, and the first layer's input is a
+    separate tensor built from it (GPT-2/BERT add positions, a prompt is prepended).
+    """
+    ledger = Ledger()
+    t, h = tok.count, arch.hidden_size
+    if head_trained:
+        ledger.add("inputs", t * 8)  # the token ids the embedding's backward scatters into
+    if input_leaf:
+        ledger.add("inputs", t * h * n.residual)
+    if not arch.learned_positions and stream_grad:
+        ledger.add("inputs", 2 * tok.seq * arch.dim_per_head * n.residual)  # rotary cos/sin, shared by all layers
+    if HIDDEN_DROPOUT[arch.family] and embeddings_grad:
+        ledger.add("dropout", t * h * _mask(kernel, n.residual))
+    if arch.kind == "encoder":
+        if embeddings_grad:
+            _norm(ledger, arch, n, t, True, True, kernel)  # embedding LayerNorm
+        if head == "lm" and stream_grad:
+            # MLM head: dense (h->h), GELU, LayerNorm, then the decoder to the vocabulary.
+            ledger.add("head", t * h * (n.residual + n.compute + n.compute + n.residual))
+        if head == "classification" and head_trained:
+            ledger.add("head", t * h * n.residual)  # the pooler's [CLS] slice keeps the last hidden state alive
+        return ledger
+    _norm(ledger, arch, n, t, stream_grad, head_trained, kernel)
+    if head_trained:
+        _linear_inputs(ledger, n, t, h, 1, "head")
+    return ledger
+
+
+@dataclass(frozen=True)
+class LogitsBytes:
+    """The logits and cross-entropy tensors, which dominate with 128K-152K vocabularies.
+
+    transformers' ForCausalLMLoss upcasts a decoder's logits to fp32 and runs
+    log_softmax (its fp32 output is saved). In the backward pass NLL's gradient
+    and log_softmax's gradient are two more tensors of that size, while the model
+    output object (holding the logits) is still referenced: the calibration
+    peaks show (12 + logits dtype) bytes per logit at that moment.
+    """
+
+    kept: float  # after the forward pass: the logits (held by the output), saved log-probabilities, labels
+    backward_extra: float  # on top of `kept` while the loss backward runs
+    output: float  # the logits alone, alive until the step's outputs are dropped
+
+    @classmethod
+    def of(cls, arch: Architecture, n: Numerics, tok: Tokens, head: str, num_labels: int) -> "LogitsBytes":
+        classes = arch.vocab_size if head == "lm" else num_labels
+        positions = tok.count if head == "lm" else tok.batch
+        elements = positions * classes
+        # Encoder heads (BERT's MLM and classifiers) take the loss in the logits' dtype, without the fp32 upcast.
+        loss = 4 if arch.kind == "decoder" and head == "lm" else n.logits
+        return cls(
+            kept=elements * (n.logits + loss) + positions * 8, backward_extra=elements * 2 * loss,
+            output=elements * n.logits,
+        )

@@ -1,0 +1,95 @@
+"""`estimate()`: memory, storage and time of one EstimateRequest, as an `advisor.models.Estimate`.
+
+Called by the planner, `advisor estimate` and the preflight check before a
+run. Pure Python: memory.py walks the step, storage.py sizes the files,
+throughput.py times the run.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ..models import Estimate, MemoryEstimate, TimeEstimate
+from . import EstimateRequest
+from . import throughput
+from .memory import GIB, Shape, peak_memory
+from .storage import storage_estimate
+
+#: CUDA context and kernels loaded by torch (not in max_memory_allocated).
+CUDA_CONTEXT_GIB = 0.5
+#: The caching allocator holds more than is allocated (the calibration rows: median 9%, up to 23%).
+ALLOCATOR_SLACK = 0.10
+
+
+def shape_of(request: EstimateRequest, accumulation_steps: int = 1) -> Shape:
+    return Shape(
+        precision=request.precision, batch=request.batch_size, seq=request.seq_len,
+        gradient_checkpointing=request.gradient_checkpointing, optimizer=request.optimizer,
+        head=request.head, num_labels=request.num_labels,
+        accumulation_steps=max(accumulation_steps, request.gradient_accumulation_steps),
+        sharding=request.sharding, devices=request.num_gpus,
+    )
+
+
+def device_memory(request: EstimateRequest) -> Optional[float]:
+    if request.device_memory_gib is not None:
+        return request.device_memory_gib
+    return request.gpu.memory_gib if request.gpu is not None else None
+
+
+def overhead_gib(peak_gib: float, cuda: bool = True) -> float:
+    """What the device needs beyond `peak_gib`: the CUDA context and the allocator's cached slack."""
+    return (CUDA_CONTEXT_GIB if cuda else 0.0) + ALLOCATOR_SLACK * peak_gib
+
+
+def estimate(request: EstimateRequest) -> Estimate:
+    """Peak memory per device, whether it fits, disk space, and (with a GPU) speed, hours and cost."""
+    arch, fp = request.architecture, request.footprint
+    shape = shape_of(request)
+    peak = peak_memory(arch, fp, shape)
+    peak_gib = peak.total / GIB
+    cuda = request.gpu.cuda if request.gpu is not None else True
+    overhead = overhead_gib(peak_gib, cuda)
+    device = device_memory(request)
+    return Estimate(
+        memory=MemoryEstimate(
+            peak_gib=round(peak_gib, 3), per_device_gib=round(peak_gib, 3),
+            breakdown={part: round(value / GIB, 3) for part, value in peak.parts.items()},
+            overhead_gib=round(overhead, 3),
+        ),
+        device_memory_gib=device,
+        fits=None if device is None else peak_gib + overhead <= device,
+        storage=storage_estimate(arch, fp, request.precision, request.tasks),
+        time=_time(request, shape),
+        trainable_params=fp.trainable_params,
+        total_params=arch.total_params() + fp.added_params,
+        config={
+            "model_family": arch.family, "precision": request.precision, "batch_size": request.batch_size,
+            "seq_len": request.seq_len,
+            "gradient_checkpointing": request.gradient_checkpointing or fp.forces_gradient_checkpointing,
+            "gradient_accumulation_steps": shape.accumulation_steps, "optimizer": request.optimizer,
+            "num_gpus": request.num_gpus, "sharding": request.sharding, "peak_phase": peak.phase,
+        },
+    )
+
+
+def _time(request: EstimateRequest, shape: Shape) -> Optional[TimeEstimate]:
+    """Tokens/s on the request's GPU; hours and cost when the run's token count is known."""
+    if request.gpu is None:
+        return None
+    tflops = throughput.peak_tflops(request.gpu, request.precision)
+    if not tflops:
+        return None
+    per_device = throughput.tokens_per_second(request.architecture, request.footprint, shape, tflops)
+    train_tokens = request.train_tokens or 0
+    hours = throughput.hours(train_tokens, per_device, request.num_gpus)
+    return TimeEstimate(
+        tokens_per_s=round(per_device * request.num_gpus, 1),
+        train_tokens=train_tokens,
+        hours=round(hours, 4),
+        cost=None if request.train_tokens is None else _round(throughput.cost(hours, request.price_per_hour, request.num_gpus)),
+    )
+
+
+def _round(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 2)

@@ -1,0 +1,307 @@
+"""Peak GPU memory of one training step: parameters, gradients, optimizer, activations, logits.
+
+`estimate()` (estimator.py) calls `peak_memory`. The step is walked as a short
+timeline, the way the caching allocator sees it under the reference recipe
+(../shared/calibration/README.md): the end of the forward pass, the loss
+backward (logits + two fp32 gradients of them), each layer's backward from the
+top down (its gradients appear while the activations below it are still held;
+with gradient checkpointing the layer is recomputed first), the end of the
+backward pass (every gradient, plus the tied embedding's two contributions
+being summed), and the optimizer step. The peak is the largest of these, and
+its parts are the breakdown. Everything is bytes here; GiB at the edge.
+
+Every term is a physical byte count (dtype sizes, tensor shapes, NF4 and
+8-bit state layouts) checked on CPU against torch (tests/estimate/); nothing
+here is fitted to the GPU measurements, which benchmarks/estimator_accuracy.py
+uses only to report how close the model comes. The one coefficient the
+measurements cannot pin down (a layer's backward temporaries; no measured
+peak falls inside a layer's backward) lives in calibration.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..architecture import Architecture
+from ..methods import Footprint
+from . import activations as act
+from .calibration import LAYER_BACKWARD_TEMPORARIES
+from .sharding import shard
+
+GIB = 2**30
+#: NF4 with double quantisation: 4 bits per weight, an 8-bit absmax per 64 weights, fp32 per 256 absmax blocks.
+NF4_BYTES_PER_PARAM = 0.5 + 1 / 64 + 4 / (64 * 256)
+#: bitsandbytes 8-bit Adam: one byte per state element plus an fp32 absmax per 256-element block, two states.
+ADAM_8BIT_BYTES_PER_PARAM = 2 * (1 + 4 / 256)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The training step being estimated (one device's view)."""
+
+    precision: str
+    batch: int
+    seq: int
+    gradient_checkpointing: bool
+    optimizer: str
+    head: str
+    num_labels: int
+    accumulation_steps: int = 1
+    sharding: str = "none"
+    devices: int = 1
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """Parameter and state bytes of the model as the method trains it."""
+
+    weights: float  # base weights as stored (bf16/fp32, or NF4 for quantised linears)
+    upcast: float  # non-quantised base parameters upcast to fp32 by prepare_model_for_kbit_training
+    adapters: float  # parameters the method adds (fp32)
+    gradients: float
+    optimizer: float
+    layer_gradients: float  # the part of `gradients` produced by one trained layer
+    head_gradients: float  # lm_head/final norm gradients, produced first in the backward pass
+    tied_embedding_gradient: float  # the tied embedding/lm_head matrix's gradient (0 if not trained or untied)
+    autocast_copies: float  # bf16 copies of the trained linears torch.autocast keeps for the backward pass
+    head_copy: float  # the part of `autocast_copies` that is the lm_head's matrix
+
+    @property
+    def resident(self) -> float:
+        return self.weights + self.upcast + self.adapters
+
+
+def base_param_bytes(precision: str) -> int:
+    """Bytes per base parameter: fp32 master weights under mixed precision and fp32, else 16-bit."""
+    return 4 if precision in ("mixed", "fp32") else 2
+
+
+def quantized_params(arch: Architecture) -> int:
+    """The weights bitsandbytes stores in 4 bits: every layer linear's matrix (biases, norms, embeddings stay)."""
+    return arch.num_layers * sum(linear.in_features * linear.out_features for linear in arch.layer_linears())
+
+
+def parameters(arch: Architecture, fp: Footprint, shape: Shape) -> Parameters:
+    total = arch.total_params()
+    pb = base_param_bytes(shape.precision)
+    if fp.quantized_base:
+        quantized = quantized_params(arch)
+        rest = total - quantized
+        weights = quantized * NF4_BYTES_PER_PARAM + (0 if fp.upcast_unquantized_fp32 else rest * 2)
+        upcast = rest * 4 if fp.upcast_unquantized_fp32 else 0.0
+    else:
+        weights, upcast = total * pb, 0.0
+    base_trainable = max(fp.trainable_params - fp.added_params, 0)
+    adapters = fp.added_params * act.ADAPTER_BYTES
+    gradients = base_trainable * pb + fp.added_params * act.ADAPTER_BYTES
+    optimizer = _optimizer_bytes(shape.optimizer, fp.trainable_params, gradients)
+    full = trains_embeddings(arch, fp)
+    layers_trained = trained_layers(arch, fp)
+    head = (arch.head_params() if full else 0) * pb
+    tied = arch.vocab_size * arch.hidden_size * pb if (full and arch.tied_embeddings) else 0.0
+    embeddings = (arch.embedding_params() if full else 0) * pb
+    per_layer = (gradients - head - embeddings) / layers_trained if layers_trained else 0.0
+    copies = head_copy = 0.0
+    if shape.precision == "mixed" and base_trainable:
+        head_copy = 2 * arch.vocab_size * arch.hidden_size
+        copies = 2 * layers_trained * sum(linear.params for linear in arch.layer_linears()) + head_copy
+    return Parameters(
+        weights=weights, upcast=upcast, adapters=adapters, gradients=gradients, optimizer=optimizer,
+        layer_gradients=per_layer, head_gradients=head + tied, tied_embedding_gradient=tied,
+        autocast_copies=copies, head_copy=head_copy,
+    )
+
+
+def _optimizer_bytes(optimizer: str, trainable: int, gradient_bytes: float) -> float:
+    """AdamW keeps two states per trainable parameter in its dtype; the 8-bit ones one byte each.
+
+    A paged optimizer's states live in CUDA unified memory, outside the caching
+    allocator (not in max_memory_allocated) and evictable to the host: 0 here.
+    """
+    if optimizer == "adamw":
+        return 2 * gradient_bytes
+    if optimizer == "adamw_8bit":
+        return trainable * ADAM_8BIT_BYTES_PER_PARAM
+    return 0.0
+
+
+def trains_base_weights(arch: Architecture, fp: Footprint) -> bool:
+    """Base weights train (full, freeze), rather than only added parameters (LoRA, prompts)."""
+    base_trainable = fp.trainable_params - fp.added_params
+    return base_trainable > 0 and base_trainable * 2 >= arch.layer_params() * trained_layers(arch, fp)
+
+
+def trained_layers(arch: Architecture, fp: Footprint) -> int:
+    """Layers whose parameters (own or adapters) train: the top `backward_layers`, else all."""
+    return arch.num_layers if fp.backward_layers is None else min(fp.backward_layers, arch.num_layers)
+
+
+def trains_embeddings(arch: Architecture, fp: Footprint) -> bool:
+    """Every base parameter trains (full fine-tuning), embeddings and head included."""
+    return fp.backward_layers is None and fp.trainable_params - fp.added_params >= arch.total_params()
+
+
+def tokens(arch: Architecture, fp: Footprint, shape: Shape) -> act.Tokens:
+    """The sequence lengths the model sees: a prompt lengthens the queries, a prefix the keys/values."""
+    extra_q = fp.virtual_tokens if fp.virtual_tokens_in == "sequence" else 0
+    extra_kv = fp.virtual_tokens if fp.virtual_tokens_in == "kv" else 0
+    seq = shape.seq + extra_q
+    checkpointing = shape.gradient_checkpointing or fp.forces_gradient_checkpointing
+    return act.Tokens(batch=shape.batch, seq=seq, kv_seq=seq + extra_kv, use_cache=not checkpointing)
+
+
+def embeddings_output_grad(arch: Architecture, fp: Footprint, checkpointing: bool) -> bool:
+    """The embedding output requires grad: trained embeddings, a prompt in the sequence, or checkpointing.
+
+    transformers' gradient_checkpointing_enable calls enable_input_require_grads,
+    so with checkpointing every layer's input needs a gradient, even under freeze.
+    """
+    return trains_embeddings(arch, fp) or prompt_in_sequence(fp) or checkpointing
+
+
+def layer_grads(arch: Architecture, fp: Footprint, checkpointing: bool = False) -> list[act.LayerGrads]:
+    """What each layer (bottom first) contributes to the backward pass under this method."""
+    weights = trains_base_weights(arch, fp)
+    first_trained = arch.num_layers - trained_layers(arch, fp)
+    adapted = tuple(linear for linear in arch.layer_linears() if linear.name in set(fp.adapted_linears))
+    input_grad_from_start = embeddings_output_grad(arch, fp, checkpointing)
+    grads = []
+    for index in range(arch.num_layers):
+        trained = index >= first_trained
+        has_adapters = bool(adapted) and fp.adapter_rank > 0 and trained
+        prefix = fp.virtual_tokens_in == "kv" and fp.virtual_tokens > 0
+        below_trainable = index > first_trained and (weights or has_adapters or prefix)
+        grads.append(act.LayerGrads(
+            weights=weights and trained,
+            input=bool(input_grad_from_start) or below_trainable,
+            adapted=adapted if has_adapters else (),
+            rank=fp.adapter_rank,
+            kv_grad=prefix,
+        ))
+    return grads
+
+
+@dataclass(frozen=True)
+class Peak:
+    """The largest moment of the step and what it is made of (bytes per part)."""
+
+    phase: str
+    parts: dict[str, float]
+
+    @property
+    def total(self) -> float:
+        return sum(self.parts.values())
+
+
+@dataclass(frozen=True)
+class ForwardState:
+    """What the forward pass leaves alive (bytes), per layer and outside the layers."""
+
+    own: list[float]  # each layer's saved tensors (what it keeps without checkpointing, or recomputes with it)
+    held: list[float]  # what each layer holds until its backward: `own`, or its checkpointed input
+    cache: float  # the DynamicCache of all layers, held by the model output
+    cache_saved: float  # the part of it SDPA saved for backward (its k/v in layers that backpropagate)
+    outside: float  # embedding side, final norm, head input
+    logits: act.LogitsBytes
+    checkpointing: bool
+
+    @property
+    def saved_for_backward(self) -> float:
+        """What autograd holds for backward (saved_tensors_hooks' view): no outputs, no checkpoint frames."""
+        return sum(self.own) + self.cache_saved + self.outside + self.logits.kept - self.logits.output
+
+    @property
+    def alive(self) -> float:
+        """Every byte the forward pass leaves allocated: saved tensors, checkpoints, outputs, cache."""
+        return sum(self.held) + self.cache + self.outside + self.logits.kept
+
+
+def forward_state(arch: Architecture, fp: Footprint, shape: Shape, kernel: act.Kernel = "cuda") -> ForwardState:
+    numerics = act.Numerics.of(shape.precision, fp.upcast_unquantized_fp32)
+    tok = tokens(arch, fp, shape)
+    checkpointing = not tok.use_cache
+    grads = layer_grads(arch, fp, checkpointing)
+    own = [act.layer(arch, numerics, tok, g, kernel).total for g in grads]
+    embeddings = trains_embeddings(arch, fp)
+    layer_cache = act.kv_cache_bytes(arch, numerics, tok)
+    backpropagating = sum(g.active for g in grads)
+    return ForwardState(
+        own=own,
+        held=[act.checkpoint_bytes(arch, numerics, tok)] * arch.num_layers if checkpointing else own,
+        cache=arch.num_layers * layer_cache,
+        cache_saved=backpropagating * layer_cache if act.cache_is_saved(arch, tok) else 0.0,
+        outside=act.outside_layers(
+            arch, numerics, tok, embeddings_grad=embeddings_output_grad(arch, fp, checkpointing),
+            input_leaf=checkpointing and not embeddings and (arch.learned_positions or prompt_in_sequence(fp)),
+            stream_grad=any(g.active for g in grads), head_trained=embeddings, head=shape.head, kernel=kernel,
+        ).total,
+        logits=act.LogitsBytes.of(arch, numerics, tok, shape.head, shape.num_labels),
+        checkpointing=checkpointing,
+    )
+
+
+def peak_memory(arch: Architecture, fp: Footprint, shape: Shape, kernel: act.Kernel = "cuda") -> Peak:
+    """Walk the step's timeline and return its largest moment, per device."""
+    params, buffers = shard(
+        parameters(arch, fp, shape), arch, shape.sharding, shape.devices, fp.trainable_params,
+        base_param_bytes(shape.precision),
+    )
+    state = forward_state(arch, fp, shape, kernel)
+    grads = layer_grads(arch, fp, state.checkpointing)
+    logits = state.logits
+    accumulating = params.gradients if shape.accumulation_steps > 1 else 0.0
+    # Under checkpointing autocast's bf16 weight copies are remade per layer; only the lm_head's stays.
+    copies_held = min(params.autocast_copies, params.head_copy) if state.checkpointing else params.autocast_copies
+
+    def moment(phase: str, **parts: float) -> Peak:
+        merged = {
+            "weights": params.weights, "weights_fp32_upcast": params.upcast, "adapter_weights": params.adapters,
+            "optimizer": params.optimizer, "kv_cache": state.cache, "communication_buffers": buffers, **parts,
+        }
+        return Peak(phase, {name: value for name, value in merged.items() if value})
+
+    moments = [moment(
+        "loss backward", gradients=accumulating, activations=sum(state.held) + state.outside,
+        logits_loss=logits.kept + logits.backward_extra, autocast_copies=copies_held,
+    )]
+    produced = params.head_gradients
+    below = sum(state.held)
+    for index in reversed(range(arch.num_layers)):
+        below -= state.held[index]
+        # The layer's own tensors are alive (recomputed from its checkpoint, which is still held).
+        current = state.own[index] + (state.held[index] if state.checkpointing else 0.0)
+        moments.append(moment(
+            f"backward layer {index}",
+            gradients=max(accumulating, produced),
+            activations=below + current,
+            backward_temporaries=LAYER_BACKWARD_TEMPORARIES * state.own[index],
+            logits_loss=logits.output,
+            autocast_copies=copies_held if state.checkpointing else params.autocast_copies * index / arch.num_layers,
+        ))
+        if grads[index].weights or grads[index].adapted:
+            produced += params.layer_gradients
+    moments.append(moment(
+        "end of backward", gradients=params.gradients, logits_loss=logits.output,
+        backward_temporaries=_tied_embedding_sum(params, shape),
+    ))
+    moments.append(moment("optimizer step", gradients=params.gradients, kv_cache=0.0))
+    return max(moments, key=lambda peak: peak.total)
+
+
+def prompt_in_sequence(fp: Footprint) -> bool:
+    return bool(fp.virtual_tokens) and fp.virtual_tokens_in == "sequence"
+
+
+def _tied_embedding_sum(params: Parameters, shape: Shape) -> float:
+    """The tied embedding gets two gradients (lm_head, embedding lookup) that autograd sums at the end.
+
+    The lm_head's arrives through a transpose (a view), so the sum is out of
+    place: three copies live at once, one of which is the final gradient. Under
+    autocast it arrives as a fresh fp32 cast, summed in place, while the bf16
+    copy of the matrix is still held.
+    """
+    if not params.tied_embedding_gradient:
+        return 0.0
+    if shape.precision == "mixed":
+        return params.tied_embedding_gradient + params.tied_embedding_gradient / 2
+    return 2 * params.tied_embedding_gradient

@@ -1,0 +1,111 @@
+"""The "what fits" search: the least compromising configuration of a method that fits the device.
+
+The planner calls `best_fit` for its recommendation and its next-best
+alternatives. Compromises are tried from the cheapest, each adding to the ones
+before: gradient checkpointing (slower steps; never for prefix tuning, which
+peft refuses to checkpoint), a smaller micro-batch with
+gradient accumulation (same effective batch), an 8-bit then a paged 8-bit
+optimizer, sharding across the GPUs when there are several (no quality cost),
+and last shorter sequences (a quality trade-off: longer examples get cut).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..models import Estimate
+from . import EstimateRequest
+from .estimator import estimate
+
+#: Shortest sequence the search proposes.
+MIN_SEQ_LEN = 128
+SHARDINGS = (("fsdp", "FSDP full sharding"), ("zero3", "DeepSpeed ZeRO-3"))
+OPTIMIZERS = (
+    ("adamw_8bit", "8-bit AdamW (bitsandbytes) instead of AdamW"),
+    ("paged_adamw_8bit", "paged 8-bit AdamW: optimizer states can spill to host memory"),
+)
+
+
+class FitResult(BaseModel):
+    """A configuration that fits, and what was given up to get there."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request: EstimateRequest
+    estimate: Estimate
+    gradient_accumulation_steps: int = Field(ge=1)
+    changes: list[str] = Field(default_factory=list, description="what differs from the request, for a person")
+
+
+def best_fit(request: EstimateRequest, effective_batch: Optional[int] = None) -> Optional[FitResult]:
+    """The first fitting configuration in order of compromise; None if even the last does not fit.
+
+    With no device memory known, nothing can be checked: the request comes back as it is.
+    """
+    effective = effective_batch or request.batch_size * request.gradient_accumulation_steps
+    for candidate, changes in _candidates(request, effective):
+        result = estimate(candidate)
+        if result.fits is None or result.fits:
+            return FitResult(
+                request=candidate, estimate=result,
+                gradient_accumulation_steps=candidate.gradient_accumulation_steps, changes=changes,
+            )
+    return None
+
+
+def _candidates(request: EstimateRequest, effective: int) -> Iterator[tuple[EstimateRequest, list[str]]]:
+    """Configurations in order of compromise, each with what changed (one note per kind of change)."""
+    notes: dict[str, str] = {}
+    current = _with_batch(request, min(request.batch_size, effective), effective)
+    _note_batch(notes, request, current)
+    yield current, list(notes.values())
+    if not (current.gradient_checkpointing or current.footprint.forces_gradient_checkpointing or _prefix(current)):
+        current = current.model_copy(update={"gradient_checkpointing": True})
+        notes["checkpointing"] = "gradient checkpointing on (about a third slower per step)"
+        yield current, list(notes.values())
+    while current.batch_size > 1:
+        current = _with_batch(current, current.batch_size // 2, effective)
+        _note_batch(notes, request, current)
+        yield current, list(notes.values())
+    if current.footprint.trainable_params:
+        for optimizer, why in OPTIMIZERS:
+            if current.optimizer not in (optimizer, "paged_adamw_8bit"):
+                current = current.model_copy(update={"optimizer": optimizer})
+                notes["optimizer"] = why
+                yield current, list(notes.values())
+    if current.num_gpus > 1 and current.sharding in ("none", "ddp", "zero2"):
+        for sharding, name in SHARDINGS:
+            current = current.model_copy(update={"sharding": sharding})
+            notes["sharding"] = f"{name} across {current.num_gpus} GPUs"
+            yield current, list(notes.values())
+    while current.seq_len // 2 >= MIN_SEQ_LEN:
+        current = current.model_copy(update={"seq_len": current.seq_len // 2})
+        notes["seq"] = (
+            f"sequence length {request.seq_len} -> {current.seq_len} (quality trade-off: longer examples are truncated)"
+        )
+        yield current, list(notes.values())
+
+
+def _prefix(request: EstimateRequest) -> bool:
+    """peft refuses gradient checkpointing with prefix tuning (its past key/values)."""
+    return request.footprint.virtual_tokens > 0 and request.footprint.virtual_tokens_in == "kv"
+
+
+def _with_batch(request: EstimateRequest, batch: int, effective: int) -> EstimateRequest:
+    return request.model_copy(update={
+        "batch_size": batch, "gradient_accumulation_steps": max(1, math.ceil(effective / batch)),
+    })
+
+
+def _note_batch(notes: dict[str, str], original: EstimateRequest, current: EstimateRequest) -> None:
+    if (current.batch_size, current.gradient_accumulation_steps) != (
+        original.batch_size, original.gradient_accumulation_steps
+    ):
+        notes["batch"] = (
+            f"micro-batch {original.batch_size} -> {current.batch_size} with "
+            f"{current.gradient_accumulation_steps} gradient accumulation steps "
+            f"(effective batch {current.batch_size * current.gradient_accumulation_steps})"
+        )

@@ -1,0 +1,55 @@
+"""The "what fits" search: the cheapest compromise that fits, in a fixed order, or None."""
+
+from advisor.estimate import EstimateRequest, estimate
+from advisor.estimate.search import best_fit
+from advisor.knowledge_base import resolve_gpu, resolve_model
+from advisor.manager import get_method
+
+
+def request(model: str, method: str, gpu: str, **shape) -> EstimateRequest:
+    plugin = get_method(method)
+    arch = resolve_model(model).architecture
+    return EstimateRequest(architecture=arch, footprint=plugin.footprint(arch, plugin.hyperparameters({})),
+                           gpu=resolve_gpu(gpu), **shape)
+
+
+def test_a_fitting_request_comes_back_unchanged():
+    asked = request("gpt2", "lora", "h100", batch_size=4, seq_len=512)
+    fit = best_fit(asked)
+    assert fit.request == asked and fit.changes == [] and fit.estimate.fits
+
+
+def test_checkpointing_comes_before_a_smaller_micro_batch():
+    asked = request("llama-3.2-1b", "lora", "l4", batch_size=8, seq_len=1024)
+    assert estimate(asked).fits is False
+    fit = best_fit(asked)
+    assert fit.estimate.fits and fit.request.gradient_checkpointing
+    assert "gradient checkpointing" in fit.changes[0]
+
+
+def test_a_smaller_micro_batch_keeps_the_effective_batch():
+    fit = best_fit(request("llama-3.1-8b", "lora", "a10g", batch_size=8, seq_len=2048), effective_batch=16)
+    assert fit.estimate.fits
+    assert fit.request.batch_size < 8
+    assert fit.request.batch_size * fit.gradient_accumulation_steps >= 16
+    assert any("gradient accumulation" in change for change in fit.changes)
+
+
+def test_sharding_before_shorter_sequences_on_several_gpus():
+    fit = best_fit(request("llama-3.1-8b", "full", "a10g", batch_size=1, seq_len=1024, num_gpus=8))
+    assert fit.request.sharding in ("fsdp", "zero3") and fit.request.seq_len == 1024
+
+
+def test_shorter_sequences_are_named_a_quality_trade_off():
+    fit = best_fit(request("qwen2.5-1.5b", "lora", "t4", batch_size=1, seq_len=16384))
+    assert fit is not None and fit.request.seq_len < 16384
+    assert "quality trade-off" in fit.changes[-1]
+
+
+def test_nothing_fits_gives_none():
+    assert best_fit(request("llama-3.1-70b", "full", "t4", batch_size=1, seq_len=512)) is None
+
+
+def test_prefix_tuning_is_never_given_checkpointing():
+    fit = best_fit(request("llama-3.2-3b", "prefix", "t4", batch_size=8, seq_len=1024))
+    assert fit is not None and not fit.request.gradient_checkpointing and fit.request.batch_size < 8

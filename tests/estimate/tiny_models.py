@@ -1,0 +1,111 @@
+"""Tiny transformers models built from config on CPU, wrapped the way each method trains them.
+
+The estimator tests measure these (saved tensors, parameter and gradient bytes,
+saved adapter files) and compare with the formulas. Shapes are small enough to
+run in a second and wide enough that per-token terms dominate.
+"""
+
+from __future__ import annotations
+
+from advisor.architecture import Architecture
+
+VOCAB = 256
+CONFIGS = {
+    "llama": dict(model_type="llama", num_hidden_layers=2, hidden_size=64, intermediate_size=176,
+                  num_attention_heads=4, num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=256,
+                  tie_word_embeddings=True),
+    "qwen2": dict(model_type="qwen2", num_hidden_layers=2, hidden_size=64, intermediate_size=176,
+                  num_attention_heads=4, num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=256,
+                  tie_word_embeddings=False),
+    "gpt2": dict(model_type="gpt2", n_layer=2, n_embd=64, n_head=4, vocab_size=VOCAB, n_positions=256,
+                 attn_pdrop=0.0, bos_token_id=0, eos_token_id=0),
+    "bert": dict(model_type="bert", num_hidden_layers=2, hidden_size=64, intermediate_size=176,
+                 num_attention_heads=4, vocab_size=VOCAB, max_position_embeddings=256,
+                 attention_probs_dropout_prob=0.0),
+}
+
+
+def architecture(family: str) -> Architecture:
+    return Architecture.from_hf_config(CONFIGS[family])
+
+
+def head(family: str) -> str:
+    """Decoders train as language models; the encoder as a classifier (its use in advisor)."""
+    return "classification" if family == "bert" else "lm"
+
+
+def build(family: str, dtype: str = "float32", method: str = "full", **hp):
+    """A random-init model of `family` in `dtype`, made trainable by the method plugin `method`."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from advisor.manager import get_method
+
+    values = dict(CONFIGS[family])
+    config = AutoConfig.for_model(values.pop("model_type"), **values)
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    if head(family) == "classification":
+        model = AutoModelForSequenceClassification.from_config(config, dtype=getattr(torch, dtype))
+    else:
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
+    model.train()
+    plugin = get_method(method)
+    task_type = "SEQ_CLS" if head(family) == "classification" else "CAUSAL_LM"
+    model = plugin.build(model, plugin.hyperparameters(hp), task_type=task_type)
+    model.train()
+    return model
+
+
+def batch(family: str, batch_size: int, seq: int, seed: int = 0) -> dict:
+    """Model inputs: token ids, and labels (the ids themselves, or one class per example)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, VOCAB, (batch_size, seq), generator=generator)
+    labels = torch.zeros(batch_size, dtype=torch.long) if head(family) == "classification" else ids
+    return {"input_ids": ids, "labels": labels}
+
+
+def footprint(family: str, method: str, **hp):
+    from advisor.manager import get_method
+
+    plugin = get_method(method)
+    return plugin.footprint(architecture(family), plugin.hyperparameters(hp))
+
+
+def saved_tensor_bytes(model, inputs: dict) -> int:
+    """Bytes of the tensors autograd saves for backward in one forward pass.
+
+    Counted with torch.autograd.graph.saved_tensors_hooks, one storage once
+    (views share it), parameters and 0-dim scalars left out.
+    """
+    import torch
+
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if tensor.dim() and storage.data_ptr() not in params:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(**inputs)
+    return sum(storages.values())
+
+
+def bytes_alive_after_forward(model, inputs: dict) -> int:
+    """CPU bytes the forward pass leaves allocated (saved tensors, checkpoints, outputs, cache).
+
+    Summed from the profiler's memory events: what was allocated minus what was
+    freed while `model(**inputs)` ran, with the output still referenced.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        output = model(**inputs)
+    alive = sum(event.self_cpu_memory_usage for event in prof.events())
+    del output
+    return alive
