@@ -107,7 +107,7 @@ class StorageEstimate(StrictModel):
 
 
 class TimeEstimate(StrictModel):
-    tokens_per_s: float
+    tokens_per_s: float = Field(description="training tokens per second, all devices together")
     train_tokens: int
     hours: float
     cost: Optional[float] = None

@@ -82,7 +82,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
 
     approach, complements = decide_approach(facts, trace)
     methods = all_methods()
-    order, excluded = rank_methods(methods, facts, trace, forced=profile.method)
+    order, excluded, ranked_by = rank_methods(methods, facts, trace, forced=profile.method)
     candidates = {name: configure(methods[name], profile, model, facts, data_report, excluded.get(name))
                   for name in methods}
 
@@ -93,7 +93,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
             recommendation=Recommendation(approach=approach, complements=complements,
                                           summary=summarise_without_training(approach, trace)),
             rationale=trace.rationale,
-            alternatives=alternatives(candidates, chosen=None, approach=approach),
+            alternatives=alternatives(candidates, chosen=None, approach=approach, ranked_by=ranked_by),
             warnings=trace.warnings,
         )
     if approach in ("prompting", "rag"):
@@ -116,7 +116,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
         ),
         rationale=trace.rationale,
         estimate=chosen.estimate,
-        alternatives=alternatives(candidates, chosen=method.name, approach=method.approach),
+        alternatives=alternatives(candidates, chosen=method.name, approach=method.approach, ranked_by=ranked_by),
         training=training,
         warnings=trace.warnings,
     )
@@ -138,13 +138,15 @@ def decide_approach(facts: Facts, trace: Trace) -> tuple[str, list[str]]:
 
 # -- stage: method ------------------------------------------------------------------
 def rank_methods(methods: dict[str, Method], facts: Facts, trace: Trace,
-                 forced: Optional[str] = None) -> tuple[list[str], dict[str, str]]:
-    """Candidate names in order of preference, and which rule excluded each other method."""
+                 forced: Optional[str] = None) -> tuple[list[str], dict[str, str], str]:
+    """Candidate names in order of preference, which rule excluded each other method,
+    and what put the first candidate first (a rule id, or --method)."""
     if forced:
         get_method(forced)  # one clear line for an unknown name
-        return [forced], {}
+        return [forced], {}, "--method"
     excluded: dict[str, str] = {}
     selected: list[str] = []
+    ranked_by = "knowledge/methods.toml preference"
     for rule in rulebook.matching("method", facts):
         if rule.exclude:
             hits = [name for name, m in methods.items() if rule.exclude.matches(m) and name not in excluded]
@@ -155,9 +157,10 @@ def rank_methods(methods: dict[str, Method], facts: Facts, trace: Trace,
             hits = [name for name, m in methods.items() if rule.select.matches(m) and name not in excluded]
             if hits:
                 selected = by_preference(hits, methods)
+                ranked_by = rule.id
                 trace.record(rule, facts)
     rest = [name for name in by_preference(list(methods), methods) if name not in excluded and name not in selected]
-    return selected + rest, excluded
+    return selected + rest, excluded, ranked_by
 
 
 def by_preference(names: list[str], methods: dict[str, Method]) -> list[str]:
@@ -321,7 +324,8 @@ def build_training(chosen: Candidate, facts: Facts, data_report: Any) -> Trainin
                     precision=settings.get("precision", "bf16"), data=data)
 
 
-def alternatives(candidates: dict[str, Candidate], chosen: Optional[str], approach: str) -> list[Alternative]:
+def alternatives(candidates: dict[str, Candidate], chosen: Optional[str], approach: str,
+                 ranked_by: str) -> list[Alternative]:
     rows = []
     for name, candidate in candidates.items():
         if name == chosen:
@@ -335,7 +339,7 @@ def alternatives(candidates: dict[str, Candidate], chosen: Optional[str], approa
         elif approach in ("prompting", "rag"):
             why = f"the rules recommend {approach} for this profile"
         else:
-            why = "fits, but the rules prefer the recommended method"
+            why = f"fits, but {chosen} ranks first ({ranked_by})"
         config = candidate.fit.request.model_dump(include={"batch_size", "seq_len", "gradient_checkpointing",
                                                            "optimizer", "sharding"}) if candidate.fit else {}
         rows.append(Alternative(approach=candidate.method.approach, method=name, fits=candidate.fit is not None,
@@ -353,8 +357,7 @@ def summarise_without_training(approach: str, trace: Trace) -> str:
 def summarise(method: Method, chosen: Candidate, facts: Facts, fits: bool, complements: list[str]) -> str:
     memory = chosen.estimate.memory
     device = chosen.estimate.device_memory_gib
-    kind = "full fine-tuning" if method.approach == "full_finetune" else f"PEFT with {method.name}"
-    text = f"Fine-tune {facts.model} with {kind} ({method.description.rstrip('.')})."
+    text = f"Fine-tune {facts.model} with {method.description.rstrip('.')}."
     if fits:
         text += f" Peak memory {memory.peak_gib:.1f} GiB per device of {device:.1f} GiB on {facts.gpu}."
     else:

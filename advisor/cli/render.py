@@ -26,9 +26,9 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
         memory = plan.estimate.memory
         fits = plan.estimate.fits
         verdict = "[green]fits[/green]" if fits else "[red]does not fit[/red]" if fits is False else "no device given"
-        table = Table("part", "GiB", title=f"Memory per device: {memory.peak_gib:.2f} GiB peak "
-                      f"(+{memory.overhead_gib:.2f} GiB CUDA context) of {plan.estimate.device_memory_gib or 0:.1f} GiB, {verdict}",
-                      title_justify="left")
+        console.print(f"Memory per device: {memory.peak_gib:.2f} GiB peak (+{memory.overhead_gib:.2f} GiB CUDA "
+                      f"context and allocator slack) of {plan.estimate.device_memory_gib or 0:.1f} GiB: {verdict}")
+        table = Table("part", "GiB")
         for part, gib in memory.breakdown.items():
             table.add_row(part, f"{gib:.2f}")
         console.print(table)
