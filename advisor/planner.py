@@ -18,7 +18,7 @@ from . import rules as rulebook
 from .estimate import EstimateRequest
 from .estimate.search import FitResult, best_fit
 from .facts import Facts, derive_facts
-from .knowledge_base import ModelEntry, method_preference, resolve_gpu, resolve_model, tasks
+from .knowledge_base import ModelEntry, gpus, method_preference, resolve_gpu, resolve_model, tasks
 from .manager import all_methods, get_method
 from .methods import Method
 from .models import (
@@ -81,13 +81,14 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
         trace.warnings.extend(data_report.warnings)
 
     approach, complements = decide_approach(facts, trace)
+    fine_tuning = approach == "fine_tune" or profile.method is not None
     methods = all_methods()
-    order, excluded, ranked_by = rank_methods(methods, facts, trace, forced=profile.method)
+    # Method rules explain a fine-tune; a prompting/RAG plan ranks methods only for its alternatives.
+    order, excluded, ranked_by = rank_methods(methods, facts, trace if fine_tuning else Trace(), profile.method)
     candidates = {name: configure(methods[name], profile, model, facts, data_report, excluded.get(name))
                   for name in methods}
 
-    if approach in ("prompting", "rag") and not profile.method:
-        facts = facts.model_copy(update={"approach": approach})
+    if not fine_tuning:
         return Plan(
             profile=profile,
             recommendation=Recommendation(approach=approach, complements=complements,
@@ -101,23 +102,34 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
 
     chosen, changes = choose(order, candidates)
     method = chosen.method
-    fit_changes = fit_change_kinds(chosen) + changes
-    facts = facts.model_copy(update=method_facts(method, fit_changes))
+    facts = facts.model_copy(update=method_facts(method, fit_change_kinds(chosen) + changes))
     for stage in ("training", "data", "memory", "risk"):
         for rule in rulebook.matching(stage, facts):
             trace.record(rule, facts)
-    training = build_training(chosen, facts, data_report)
-    fits = bool(chosen.fit and chosen.estimate.fits is not False)
+    rows = alternatives(candidates, chosen=method.name, approach=method.approach, ranked_by=ranked_by)
+    if "nothing_fits" in changes:
+        # Contract: a method that does not fit is never the recommendation. Say so, keep its
+        # estimate for the numbers, and show the smallest hardware on which something fits.
+        bigger = smallest_fitting_hardware([candidates[name] for name in order], profile, model, data_report)
+        return Plan(
+            profile=profile,
+            recommendation=Recommendation(approach=method.approach, method=None, complements=complements,
+                                          summary=summarise_nothing_fits(method, chosen, facts, bigger)),
+            rationale=trace.rationale,
+            estimate=chosen.estimate,
+            alternatives=([bigger] if bigger else []) + rows,
+            warnings=trace.warnings,
+        )
     return Plan(
         profile=profile,
         recommendation=Recommendation(
             approach=method.approach, method=method.name, complements=complements,
-            summary=summarise(method, chosen, facts, fits, complements),
+            summary=summarise(method, chosen, facts, complements),
         ),
         rationale=trace.rationale,
         estimate=chosen.estimate,
-        alternatives=alternatives(candidates, chosen=method.name, approach=method.approach, ranked_by=ranked_by),
-        training=training,
+        alternatives=rows,
+        training=build_training(chosen, facts, data_report),
         warnings=trace.warnings,
     )
 
@@ -287,6 +299,42 @@ def choose(order: list[str], candidates: dict[str, Candidate]) -> tuple[Candidat
     return preferred, ["nothing_fits"]
 
 
+def smallest_fitting_hardware(candidates: list[Candidate], profile: Profile, model: ModelEntry,
+                              data_report: Any) -> Optional[Alternative]:
+    """The least total GPU memory (catalog GPU x count) on which one of `candidates` fits, in order."""
+    options = sorted(((gpu, count) for gpu in gpus().values() if gpu.cuda for count in (1, 2, 4, 8)),
+                     key=lambda option: (option[0].memory_gib * option[1], option[1]))
+    labels = len(data_report.stats.labels) if data_report is not None and data_report.stats.labels else None
+    for gpu, count in options:
+        if gpu.memory_gib * count <= (profile.gpu_memory_gib or resolve_gpu(profile.gpu).memory_gib) * profile.num_gpus:
+            continue
+        elsewhere = profile.model_copy(update={"gpu": gpu.id, "num_gpus": count, "gpu_memory_gib": None})
+        facts = derive_facts(elsewhere, model, data_labels=labels)
+        for candidate in candidates:
+            if candidate.excluded_by:
+                continue
+            trial = configure(candidate.method, elsewhere, model, facts, data_report, None)
+            if trial.fit is not None:
+                config = trial.fit.request.model_dump(include={"batch_size", "seq_len", "gradient_checkpointing",
+                                                               "optimizer", "sharding"})
+                return Alternative(approach=candidate.method.approach, method=candidate.method.name, fits=True,
+                                   peak_gib=round(trial.estimate.memory.peak_gib, 2),
+                                   why_not=f"needs other hardware: fits on {count} x {gpu.id} ({gpu.name})",
+                                   config={"gpu": gpu.id, "num_gpus": count, **config})
+    return None
+
+
+def summarise_nothing_fits(method: Method, chosen: Candidate, facts: Facts, bigger: Optional[Alternative]) -> str:
+    text = (f"Nothing fits {facts.device_memory_gib:.1f} GiB x {facts.num_gpus} on {facts.gpu}: {method.name} on "
+            f"{facts.model} needs {chosen.estimate.memory.peak_gib:.1f} GiB per device as asked, and no compromise "
+            f"(checkpointing, micro-batch 1, 8-bit optimizer, sharding, shorter sequences, another method) brings "
+            f"it within the device. Do not fine-tune on this hardware; prompt the base model or use RAG meanwhile.")
+    if bigger:
+        text += (f" The smallest configuration that fits: {bigger.method} on {bigger.config['num_gpus']} x "
+                 f"{bigger.config['gpu']}.")
+    return text
+
+
 # -- the plan's parts ----------------------------------------------------------------
 def build_training(chosen: Candidate, facts: Facts, data_report: Any) -> Training:
     settings, provenance = chosen.settings, chosen.provenance
@@ -354,14 +402,14 @@ def summarise_without_training(approach: str, trace: Trace) -> str:
     return f"{what} {reason}"
 
 
-def summarise(method: Method, chosen: Candidate, facts: Facts, fits: bool, complements: list[str]) -> str:
+def summarise(method: Method, chosen: Candidate, facts: Facts, complements: list[str]) -> str:
     memory = chosen.estimate.memory
-    device = chosen.estimate.device_memory_gib
-    text = f"Fine-tune {facts.model} with {method.description.rstrip('.')}."
-    if fits:
-        text += f" Peak memory {memory.peak_gib:.1f} GiB per device of {device:.1f} GiB on {facts.gpu}."
-    else:
-        text += f" It needs {memory.peak_gib:.1f} GiB per device and does not fit {device:.1f} GiB on {facts.gpu}."
+    description = method.description.rstrip(".")
+    first_word = description.split()[0]
+    if first_word[1:].islower():  # "Full fine-tuning: ..." reads "with full fine-tuning: ..."; "LoRA" stays
+        description = description[0].lower() + description[1:]
+    text = (f"Fine-tune {facts.model} with {description}. Peak memory {memory.peak_gib:.1f} GiB per device "
+            f"of {chosen.estimate.device_memory_gib:.1f} GiB on {facts.gpu}.")
     if complements:
         text += f" Complement it with {', '.join(complements)}."
     return text

@@ -32,7 +32,7 @@ CASES = [
      ["approach.behavior-fine-tune", "method.lora-default", "training.rank-standard", "risk.forgetting-peft"]),
     ("70B on one H100", dict(examples=5000, model="llama-3.1-70b", gpu="h100"), "peft", "qlora",
      ["memory.quantized-fallback", "risk.quantized-slower"]),
-    ("70B on one T4", dict(examples=5000, model="llama-3.1-70b", gpu="t4"), "peft", "lora",
+    ("70B on one T4", dict(examples=5000, model="llama-3.1-70b", gpu="t4"), "peft", None,
      ["memory.nothing-fits"]),
     ("8B on a CPU", dict(examples=3000, model="llama-3.1-8b", gpu="cpu", gpu_memory_gib=64), "peft", "lora",
      ["method.needs-cuda"]),
@@ -106,10 +106,18 @@ def test_classification_head_gets_the_new_layer_rate_with_its_rule():
     assert "Learning Rate Schedules for Frozen Layers" in cited["training.new-layer-rate"]
 
 
-def test_nothing_fits_reports_fits_false_and_alternatives():
+def test_nothing_fits_recommends_no_method_and_the_smallest_hardware_that_fits():
     plan = plan_of(dict(examples=5000, model="llama-3.1-70b", gpu="t4"))
-    assert plan.estimate.fits is False
-    assert plan.alternatives and all(alt.fits is False for alt in plan.alternatives if alt.approach != "rag")
+    assert plan.recommendation.method is None and plan.training is None
+    assert plan.estimate.fits is False and "Nothing fits" in plan.recommendation.summary
+    bigger = plan.alternatives[0]
+    assert bigger.fits is True and bigger.config["gpu"] != "t4"
+    assert all(alt.fits is False for alt in plan.alternatives[1:])
+
+
+def test_prompting_plan_cites_no_method_rules():
+    plan = plan_of(dict(goal="knowledge", dynamic_knowledge=True, examples=50000))
+    assert not [entry.rule for entry in plan.rationale if entry.rule.startswith("method.")]
 
 
 def test_forced_method_is_honoured_and_estimated():

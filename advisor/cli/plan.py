@@ -75,5 +75,5 @@ def run(args: argparse.Namespace) -> int:
         from .render import render_plan
 
         render_plan(plan)
-    fits = plan.estimate is None or plan.estimate.fits is not False
-    return 0 if fits else EXIT_NO
+    nothing_fits = plan.estimate is not None and plan.estimate.fits is False
+    return EXIT_NO if nothing_fits else 0

@@ -70,13 +70,14 @@ def _candidates(request: EstimateRequest, effective: int) -> Iterator[tuple[Esti
         current = _with_batch(current, current.batch_size // 2, effective)
         _note_batch(notes, request, current)
         yield current, list(notes.values())
-    if current.footprint.trainable_params:
+    if current.footprint.trainable_params and _on_cuda(current):
         for optimizer, why in OPTIMIZERS:
             if current.optimizer not in (optimizer, "paged_adamw_8bit"):
                 current = current.model_copy(update={"optimizer": optimizer})
                 notes["optimizer"] = why
                 yield current, list(notes.values())
-    if current.num_gpus > 1 and current.sharding in ("none", "ddp", "zero2"):
+    # A 4-bit base under FSDP / ZeRO-3 fails only at run time (peft #1844, axolotl #1240): never proposed.
+    if current.num_gpus > 1 and current.sharding in ("none", "ddp", "zero2") and not current.footprint.quantized_base:
         for sharding, name in SHARDINGS:
             current = current.model_copy(update={"sharding": sharding})
             notes["sharding"] = f"{name} across {current.num_gpus} GPUs"
@@ -87,6 +88,11 @@ def _candidates(request: EstimateRequest, effective: int) -> Iterator[tuple[Esti
             f"sequence length {request.seq_len} -> {current.seq_len} (quality trade-off: longer examples are truncated)"
         )
         yield current, list(notes.values())
+
+
+def _on_cuda(request: EstimateRequest) -> bool:
+    """8-bit optimizers are bitsandbytes kernels: CUDA only (an unknown device is assumed to be a GPU)."""
+    return request.gpu is None or request.gpu.cuda
 
 
 def _prefix(request: EstimateRequest) -> bool:

@@ -53,3 +53,20 @@ def test_nothing_fits_gives_none():
 def test_prefix_tuning_is_never_given_checkpointing():
     fit = best_fit(request("llama-3.2-3b", "prefix", "t4", batch_size=8, seq_len=1024))
     assert fit is not None and not fit.request.gradient_checkpointing and fit.request.batch_size < 8
+
+
+def test_search_never_shards_a_quantized_base_nor_uses_8bit_optimizers_on_cpu():
+    from advisor.estimate import EstimateRequest
+    from advisor.estimate.search import _candidates
+    from advisor.knowledge_base import resolve_gpu, resolve_model
+    from advisor.manager import get_method
+
+    arch = resolve_model("llama-3.1-70b").architecture
+    qlora = get_method("qlora")
+    request = EstimateRequest(architecture=arch, footprint=qlora.footprint(arch, qlora.hyperparameters()),
+                              batch_size=4, seq_len=1024, num_gpus=4, gpu=resolve_gpu("a10g"))
+    assert all(candidate.sharding in ("none", "ddp") for candidate, _ in _candidates(request, 16))
+    lora = get_method("lora")
+    on_cpu = request.model_copy(update={"footprint": lora.footprint(arch, lora.hyperparameters()),
+                                        "gpu": resolve_gpu("cpu"), "num_gpus": 1, "sharding": "none"})
+    assert all(candidate.optimizer == "adamw" for candidate, _ in _candidates(on_cpu, 16))

@@ -1,0 +1,145 @@
+"""A labelled question bound to one Profile field, checked as the person types.
+
+The check is the CLI's own: `validate_profile({field: text})`, so the line
+shown under the input is the same one `advisor plan` would print. A blank
+input means "the default", which the placeholder shows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.validation import ValidationResult, Validator
+from textual.widgets import Checkbox, Input, Label, RadioButton, RadioSet, Select, Static
+
+from ...errors import UserError
+from ...models import Profile, validate_profile
+
+
+class ProfileValidator(Validator):
+    """Validates the text of one Profile field with the pydantic model."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__()
+        self.field = field
+
+    def validate(self, value: str) -> ValidationResult:
+        text = value.strip()
+        try:
+            validate_profile({self.field: text} if text else {})
+        except UserError as error:
+            return self.failure(error.message)
+        return self.success()
+
+
+class QuestionRow(Horizontal):
+    """A question on the left, its control and a one-line note (hint or error) on the right."""
+
+    def __init__(self, question: str, note: Optional[str] = None, *, id: Optional[str] = None) -> None:
+        super().__init__(id=id, classes="question-row")
+        self.question = question
+        self.note = note
+
+    def compose(self) -> ComposeResult:
+        yield Label(self.question, classes="question-label")
+        with Vertical(classes="question-control"):
+            yield from self.compose_control()
+            if self.note is not None:
+                yield Static(self.note, classes="question-note", markup=False)
+
+    def compose_control(self) -> ComposeResult:
+        yield from ()
+
+
+class ProfileField(QuestionRow):
+    """A text question for one Profile field; `value` is the text (None when blank)."""
+
+    def __init__(self, field: str, question: str, value: Any, *, input_type: str = "text",
+                 placeholder: Optional[str] = None) -> None:
+        description = Profile.model_fields[field].description or ""
+        super().__init__(question, description, id=f"{field}-field")
+        self.field = field
+        self.initial = "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+        default = Profile.model_fields[field].default
+        self.placeholder = placeholder or f"default: {'chosen by the plan' if default is None else default}"
+        self.input_type = input_type
+
+    def compose_control(self) -> ComposeResult:
+        yield Input(self.initial, placeholder=self.placeholder, type=self.input_type, id=self.field,
+                    validators=[ProfileValidator(self.field)], valid_empty=True)
+
+    @property
+    def value(self) -> Optional[str]:
+        return self.query_one(Input).value.strip() or None
+
+    @on(Input.Changed)
+    def show_validation(self, event: Input.Changed) -> None:
+        note = self.query_one(".question-note", Static)
+        failures = event.validation_result.failure_descriptions if event.validation_result else []
+        note.update(failures[0] if failures else self.note)
+        note.set_class(bool(failures), "-error")
+
+
+class ChoiceField(QuestionRow):
+    """A pick-one-of-a-list question (a Select) for one Profile field."""
+
+    def __init__(self, field: str, question: str, options: list[tuple[str, Any]], value: Any) -> None:
+        super().__init__(question, id=f"{field}-field")
+        self.field = field
+        self.options = options
+        self.initial = value
+
+    def compose_control(self) -> ComposeResult:
+        yield Select(self.options, value=self.initial, allow_blank=False, id=self.field)
+
+    @property
+    def value(self) -> Any:
+        return self.query_one(Select).value
+
+
+class RadioField(QuestionRow):
+    """A question with a few answers, each explained in one line (a RadioSet)."""
+
+    def __init__(self, field: str, question: str, options: list[tuple[Any, str]], value: Any) -> None:
+        super().__init__(question, id=f"{field}-field")
+        self.field = field
+        self.options = options
+        self.initial = value
+
+    def compose_control(self) -> ComposeResult:
+        with RadioSet(id=self.field):
+            for value, label in self.options:
+                yield RadioButton(label, value=value == self.initial)
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._highlight_the_answer)
+
+    def _highlight_the_answer(self) -> None:
+        """Start the keyboard cursor on the chosen answer, not on the first one."""
+        radio_set = self.query_one(RadioSet)
+        for _ in range(max(radio_set.pressed_index, 0)):
+            radio_set.action_next_button()
+
+    @property
+    def value(self) -> Any:
+        index = self.query_one(RadioSet).pressed_index
+        return self.options[index][0] if index >= 0 else None
+
+
+class FlagsField(QuestionRow):
+    """Yes/no statements (Checkboxes), one per boolean Profile field."""
+
+    def __init__(self, question: str, flags: list[tuple[str, str, bool]], *, id: Optional[str] = None) -> None:
+        super().__init__(question, id=id)
+        self.flags = flags
+
+    def compose_control(self) -> ComposeResult:
+        for field, label, value in self.flags:
+            yield Checkbox(label, value, id=field)
+
+    @property
+    def values(self) -> dict[str, bool]:
+        return {box.id: box.value for box in self.query(Checkbox) if box.id}
