@@ -207,6 +207,8 @@ class RecommendationScreen(Screen):
     async def action_execute(self) -> None:
         plan = self.plan
         if plan is None or plan.training is None:
+            reason = "nothing fits this hardware" if plan and plan.estimate else "the plan does not fine-tune"
+            self.notify(f"Nothing to execute: {reason}", title="Not started", severity="warning", markup=False)
             return
         suggestion = free_directory(Path("runs") / f"{Path(self.profile.model).name}-{plan.training.method}")
         dialog = ExecuteDialog(self.profile.data, str(suggestion))
