@@ -98,12 +98,19 @@ def test_prompting_and_rag_plans_have_no_estimate_or_training():
 
 
 def test_classification_head_gets_the_new_layer_rate_with_its_rule():
-    plan = plan_of(dict(task="classification", examples=10003, model="all-minilm-l6-v2", gpu="cpu"))
+    plan = plan_of(dict(task="classification", examples=5000, model="gpt2", gpu="a10g"))
     groups = {group.name: group for group in plan.training.hyperparameters.param_groups}
     assert groups["new"].learning_rate == 1e-3 and groups["new"].rule == "training.new-layer-rate"
     assert groups["pretrained"].learning_rate < groups["new"].learning_rate
     cited = {entry.rule: entry.source for entry in plan.rationale}
     assert "Learning Rate Schedules for Frozen Layers" in cited["training.new-layer-rate"]
+
+
+def test_small_encoder_trains_body_and_head_at_the_measured_rates():
+    plan = plan_of(dict(task="classification", examples=10003, model="all-minilm-l6-v2", gpu="cpu"))
+    groups = {group.name: (group.learning_rate, group.rule) for group in plan.training.hyperparameters.param_groups}
+    assert groups == {"pretrained": (2e-4, "training.small-encoder-rate"),
+                      "new": (2e-3, "training.small-encoder-rate")}
 
 
 def test_nothing_fits_recommends_no_method_and_the_smallest_hardware_that_fits():

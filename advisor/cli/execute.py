@@ -1,12 +1,217 @@
-"""`advisor execute` (being built)."""
+"""`advisor execute PLAN --data DATA --output-dir DIR`: run a plan (CONTRACT.md).
 
-from ..errors import UserError
+Order, so that every refusal comes before anything is written: read the plan
+(strict keys), validate the data (exit 1 listing bad records), resolve the run
+against this machine (a CUDA-only method without CUDA, a hub model offline:
+one line, exit 2), run the preflight (backends/preflight.py: rows left
+without loss, a probe step on the longest batch; exit 1 when it refuses),
+then claim the output directory (never replacing a directory advisor did not
+write) and train, starting from the shape the probe found to fit.
+`--dry-run` stops after the preflight and prints the run and the report (the
+accelerate backend writes its config, launch command and script instead). Ctrl-C saves a checkpoint and prints the resume command
+(exit 130). Heavy libraries load only past the argument checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ..errors import EXIT_NO, UserError, describe_validation_error
+from ..models import Plan
+from .common import print_json, read_structured_file
+
+#: Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("execute", help="(not yet available)")
+    parser = subparsers.add_parser(
+        "execute", help="train the plan's recommendation on your data",
+        description="Run a plan from `advisor plan --json`: train, checkpoint, evaluate, save the model and metrics.",
+    )
+    parser.add_argument("plan", metavar="PLAN", help="plan file (JSON from `advisor plan --json`, or TOML/YAML)")
+    parser.add_argument("--data", required=True, help="training data: JSONL, JSON, CSV or Parquet file, or a directory")
+    parser.add_argument("--output-dir", required=True, help="where the model, metrics and checkpoints go")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace a previous run in --output-dir")
+    parser.add_argument("--max-steps", type=_positive, metavar="N", help="stop each model after N optimizer steps")
+    parser.add_argument("--save-steps", type=_positive, metavar="N", help="checkpoint (and evaluate) every N steps")
+    parser.add_argument("--backend", choices=("local", "accelerate"), default="local",
+                        help="local: this process; accelerate: `accelerate launch` with a generated config")
+    parser.add_argument("--dry-run", action="store_true", help="resolve and print the run (accelerate: write its files); train nothing")
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     parser.set_defaults(handler=run)
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got '{text}'")
+    return value
+
+
+def load_plan(path: str) -> Plan:
+    try:
+        return Plan.model_validate(read_structured_file(path))
+    except ValidationError as error:
+        raise UserError(f"plan '{path}': {describe_validation_error(error, Plan)}") from None
+
+
 def run(args) -> int:
-    raise UserError("'advisor execute' is not available yet")
+    from ..backends.models import ExecuteRequest
+
+    plan = load_plan(args.plan)
+    request = ExecuteRequest(
+        plan=plan, plan_path=args.plan, data=args.data, output_dir=args.output_dir, resume=args.resume,
+        overwrite=args.overwrite, max_steps=args.max_steps, save_steps=args.save_steps, backend=args.backend,
+        dry_run=args.dry_run,
+    )
+    if args.resume and args.overwrite:
+        raise UserError("--resume continues a run and --overwrite replaces it: pass one of them")
+    _check_output_dir(request)
+    _check_method_runs_here(plan)
+    if not data_is_valid(args.data, args.json):
+        return EXIT_NO
+    # Libraries print load reports and warnings; stdout stays for our answer (one JSON document with --json).
+    with contextlib.redirect_stdout(sys.stderr):
+        from ..backends import local
+
+        prepared = local.prepare(request)
+    if args.backend == "accelerate":
+        return _accelerate(prepared, args)
+    if args.dry_run:
+        return _print_resolved(prepared, args.json)
+    return _train(prepared, args.json)
+
+
+def _check_output_dir(request) -> None:
+    """The cheap refusal first: an output directory this run may not use (nothing is changed yet)."""
+    from ..backends.artifacts import check_output_dir
+
+    ignore = ()
+    if request.backend == "accelerate":
+        from ..backends.accelerate import LAUNCH_FILES
+
+        ignore = LAUNCH_FILES
+    check_output_dir(Path(request.output_dir), request.resume, request.overwrite, ignore)
+
+
+def _check_method_runs_here(plan: Plan) -> None:
+    """A CUDA-only method on a machine without CUDA is refused before the data is read."""
+    if plan.training is None:
+        return
+    from ..backends.hardware import check_method_runs_here, detect_device
+    from ..manager import get_method
+
+    check_method_runs_here(get_method(plan.training.method), detect_device())
+
+
+def data_is_valid(path: str, as_json: bool) -> bool:
+    """The data toolkit's validation; bad records are listed (up to its cap) and stop the run."""
+    from ..data import validate_file
+
+    report = validate_file(path)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if report.ok:
+        return True
+    if as_json:
+        print_json({"ok": False, "validation": report.model_dump(mode="json")})
+    for error in report.errors:
+        print(f"error: line {error.line}: {error.message}", file=sys.stderr)
+    print(f"error: '{path}' has {report.error_count} invalid record(s); fix them (see `advisor validate`) "
+          "before training", file=sys.stderr)
+    return False
+
+
+def _print_resolved(prepared, as_json: bool) -> int:
+    """--dry-run: the resolved run and the preflight (with its probe); exit 1 when the preflight refuses."""
+    from ..backends.describe import resolved_run
+    from ..backends.preflight import run_preflight
+
+    resolved = resolved_run(prepared)
+    with contextlib.redirect_stdout(sys.stderr):
+        report = run_preflight(prepared)
+    if as_json:
+        print_json({"run": resolved.model_dump(mode="json"), "preflight": report.model_dump(mode="json")})
+    else:
+        print(resolved.text())
+        _render(report, sys.stdout)
+    return 0 if report.ok else EXIT_NO
+
+
+def _render(report, stream) -> None:
+    from rich.console import Console
+
+    from ..backends.preflight import render_preflight
+
+    render_preflight(report, Console(file=stream, highlight=False, soft_wrap=True))
+
+
+def _train(prepared, as_json: bool) -> int:
+    from ..backends import artifacts, local
+    from ..backends.preflight import run_preflight
+
+    request = prepared.request
+    # The preflight before anything is written; a resumed run keeps the shape it had, so it is not probed again.
+    with contextlib.redirect_stdout(sys.stderr):
+        report = run_preflight(prepared, probe=not request.resume)
+    if not report.ok:
+        _render(report, sys.stderr)
+        if as_json:
+            print_json({"ok": False, "preflight": report.model_dump(mode="json")})
+        return EXIT_NO
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    output_dir = Path(request.output_dir)
+    backup = artifacts.prepare_output_dir(output_dir, request.resume, request.overwrite)
+    if backup is not None:
+        print(f"the previous run in '{output_dir}' moved to '{backup}' (deleted when this run completes)",
+              file=sys.stderr)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            metrics = local.run(prepared, backup, start_downshifts=report.probe.downshifts)
+    except local.RunInterrupted as stop:
+        where = f" at {stop.checkpoint}" if stop.checkpoint else ""
+        print(f"interrupted: checkpoint saved{where}", file=sys.stderr)
+        print(f"resume with: {stop.command}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if as_json:
+        print_json(metrics)
+    else:
+        print(summary(metrics, output_dir))
+    return 0
+
+
+def summary(metrics, output_dir: Path) -> str:
+    """A few lines a person reads after a run: where it is and how well it did."""
+    lines = [f"trained {metrics.model} with {metrics.method} on {metrics.device} ({metrics.precision}) "
+             f"in {metrics.wall_time_s:.0f} s -> {output_dir}"]
+    for name, value in metrics.kfold_summary.items():
+        lines.append(f"  {len(value.values)}-fold validation {name}: {value.mean:.4f} ± {value.std:.4f}")
+    if metrics.main is not None:
+        for name, value in metrics.main.final_eval.items():
+            lines.append(f"  validation {name}: {value:.4f}")
+        if metrics.main.early_stopped:
+            lines.append(f"  stopped early at step {metrics.main.steps}; kept step {metrics.main.best_step}")
+    for name, value in metrics.test.items():
+        lines.append(f"  test {name}: {value:.4f}")
+    for shift in metrics.downshifts:
+        lines.append(f"  out of memory at step {shift.at_step} ({shift.run}): continued with micro-batch "
+                     f"{shift.after.batch_size} x {shift.after.gradient_accumulation_steps}, "
+                     f"gradient checkpointing {'on' if shift.after.gradient_checkpointing else 'off'}")
+    return "\n".join(lines)
+
+
+def _accelerate(prepared, args) -> int:
+    from ..backends import accelerate
+
+    return accelerate.execute(prepared, as_json=args.json)

@@ -1,0 +1,302 @@
+"""The accelerate backend: the same run on several GPUs through `accelerate launch`, with a generated config.
+
+`advisor execute --backend accelerate` calls `execute`. It writes three files
+into the output directory and runs the second (unless --dry-run):
+
+- accelerate_config.yaml: accelerate's own ClusterConfig, from the plan, never
+  from a user's default config (a stale default silently turned FSDP on,
+  axolotl #394): DDP; FSDP wrapping the model's decoder-layer class, read from
+  the model (transformers' `_no_split_modules`, else the class repeated in the
+  layer stack), not guessed (accelerate #1943); DeepSpeed ZeRO-2/3 when
+  deepspeed is importable, FSDP in its place otherwise;
+- launch.sh: `accelerate launch --config_file accelerate_config.yaml train.py "$@"`;
+- train.py: a script that runs plan.json (copied next to it) on the data with
+  the local backend in each process; `--resume` and `--max-steps` pass through.
+
+The sharding comes from the plan's estimate (`estimate.config.sharding`, what
+the fit search chose) and the mixed precision from the plan's GPU, so a
+config generated on a laptop is right for the cluster it names.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict
+
+from ..errors import UserError
+from ..knowledge_base import resolve_gpu, resolve_model
+from . import artifacts
+from .hardware import Device, resolve_precision
+from .manifest import check_resume
+
+CONFIG_FILE = "accelerate_config.yaml"
+LAUNCH_FILE = "launch.sh"
+SCRIPT_FILE = "train.py"
+LAUNCH_FILES = (CONFIG_FILE, LAUNCH_FILE, SCRIPT_FILE, artifacts.PLAN_FILE)
+
+
+class LaunchFiles(BaseModel):
+    """What `--dry-run` wrote, as its --json output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: str
+    launch: str
+    script: str
+    command: str
+    distributed_type: str
+    num_processes: int
+    mixed_precision: str
+    wrap_class: Optional[str] = None
+    notes: list[str] = []
+
+
+def sharding_of(plan: Any) -> str:
+    estimated = (plan.estimate.config if plan.estimate else {}).get("sharding")
+    return estimated or ("ddp" if plan.profile.num_gpus > 1 else "none")
+
+
+def decoder_layer_class(model_type: str, kind: str) -> str:
+    """The class of the model's repeated transformer layer: what FSDP wraps one unit at a time."""
+    import torch
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
+    )
+
+    config = AutoConfig.for_model(model_type)
+    mapping = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING if kind == "classification" else MODEL_FOR_CAUSAL_LM_MAPPING
+    model_class = mapping[type(config)]
+    if getattr(model_class, "_no_split_modules", None):
+        return model_class._no_split_modules[0]
+    config.num_hidden_layers = 2  # enough to see the repeated layer; built on the meta device, no memory
+    with torch.device("meta"):
+        model = model_class(config)
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == config.num_hidden_layers:
+            return type(module[0]).__name__
+    raise UserError(f"cannot find the repeated layer class of a '{model_type}' model for FSDP wrapping")
+
+
+def model_type_of(source: str, model: str) -> str:
+    config_file = Path(source) / "config.json"
+    if config_file.is_file():
+        return json.loads(config_file.read_text(encoding="utf-8"))["model_type"]
+    return resolve_model(model).architecture.family
+
+
+def cluster_config(prepared: Any) -> tuple[Any, LaunchFiles]:
+    """accelerate's ClusterConfig for the plan, and a description of it."""
+    from accelerate.commands.config.config_args import ClusterConfig
+    from accelerate.utils import ComputeEnvironment, DistributedType
+
+    plan = prepared.request.plan
+    hp = prepared.hp
+    gpu = resolve_gpu(plan.profile.gpu)
+    target = Device(kind="cuda", name=gpu.name, bf16=gpu.bf16) if gpu.cuda else Device(kind="cpu", name=gpu.name)
+    precision = resolve_precision(plan.training.precision, target)
+    sharding = sharding_of(plan)
+    notes: list[str] = []
+    if sharding in ("zero2", "zero3") and importlib.util.find_spec("deepspeed") is None:
+        notes.append(f"the plan shards with DeepSpeed {sharding} but deepspeed is not installed: FSDP instead "
+                     f"({'parameters, gradients and optimizer state' if sharding == 'zero3' else 'gradients and optimizer state'} sharded)")
+        sharding = "fsdp" if sharding == "zero3" else "fsdp_grad_op"
+    if prepared.method.quantized and sharding != "none" and sharding != "ddp":
+        raise UserError(
+            f"method '{prepared.method.name}' keeps the base in 4 bits, which FSDP and ZeRO-3 cannot shard "
+            "here (peft #1844); use ddp (each GPU holds the 4-bit base) or plan lora"
+        )
+    num_processes = plan.profile.num_gpus if gpu.cuda else 1
+    wrap_class = None
+    fsdp_config = deepspeed_config = None
+    if sharding == "none" or num_processes == 1 and sharding == "ddp":
+        distributed = DistributedType.NO
+    elif sharding == "ddp":
+        distributed = DistributedType.MULTI_GPU
+    elif sharding.startswith("fsdp"):
+        distributed = DistributedType.FSDP
+        wrap_class = decoder_layer_class(model_type_of(prepared.source, plan.profile.model), prepared.kind)
+        fsdp_config = {
+            "fsdp_version": 2,
+            "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "fsdp_transformer_layer_cls_to_wrap": wrap_class,
+            "fsdp_reshard_after_forward": sharding == "fsdp",
+            "fsdp_state_dict_type": "SHARDED_STATE_DICT",
+            "fsdp_cpu_ram_efficient_loading": True,
+            "fsdp_offload_params": False,
+            "fsdp_activation_checkpointing": hp.gradient_checkpointing,
+        }
+    else:
+        distributed = DistributedType.DEEPSPEED
+        deepspeed_config = {
+            "zero_stage": 3 if sharding == "zero3" else 2,
+            "gradient_accumulation_steps": hp.gradient_accumulation_steps,
+            "gradient_clipping": hp.max_grad_norm,
+            "offload_optimizer_device": "none",
+            "offload_param_device": "none",
+            "zero3_init_flag": sharding == "zero3",
+            "zero3_save_16bit_model": sharding == "zero3",
+        }
+    mixed = precision.autocast or ("bf16" if precision.weights == "bfloat16" else "no")
+    config = ClusterConfig(
+        compute_environment=ComputeEnvironment.LOCAL_MACHINE, distributed_type=distributed, mixed_precision=mixed,
+        use_cpu=not gpu.cuda, debug=False, num_processes=num_processes, num_machines=1, machine_rank=0,
+        gpu_ids="all" if gpu.cuda else None, rdzv_backend="static", same_network=True,
+        fsdp_config=fsdp_config, deepspeed_config=deepspeed_config,
+    )
+    described = LaunchFiles(
+        config=CONFIG_FILE, launch=LAUNCH_FILE, script=SCRIPT_FILE, command="", distributed_type=distributed.value,
+        num_processes=num_processes, mixed_precision=mixed, wrap_class=wrap_class, notes=notes,
+    )
+    return config, described
+
+
+def launch_script(offline: bool) -> str:
+    lines = [
+        "#!/usr/bin/env bash",
+        "# Generated by advisor: runs train.py in every process with the config next to it.",
+        "# Arguments pass through to train.py (--resume, --max-steps N, --save-steps N).",
+        "set -euo pipefail",
+        'cd "$(dirname "$0")"',
+    ]
+    if offline:
+        lines.append("export HF_HUB_OFFLINE=1  # the model is a local directory: nothing needs the Hub")
+    lines.append(f'exec accelerate launch --config_file {CONFIG_FILE} {SCRIPT_FILE} "$@"')
+    return "\n".join(lines) + "\n"
+
+
+def training_script(prepared: Any) -> str:
+    """train.py: plan.json next to it, the data path, the local backend in each process."""
+    from .describe import resolved_run
+
+    resolved = resolved_run(prepared).text()
+    request = prepared.request
+    return f'''#!/usr/bin/env python
+"""Training script generated by `advisor execute --backend accelerate`.
+
+Runs plan.json (next to this file) on the data below with the transformers
+Trainer, as `advisor execute` does, in each process `accelerate launch`
+starts. Needs `pip install "advisor[train]"`. Run it with `bash launch.sh`
+(add --resume to continue from the last checkpoint). To change a setting,
+edit plan.json (a changed plan cannot --resume an older checkpoint).
+
+The run, as resolved when this file was written:
+
+{resolved}
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = {str(Path(request.data).resolve())!r}
+SAVE_STEPS = {request.save_steps!r}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument("--max-steps", type=int, default={request.max_steps!r}, help="stop each model after N steps")
+    parser.add_argument("--save-steps", type=int, default=SAVE_STEPS, help="checkpoint every N steps")
+    args = parser.parse_args(argv)
+    from advisor.backends.accelerate import run_generated
+
+    return run_generated(HERE / "plan.json", DATA, HERE, args.resume, args.max_steps, args.save_steps)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+
+
+def write_launch_files(prepared: Any, output_dir: Path, config: Any, described: LaunchFiles) -> LaunchFiles:
+    from .loading import is_local
+
+    config.to_yaml_file(str(output_dir / CONFIG_FILE))
+    (output_dir / LAUNCH_FILE).write_text(launch_script(is_local(prepared.source)), encoding="utf-8")
+    (output_dir / LAUNCH_FILE).chmod(0o755)
+    (output_dir / SCRIPT_FILE).write_text(training_script(prepared), encoding="utf-8")
+    artifacts.write_json(output_dir / artifacts.PLAN_FILE, prepared.request.plan)
+    described.command = f"bash {shlex.quote(str(output_dir / LAUNCH_FILE))}"
+    return described
+
+
+def execute(prepared: Any, as_json: bool) -> int:
+    """Write the launch files; unless --dry-run, run them and return accelerate's exit status."""
+    from ..cli.common import print_json
+
+    request = prepared.request
+    output_dir = Path(request.output_dir)
+    if request.resume:
+        # The files the checkpoints were made with stay as they are; the data and plan must not have changed.
+        artifacts.prepare_output_dir(output_dir, resume=True, overwrite=False, ignore=LAUNCH_FILES)
+        check_resume(request)
+        return _launch(output_dir, request, None)
+    config, described = cluster_config(prepared)  # refusals (a 4-bit base sharded) before anything is written
+    backup = artifacts.prepare_output_dir(output_dir, False, request.overwrite, ignore=LAUNCH_FILES)
+    files = write_launch_files(prepared, output_dir, config, described)
+    for note in files.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if request.dry_run:
+        if as_json:
+            print_json(files)
+        else:
+            print(f"wrote {output_dir / CONFIG_FILE} ({files.distributed_type}, {files.num_processes} process(es), "
+                  f"{files.mixed_precision}{', wraps ' + files.wrap_class if files.wrap_class else ''}), "
+                  f"{output_dir / LAUNCH_FILE} and {output_dir / SCRIPT_FILE}")
+            print(f"run it with: {files.command}")
+        return 0
+    return _launch(output_dir, request, backup)
+
+
+def _launch(output_dir: Path, request: Any, backup: Optional[Path]) -> int:
+    passthrough = [flag for flag, on in (("--resume", request.resume),) if on]
+    if request.max_steps:
+        passthrough += ["--max-steps", str(request.max_steps)]
+    if request.save_steps:
+        passthrough += ["--save-steps", str(request.save_steps)]
+    # Ctrl-C reaches the launched processes too: they save a checkpoint; this one waits for them.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        code = subprocess.call(["bash", str(output_dir / LAUNCH_FILE), *passthrough])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if code == 0:
+        artifacts.drop_backup(str(backup) if backup else None)
+    return code
+
+
+def run_generated(
+    plan_path: Path, data: str, output_dir: Path, resume: bool, max_steps: Optional[int], save_steps: Optional[int],
+) -> int:
+    """train.py's body in each launched process: the local backend; one line for a user mistake."""
+    from ..cli.execute import EXIT_INTERRUPTED, load_plan
+    from . import local
+    from .models import ExecuteRequest
+
+    try:
+        request = ExecuteRequest(
+            plan=load_plan(str(plan_path)), plan_path=str(plan_path), data=data, output_dir=str(output_dir),
+            resume=resume, max_steps=max_steps, save_steps=save_steps, backend="accelerate",
+        )
+        prepared = local.prepare(request)
+        if local.is_main_process():
+            artifacts.prepare_output_dir(output_dir, resume, overwrite=False, ignore=LAUNCH_FILES)
+        local.run(prepared)
+    except local.RunInterrupted as stop:
+        print(f"interrupted: checkpoint saved at {stop.checkpoint}; resume with: bash {output_dir / LAUNCH_FILE} --resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except UserError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return error.exit_code
+    return 0

@@ -1,0 +1,115 @@
+"""Trainer callbacks for a run a person watches: a progress bar with ETA, and Ctrl-C that saves.
+
+`local.py` puts `RunProgress` in place of the Trainer's own progress bar (and
+of the printer that would write log dicts to stdout, which `--json` keeps for
+one document) and adds `SaveOnInterrupt`. The first Ctrl-C asks the Trainer
+to save a checkpoint at the end of the current step and stop; `local.py`
+then prints the resume command. A second Ctrl-C stops at once.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from transformers import TrainerCallback
+
+
+class RunProgress(TrainerCallback):
+    """A tqdm bar per model on stderr (steps, loss, last evaluation, elapsed, ETA), and progress.jsonl.
+
+    progress.jsonl gets one JSON line per logged step or evaluation:
+    {"run", "step", "max_steps", "loss" | "eval_loss", "eta_s"}; the wizard's
+    run screen follows it.
+    """
+
+    def __init__(self, label: str, watch: str, log_path: Optional[Path] = None) -> None:
+        self.label = label
+        self.watch = watch
+        self.log_path = log_path
+        self.bar: Any = None
+        self.postfix: dict[str, str] = {}
+        self._started = 0.0
+        self._first_step = 0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        from tqdm.auto import tqdm
+
+        self._started, self._first_step = time.monotonic(), state.global_step
+        if state.is_world_process_zero:
+            interactive = sys.stderr.isatty()
+            self.bar = tqdm(
+                total=state.max_steps, initial=state.global_step, desc=self.label, unit="step", file=sys.stderr,
+                dynamic_ncols=True, mininterval=0.5 if interactive else 30.0,
+            )
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def eta_s(self, state: Any) -> Optional[float]:
+        done = state.global_step - self._first_step
+        if done <= 0:
+            return None
+        return (time.monotonic() - self._started) / done * (state.max_steps - state.global_step)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Optional[dict] = None, **kwargs: Any) -> None:
+        if self.bar is None or not logs:
+            return
+        event: dict[str, Any] = {"run": self.label, "step": state.global_step, "max_steps": state.max_steps}
+        if "loss" in logs:
+            self.postfix["loss"] = f"{logs['loss']:.4f}"
+            event["loss"] = logs["loss"]
+        if "eval_loss" in logs:
+            event["eval_loss"] = logs["eval_loss"]
+            watched = logs.get(f"eval_{self.watch}")
+            if watched is not None:
+                self.postfix[f"val_{self.watch}"] = f"{watched:.4f}"
+        self.bar.set_postfix(self.postfix, refresh=False)
+        if self.log_path is not None and len(event) > 3:
+            event["eta_s"] = self.eta_s(state)
+            with open(self.log_path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(event) + "\n")
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class SaveOnInterrupt(TrainerCallback):
+    """SIGINT -> save a checkpoint at the end of this step and stop training."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.interrupted = True
+        # A second Ctrl-C falls through to Python's default: KeyboardInterrupt now.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\ninterrupt: saving a checkpoint at the end of this step (Ctrl-C again to stop now)", file=sys.stderr)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self.interrupted:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.restore()
+
+    def restore(self) -> None:
+        """Give SIGINT back to whoever had it (also after an exception inside train())."""
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None

@@ -1,0 +1,107 @@
+"""The resolved run, as `advisor execute --dry-run` prints it: what would train, on what, how.
+
+Built from `local.Prepared` (nothing loaded but the tokenizer), so the dry
+run and the real run cannot disagree. `--json` prints the model itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict
+
+from .models import TrainShape
+from .param_groups import group_rates
+
+
+class SplitCounts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: str
+    seed: int
+    train: int = 0
+    validation: int = 0
+    test: int = 0
+    folds: list[dict[str, int]] = []
+
+
+class ResolvedRun(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    source: str
+    method: str
+    method_hyperparameters: dict[str, Any]
+    task: str
+    data: str
+    data_format: str
+    records: int
+    labels: int
+    truncated: int
+    dropped: int
+    split: SplitCounts
+    device: str
+    precision: str
+    shape: TrainShape
+    seq_len: int
+    epochs: float
+    steps_per_epoch: int
+    total_steps: int
+    checkpoint_every: int
+    early_stopping_patience: Optional[int]
+    eval_metric: str
+    learning_rates: dict[str, float]
+    scheduler: str
+    warmup_ratio: float
+    output_dir: str
+
+    def text(self) -> str:
+        split = self.split
+        where = (f"{len(split.folds)} folds ({split.strategy}), then the final model on all {split.train} records"
+                 if split.folds else f"train {split.train}, validation {split.validation}")
+        if split.test:
+            where += f", held-out test {split.test}"
+        stopping = (f"early stopping on validation {self.eval_metric} (patience {self.early_stopping_patience}), "
+                    "best checkpoint kept" if self.early_stopping_patience and (split.validation or split.folds)
+                    else "no early stopping")
+        rates = ", ".join(f"{name} {rate:g}" for name, rate in self.learning_rates.items())
+        return "\n".join([
+            f"model      {self.model} ({self.source})",
+            f"method     {self.method} {self.method_hyperparameters or ''}".rstrip(),
+            f"task       {self.task}, data '{self.data}' ({self.data_format}, {self.records} records"
+            + (f", {self.labels} labels" if self.labels else "") + ")",
+            f"tokens     seq_len {self.seq_len}: {self.truncated} records truncated, {self.dropped} left with nothing to learn",
+            f"split      {where} (seed {split.seed})",
+            f"device     {self.device}, {self.precision}",
+            f"batch      {self.shape.batch_size} x {self.shape.gradient_accumulation_steps} accumulation"
+            + (", gradient checkpointing" if self.shape.gradient_checkpointing else ""),
+            f"schedule   {self.epochs:g} epochs = {self.total_steps} steps ({self.steps_per_epoch}/epoch), "
+            f"{self.scheduler}, warmup {self.warmup_ratio:g}; learning rates: {rates}",
+            f"checkpoint every {self.checkpoint_every} steps; {stopping}",
+            f"output     {self.output_dir}",
+        ])
+
+
+def resolved_run(prepared: Any) -> ResolvedRun:
+    split = prepared.split
+    train, validation = prepared.main_indices()
+    counts = SplitCounts(
+        strategy=split.strategy, seed=split.seed, train=len(train), validation=len(validation),
+        test=len(split.splits.get("test", [])),
+        folds=[{"train": len(fold.train), "validation": len(fold.validation)} for fold in split.folds],
+    )
+    kept = len(prepared.encoded.select(train))
+    schedule = prepared.schedule(kept, bool(validation))
+    hp = prepared.hp
+    return ResolvedRun(
+        model=prepared.request.plan.profile.model, source=prepared.source, method=prepared.method.name,
+        method_hyperparameters=prepared.method_hp.model_dump(), task=prepared.kind, data=prepared.request.data,
+        data_format=prepared.data.format, records=len(prepared.data.records), labels=len(prepared.labels),
+        truncated=prepared.encoded.truncated, dropped=len(prepared.encoded.dropped), split=counts,
+        device=prepared.device.name, precision=prepared.precision.label, shape=prepared.initial_shape(),
+        seq_len=hp.seq_len, epochs=hp.epochs, steps_per_epoch=schedule.steps_per_epoch,
+        total_steps=schedule.total_steps, checkpoint_every=schedule.cadence,
+        early_stopping_patience=hp.early_stopping_patience, eval_metric=prepared.metric,
+        learning_rates=group_rates(hp), scheduler=hp.scheduler, warmup_ratio=hp.warmup_ratio,
+        output_dir=prepared.request.output_dir,
+    )

@@ -1,0 +1,111 @@
+"""Load the plan's base model and tokenizer, offline whenever the model is on disk.
+
+`local.py` calls these; the CLI calls `model_source` and `check_reachable`
+first, so a hub id on an offline machine is one line before anything loads.
+A local directory (the embedded MiniLM, a model built from a config) switches
+the Hugging Face libraries to offline mode for the whole process: saving an
+adapter or a model card then never reaches for the Hub (peft #1452).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from ..errors import UserError
+from ..knowledge_base import resolve_model
+from ..methods import Method, MethodHyperparameters
+from .hardware import Precision
+from .tasks import PEFT_TASK_TYPES
+
+
+def model_source(model: str) -> str:
+    """What from_pretrained takes for the plan's model: a directory holding config.json, or a hub id."""
+    return resolve_model(model).source
+
+
+def is_local(source: str) -> bool:
+    return Path(source).is_dir()
+
+
+def go_offline() -> None:
+    """Offline mode for huggingface_hub, also when it was imported before (its flag is read at import)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
+
+
+def quiet_libraries() -> None:
+    """transformers' load reports and per-file progress bars would bury the run's own progress."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+
+
+def offline_requested() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def check_reachable(source: str) -> None:
+    """A local model goes offline; a hub id must be in the local cache when HF_HUB_OFFLINE is set."""
+    if is_local(source):
+        go_offline()
+        return
+    if not offline_requested():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(source, "config.json"), str):
+        raise UserError(
+            f"model '{source}' is a Hugging Face Hub id, HF_HUB_OFFLINE is set and it is not in the local cache; "
+            "download it on a connected machine first, or pass a local model directory"
+        )
+
+
+def load_tokenizer(source: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except OSError as error:
+        raise UserError(f"cannot load the tokenizer of '{source}': {str(error).splitlines()[0]}") from error
+
+
+def load_model(
+    source: str, kind: str, precision: Precision, plan_precision: str, method: Method, method_hp: MethodHyperparameters,
+    labels: Optional[list[str]] = None, pad_token_id: Optional[int] = None,
+) -> tuple[Any, set[str]]:
+    """The trainable model (the method applied) and the names of the parameters the checkpoint provided."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    options: dict[str, Any] = {"dtype": getattr(torch, precision.weights), "output_loading_info": True}
+    options.update(method.load_options(method_hp, plan_precision))
+    if kind == "classification":
+        options.update(
+            num_labels=len(labels or []),
+            id2label=dict(enumerate(labels or [])),
+            label2id={name: index for index, name in enumerate(labels or [])},
+        )
+        auto = AutoModelForSequenceClassification
+    else:
+        auto = AutoModelForCausalLM
+    try:
+        model, info = auto.from_pretrained(source, **options)
+    except OSError as error:
+        raise UserError(f"cannot load the model '{source}': {str(error).splitlines()[0]}") from error
+    if pad_token_id is not None and model.config.pad_token_id is None:
+        model.config.pad_token_id = pad_token_id
+    loaded = pretrained_names(model, info.get("missing_keys", ()))
+    return method.build(model, method_hp, PEFT_TASK_TYPES[kind]), loaded
+
+
+def pretrained_names(model: Any, missing_keys: Iterable[str]) -> set[str]:
+    """Names of the parameters the checkpoint provided: all of the freshly loaded model but the missing ones."""
+    missing = set(missing_keys)
+    return {name for name, _ in model.named_parameters() if name not in missing}

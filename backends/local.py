@@ -1,0 +1,462 @@
+"""The local backend: run a plan in this process with the transformers Trainer.
+
+`advisor execute` (advisor/cli/execute.py) calls `prepare` then `run`; the
+accelerate backend's generated train.py calls `run` under `accelerate launch`.
+One run:
+
+1. read the data (the data toolkit), encode every record once (tasks.py),
+   split it as the plan says (stratified by label for classification);
+2. train one model per k-fold fold (each on its fold's validation split),
+   then the final model on all the non-test data; or one model on the
+   train split, watching the validation split;
+3. each model: load the base, apply the method plugin, train with per-group
+   learning rates; on out-of-memory, downshift and retry from the last
+   checkpoint; on Ctrl-C, save a checkpoint and raise `RunInterrupted`;
+4. save the model and tokenizer in DIR, score the held-out test split if the
+   plan made one, and write metrics.json, loss.png and the model card.
+
+metrics.json is also written when a run is interrupted or fails: `--resume`
+reads it back to skip finished folds and keep the downshifted shape.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..data import LoadedData, SplitPlan, load_records, split_records
+from ..errors import EXIT_NO, UserError, describe_validation_error
+from ..knowledge_base import resolve_model
+from ..manager import get_method
+from ..methods import Method, MethodHyperparameters
+from ..models import DataHandling, TrainingHyperparameters
+from . import artifacts
+from .downshift import describe, next_shape
+from .hardware import Device, Precision, check_method_runs_here, detect_device, resolve_precision
+from .loading import check_reachable, load_model, load_tokenizer, model_source, quiet_libraries
+from .manifest import MANIFEST_FILE, build_manifest, check_resume
+from .models import Downshift, Evaluation, ExecuteRequest, MetricSummary, RunMetrics, StepLoss, TrainResult, TrainShape
+from .param_groups import group_rates
+from .tasks import (
+    ALPACA_PROMPT, ALPACA_PROMPT_WITH_INPUT, FALLBACK_CHAT_HEADER, Encoded, TaskKind, encode_records,
+    ensure_pad_token, label_names, task_kind,
+)
+from .trainer_setup import (
+    Schedule, build_trainer, close_progress, make_schedule, training_arguments, watched_metric,
+)
+
+#: One JSON line per logged step (callbacks.RunProgress); the wizard follows it.
+PROGRESS_FILE = "progress.jsonl"
+#: Trainer log keys that are bookkeeping, not metrics.
+_NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time", "epoch", "step")
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C: a checkpoint was saved; `command` continues the run."""
+
+    def __init__(self, checkpoint: Optional[str], command: str) -> None:
+        super().__init__(checkpoint)
+        self.checkpoint = checkpoint
+        self.command = command
+
+
+class RunFailed(UserError):
+    """The run started but cannot finish (out of memory at the smallest shape): exit 1."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=EXIT_NO)
+
+
+class Prepared(BaseModel):
+    """Everything resolved before the first model loads: what the dry run prints and the run uses."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    request: ExecuteRequest
+    method: Method
+    method_hp: MethodHyperparameters
+    hp: TrainingHyperparameters
+    device: Device
+    precision: Precision
+    source: str
+    data: LoadedData
+    kind: TaskKind
+    tokenizer: Any
+    labels: list[str]
+    encoded: Encoded
+    split: SplitPlan
+    metric: str
+    adapter: bool = False
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.request.output_dir)
+
+    def initial_shape(self) -> TrainShape:
+        return TrainShape(
+            batch_size=self.hp.batch_size,
+            gradient_accumulation_steps=self.hp.gradient_accumulation_steps,
+            gradient_checkpointing=self.hp.gradient_checkpointing,
+        )
+
+    def main_indices(self) -> tuple[list[int], list[int]]:
+        """(train, validation) of the saved model: k-fold trains it on everything but the test split."""
+        if self.split.folds:
+            held_out = set(self.split.splits.get("test", []))
+            return [i for i in range(len(self.data.records)) if i not in held_out], []
+        return self.split.splits["train"], self.split.splits.get("validation", [])
+
+    def schedule(self, train_examples: int, has_eval: bool, shape: Optional[TrainShape] = None) -> Schedule:
+        return make_schedule(
+            train_examples, shape or self.initial_shape(), self.hp, has_eval,
+            self.request.max_steps, self.request.save_steps,
+        )
+
+
+def prepare(request: ExecuteRequest) -> Prepared:
+    """Resolve the plan against this machine and the data; no model is loaded. UserError on any mismatch."""
+    plan = request.plan
+    if plan.training is None:
+        raise UserError(f"the plan recommends '{plan.recommendation.approach}': there is nothing to train", EXIT_NO)
+    training = plan.training
+    method = get_method(training.method)
+    try:
+        method_hp = method.hyperparameters(training.hyperparameters.method)
+    except ValidationError as error:
+        raise UserError(f"plan training.hyperparameters.method ({method.name}): "
+                        f"{describe_validation_error(error, method.Hyperparameters)}") from None
+    device = detect_device()
+    check_method_runs_here(method, device)
+    source = model_source(plan.profile.model)
+    check_reachable(source)
+    quiet_libraries()
+    data = load_records(request.data)
+    if not data.records:
+        raise UserError(f"'{request.data}' holds no valid record", EXIT_NO)
+    kind = task_kind(data.format, plan.profile.task)
+    tokenizer = load_tokenizer(source)
+    if kind == "causal_lm":
+        ensure_pad_token(tokenizer)
+    labels = label_names(data.records) if kind == "classification" else []
+    hp = training.hyperparameters
+    encoded = encode_records(
+        data.records, data.format, tokenizer, hp.seq_len, {name: i for i, name in enumerate(labels)}
+    )
+    return Prepared(
+        request=request, method=method, method_hp=method_hp, hp=hp, device=device,
+        precision=resolve_precision(training.precision, device), source=source, data=data, kind=kind,
+        tokenizer=tokenizer, labels=labels, encoded=encoded, split=make_split(data, training.data, kind),
+        metric=watched_metric(hp.eval_metric, kind),
+    )
+
+
+def make_split(data: LoadedData, handling: DataHandling, kind: TaskKind) -> SplitPlan:
+    """The plan's split; a plan without validation (and no k-fold) trains on all but the test share."""
+    stratify = "label" if handling.stratify and kind == "classification" else None
+    rows = data.rows()
+    if handling.kfold or handling.validation_ratio > 0:
+        return split_records(
+            rows, validation_ratio=handling.validation_ratio, test_ratio=handling.test_ratio,
+            stratify_by=stratify, kfold=handling.kfold, seed=handling.seed,
+        )
+    everything = list(range(len(rows)))
+    if handling.test_ratio == 0:
+        return SplitPlan(strategy="none", seed=handling.seed, splits={"train": everything})
+    held = split_records(rows, validation_ratio=handling.test_ratio, stratify_by=stratify, seed=handling.seed)
+    return held.model_copy(update={"splits": {"train": held.splits["train"], "test": held.splits["validation"]}})
+
+
+def is_main_process() -> bool:
+    """False in the other processes of an `accelerate launch`: only the first one writes the run's files."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def run(
+    prepared: Prepared, backup: Optional[Path] = None, extra_callbacks: Sequence[Any] = (),
+    start_downshifts: Sequence[Downshift] = (),
+) -> RunMetrics:
+    """Train, save and report into a directory `artifacts.prepare_output_dir` made ready.
+
+    `backup` is where --overwrite moved the previous run; it is deleted once this run completes.
+    `start_downshifts` are the preflight probe's: the run starts from the shape they reached.
+    """
+    started = time.monotonic()
+    request, out = prepared.request, prepared.output_dir
+    if request.resume:
+        manifest = check_resume(request)
+        previous = artifacts.read_metrics(out)
+        if previous is not None and previous.status == "completed":
+            print(f"'{out}' holds a completed run: nothing to resume", file=sys.stderr)
+            return previous
+    else:
+        manifest = build_manifest(request, replaced_backup=str(backup) if backup else None)
+        if is_main_process():
+            artifacts.write_json(out / MANIFEST_FILE, manifest)
+            artifacts.write_json(out / artifacts.PLAN_FILE, request.plan)
+            _write_data_split(prepared)
+        previous = None
+    metrics = previous or _new_metrics(prepared)
+    if previous is None:
+        metrics.downshifts.extend(start_downshifts)
+    metrics.status = "interrupted"
+    try:
+        _train_all(prepared, metrics, extra_callbacks, started, previous)
+    except RunInterrupted:
+        _finish(prepared, metrics, started, previous)
+        raise
+    except RunFailed:
+        metrics.status = "failed"
+        _finish(prepared, metrics, started, previous)
+        raise
+    metrics.status = "completed"
+    _finish(prepared, metrics, started, previous)
+    if is_main_process():
+        artifacts.drop_backup(manifest.replaced_backup)
+    return metrics
+
+
+def _write_data_split(prepared: Prepared) -> None:
+    from ..data import write_split
+
+    handling = prepared.request.plan.training.data
+    write_split(
+        prepared.data, prepared.split, prepared.output_dir / "data",
+        arguments={**handling.model_dump(), "data": prepared.request.data},
+    )
+
+
+def _new_metrics(prepared: Prepared) -> RunMetrics:
+    return RunMetrics(
+        status="interrupted", task=prepared.kind, data_format=prepared.data.format,
+        method=prepared.method.name, model=prepared.request.plan.profile.model,
+        device=prepared.device.name, precision=prepared.precision.label, eval_metric=prepared.metric,
+        label_names=prepared.labels,
+    )
+
+
+def _train_all(
+    prepared: Prepared, metrics: RunMetrics, extra_callbacks: Sequence[Any], started: float,
+    previous: Optional[RunMetrics],
+) -> None:
+    out = prepared.output_dir
+    done = {fold.run for fold in metrics.folds}
+    for index, fold in enumerate(prepared.split.folds):
+        name = f"fold-{index}"
+        if name in done:
+            continue
+        result, trainer = _train_model(
+            prepared, metrics, name, fold.train, fold.validation, out / "folds" / name, extra_callbacks,
+        )
+        metrics.folds.append(result)
+        del trainer
+        _release_memory()
+        # The fold is recorded; its checkpoints (weights + optimizer state) are no longer needed.
+        _finish(prepared, metrics, started, previous)
+        shutil.rmtree(out / "folds" / name, ignore_errors=True)
+    if metrics.folds:
+        metrics.kfold_summary = _summarise_folds(metrics.folds)
+    train, validation = prepared.main_indices()
+    name = "final" if prepared.split.folds else "main"
+    result, trainer = _train_model(prepared, metrics, name, train, validation, out / "checkpoints", extra_callbacks)
+    metrics.main = result
+    _save_model(prepared, trainer)
+    test = prepared.split.splits.get("test")
+    if test:
+        scores = trainer.evaluate(_dataset(prepared.encoded.select(test)), metric_key_prefix="test")
+        metrics.test = _metrics_only(scores, "test_")
+
+
+def _train_model(
+    prepared: Prepared, metrics: RunMetrics, name: str, train_idx: list[int], eval_idx: list[int],
+    checkpoint_dir: Path, extra_callbacks: Sequence[Any],
+) -> tuple[TrainResult, Any]:
+    """Train one model, downshifting on out-of-memory; RunInterrupted on Ctrl-C."""
+    import torch
+    from transformers.trainer_utils import get_last_checkpoint
+
+    request = prepared.request
+    train_features = prepared.encoded.select(train_idx)
+    eval_features = prepared.encoded.select(eval_idx)
+    shape = _current_shape(prepared, metrics)
+    resume_from = get_last_checkpoint(str(checkpoint_dir)) if request.resume and checkpoint_dir.is_dir() else None
+    while True:
+        schedule = prepared.schedule(len(train_features), bool(eval_features), shape)
+        trainer, interrupt = make_trainer(prepared, name, shape, schedule, checkpoint_dir, train_features,
+                                          eval_features, extra_callbacks)
+        began = time.monotonic()
+        out_of_memory: Optional[BaseException] = None
+        try:
+            trainer.train(resume_from_checkpoint=resume_from)
+        except torch.OutOfMemoryError as error:
+            out_of_memory = error
+        finally:
+            interrupt.restore()
+            close_progress(trainer)
+        if out_of_memory is not None:
+            step = trainer.state.global_step
+            del trainer
+            _release_memory()
+            shape = _downshift(metrics, name, shape, step, out_of_memory)
+            resume_from = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+            continue
+        result = _result(trainer, name, shape, time.monotonic() - began, len(train_features), len(eval_features),
+                         len(train_idx) + len(eval_idx) - len(train_features) - len(eval_features), interrupt.interrupted)
+        if interrupt.interrupted:
+            checkpoint = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+            raise RunInterrupted(checkpoint, request.resume_command())
+        return result, trainer
+
+
+def _downshift(metrics: RunMetrics, name: str, shape: TrainShape, step: int, error: BaseException) -> TrainShape:
+    """The next shape after an out-of-memory error, logged in metrics; RunFailed when none is left."""
+    after = next_shape(shape)
+    if after is None:
+        raise RunFailed(f"out of memory at step {step} of {name} even at micro-batch 1 with gradient "
+                        "checkpointing; plan a smaller seq_len or a lighter method") from error
+    message = str(error).strip().splitlines()[0][:300] if str(error).strip() else "out of memory"
+    metrics.downshifts.append(Downshift(run=name, at_step=step, before=shape, after=after, error=message))
+    print(f"out of memory at step {step} of {name}: retrying with {describe(shape, after)}", file=sys.stderr)
+    return after
+
+
+def _current_shape(prepared: Prepared, metrics: RunMetrics) -> TrainShape:
+    """The plan's shape, or the last one a downshift chose (the probe's, an earlier fold's; kept across --resume)."""
+    return metrics.downshifts[-1].after if metrics.downshifts else prepared.initial_shape()
+
+
+def make_trainer(
+    prepared: Prepared, name: str = "main", shape: Optional[TrainShape] = None, schedule: Optional[Schedule] = None,
+    checkpoint_dir: Optional[Path] = None, train_features: Optional[list[dict]] = None,
+    eval_features: Optional[list[dict]] = None, extra_callbacks: Sequence[Any] = (),
+) -> tuple[Any, Any]:
+    """A freshly loaded model in a configured Trainer; by default the saved model's data, shape and directory."""
+    request, hp = prepared.request, prepared.hp
+    if train_features is None or eval_features is None:
+        train_idx, eval_idx = prepared.main_indices()
+        train_features, eval_features = prepared.encoded.select(train_idx), prepared.encoded.select(eval_idx)
+    shape = shape or prepared.initial_shape()
+    schedule = schedule or prepared.schedule(len(train_features), bool(eval_features), shape)
+    model, pretrained = load_model(
+        prepared.source, prepared.kind, prepared.precision, request.plan.training.precision,
+        prepared.method, prepared.method_hp, labels=prepared.labels, pad_token_id=prepared.tokenizer.pad_token_id,
+    )
+    args = training_arguments(
+        str(checkpoint_dir or prepared.output_dir / "checkpoints"), hp, shape, schedule, prepared.precision,
+        prepared.device, prepared.kind, request.plan.training.data.seed, request.max_steps,
+    )
+    callbacks = [*prepared.method.training_callbacks(model, prepared.method_hp), *extra_callbacks]
+    return build_trainer(
+        model=model, tokenizer=prepared.tokenizer, kind=prepared.kind, train_features=train_features,
+        eval_features=eval_features, args=args, hp=hp, group_rates=group_rates(hp), pretrained=pretrained,
+        label=name, progress_log=prepared.output_dir / PROGRESS_FILE, extra_callbacks=callbacks,
+    )
+
+
+def _result(
+    trainer: Any, name: str, shape: TrainShape, runtime_s: float, train_examples: int, eval_examples: int,
+    dropped: int, interrupted: bool,
+) -> TrainResult:
+    state = trainer.state
+    losses = [
+        StepLoss(step=entry["step"], epoch=entry.get("epoch", 0.0), loss=entry["loss"],
+                 learning_rate=entry.get("learning_rate"))
+        for entry in state.log_history if "loss" in entry
+    ]
+    evaluations = [
+        Evaluation(step=entry["step"], epoch=entry.get("epoch"), metrics=_metrics_only(entry, "eval_"))
+        for entry in state.log_history if "eval_loss" in entry
+    ]
+    best_step = getattr(state, "best_global_step", None)
+    kept = next((e for e in evaluations if e.step == best_step), evaluations[-1] if evaluations else None)
+    return TrainResult(
+        run=name, train_examples=train_examples, validation_examples=eval_examples, dropped_examples=dropped,
+        steps=state.global_step, epochs=float(state.epoch or 0.0),
+        runtime_s=runtime_s, shape=shape,
+        losses=losses, evaluations=evaluations, best_step=best_step, best_metric=state.best_metric,
+        early_stopped=not interrupted and bool(evaluations) and state.global_step < state.max_steps,
+        final_eval=kept.metrics if kept else {},
+    )
+
+
+def _metrics_only(logs: dict[str, Any], prefix: str) -> dict[str, float]:
+    scores = {
+        key[len(prefix):]: float(value) for key, value in logs.items()
+        if key.startswith(prefix) and not key[len(prefix):].endswith(_NOT_METRICS)
+    }
+    if "loss" in scores and "token_accuracy" in scores:
+        scores["perplexity"] = math.exp(min(scores["loss"], 50.0))
+    return scores
+
+
+def _summarise_folds(folds: list[TrainResult]) -> dict[str, MetricSummary]:
+    names = [name for name in folds[0].final_eval if all(name in fold.final_eval for fold in folds)]
+    summary = {}
+    for name in names:
+        values = [fold.final_eval[name] for fold in folds]
+        summary[name] = MetricSummary(mean=statistics.fmean(values), std=statistics.pstdev(values), values=values)
+    return summary
+
+
+def _save_model(prepared: Prepared, trainer: Any) -> None:
+    out = prepared.output_dir
+    trainer.save_model(str(out))
+    model = trainer.model
+    prepared.adapter = hasattr(model, "peft_config")
+    if prepared.adapter and is_main_process():
+        # An adapter: keep the base config (label names included) next to it for loading.
+        model.get_base_model().config.save_pretrained(str(out))
+
+
+def _dataset(features: list[dict]) -> Any:
+    from datasets import Dataset
+
+    return Dataset.from_list(features)
+
+
+def _release_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _finish(prepared: Prepared, metrics: RunMetrics, started: float, previous: Optional[RunMetrics]) -> None:
+    """metrics.json, loss.png and the model card, whatever the outcome."""
+    if not is_main_process():
+        return
+    out = prepared.output_dir
+    metrics.wall_time_s = (previous.wall_time_s if previous else 0.0) + time.monotonic() - started
+    artifacts.write_json(out / artifacts.METRICS_FILE, metrics)
+    artifacts.plot_losses(metrics, out / artifacts.LOSS_PLOT)
+    if metrics.status == "completed":
+        model = prepared.request.plan.profile.model
+        card = artifacts.model_card(
+            metrics, out, prepared.source, resolve_model(model).hf_id or model,
+            adapter=prepared.adapter, prompt_format=prompt_format(prepared),
+        )
+        (out / artifacts.MODEL_CARD).write_text(card, encoding="utf-8")
+
+
+def prompt_format(prepared: Prepared) -> str:
+    """The model card's note on how inputs were formatted in training (so inference can match)."""
+    if prepared.data.format == "alpaca":
+        return ("Stanford Alpaca prompts; the response follows `### Response:`.\n\n```\n" + ALPACA_PROMPT_WITH_INPUT
+                + "```\n\nWithout an input:\n\n```\n" + ALPACA_PROMPT + "```")
+    if prepared.data.format == "chat":
+        if getattr(prepared.tokenizer, "chat_template", None):
+            return "The tokenizer's chat template (`tokenizer.apply_chat_template`); loss on assistant turns only."
+        return ("The tokenizer has no chat template; each message was written as "
+                f"`{FALLBACK_CHAT_HEADER.strip()}` on its own line, then the content and a newline "
+                "(assistant content ends with the EOS token). Generate after `<|assistant|>` and a newline.")
+    return ""

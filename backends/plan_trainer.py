@@ -1,0 +1,43 @@
+"""The Trainer the backends run: transformers' own, with two hooks overridden and nothing else.
+
+- `create_optimizer`: one learning rate per parameter group of the plan
+  (param_groups.py), the optimizer class still from `TrainingArguments.optim`;
+- `_get_train_sampler`: length-grouped batches reseeded per epoch
+  (sampling.py), so resuming replays the same batches.
+
+Training loop, scheduler, evaluation, checkpoints and resume are the Trainer's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import Trainer
+
+from .param_groups import optimizer_groups
+from .sampling import SeededLengthGroupedSampler
+
+
+class PlanTrainer(Trainer):
+    def __init__(self, *args: Any, group_rates: dict[str, float], pretrained: set[str], **kwargs: Any) -> None:
+        self.group_rates = group_rates
+        self.pretrained = pretrained
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, model: Any = None) -> Any:
+        if self.optimizer is not None:
+            return self.optimizer
+        opt_model = self.model if model is None else model
+        groups = optimizer_groups(
+            opt_model, self.group_rates, self.pretrained, self.args.weight_decay,
+            set(self.get_decay_parameter_names(opt_model)),
+        )
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return SeededLengthGroupedSampler(batch, lengths, seed=self.args.data_seed or self.args.seed)

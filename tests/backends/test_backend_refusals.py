@@ -1,0 +1,127 @@
+"""Runs that must not start, and output directories that must survive: one line, the right exit code."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from advisor.backends.plan_trainer import PlanTrainer
+
+from conftest import alpaca_records, make_plan, run_cli, save_plan, write_jsonl
+
+
+@pytest.fixture
+def alpaca(tmp_path):
+    return write_jsonl(tmp_path / "alpaca.jsonl", alpaca_records(16))
+
+
+@pytest.fixture
+def plan_file(tmp_path, tiny_llama):
+    return save_plan(make_plan(str(tiny_llama)), tmp_path / "plan.json")
+
+
+def execute(capsys, plan, data, out, *extra):
+    return run_cli(capsys, "execute", plan, "--data", data, "--output-dir", out, "--max-steps", 1, *extra)
+
+
+def test_invalid_records_stop_the_run_before_anything_is_written(tmp_path, plan_file, capsys):
+    data = tmp_path / "bad.jsonl"
+    data.write_text(json.dumps(alpaca_records(1)[0]) + "\n" + json.dumps({"instruction": "no output"}) + "\n")
+    out = tmp_path / "run"
+    code, _, stderr = execute(capsys, plan_file, data, out)
+    assert code == 1
+    assert "line 2" in stderr and "invalid record" in stderr
+    assert not out.exists()
+
+
+def test_a_non_empty_directory_is_refused_and_left_alone(tmp_path, plan_file, alpaca, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("precious")
+    code, _, stderr = execute(capsys, plan_file, alpaca, out)
+    assert code == 2 and stderr.count("error:") == 1 and "not empty" in stderr
+    code, _, stderr = execute(capsys, plan_file, alpaca, out, "--overwrite")
+    assert code == 2 and "holds no previous advisor run" in stderr
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "precious"
+
+
+def test_overwrite_keeps_the_previous_run_when_the_new_one_fails(tmp_path, plan_file, alpaca, capsys, monkeypatch):
+    out = tmp_path / "run"
+    assert execute(capsys, plan_file, alpaca, out)[0] == 0
+    before = sorted(p.name for p in out.iterdir())
+
+    original = PlanTrainer.training_step
+
+    def out_of_memory_in_the_run(self, *args, **kwargs):  # the preflight probe passes, the run fails
+        import torch
+
+        if self.args.output_dir.endswith("checkpoints"):
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PlanTrainer, "training_step", out_of_memory_in_the_run)
+    code, _, stderr = execute(capsys, plan_file, alpaca, out, "--overwrite")
+    assert code == 1
+    backups = list(tmp_path.glob("run.replaced-*"))
+    assert len(backups) == 1 and sorted(p.name for p in backups[0].iterdir()) == before
+    assert str(backups[0]) in stderr
+
+    monkeypatch.undo()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, _ = execute(capsys, plan_file, alpaca, tmp_path / "second")
+    assert code == 0
+    assert execute(capsys, plan_file, alpaca, tmp_path / "second", "--overwrite")[0] == 0
+    assert not list(tmp_path.glob("second.replaced-*"))  # replaced for good once the new run completed
+
+
+def test_qlora_without_cuda_is_one_line_and_exit_2(tmp_path, tiny_llama, alpaca, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: qlora may run")
+    plan = save_plan(make_plan(str(tiny_llama), method="qlora", precision="bf16"), tmp_path / "plan.json")
+    out = tmp_path / "run"
+    code, stdout, stderr = execute(capsys, plan, alpaca, out)
+    assert code == 2 and stdout == ""
+    assert stderr.strip().splitlines() == [stderr.strip()] and "needs a CUDA GPU" in stderr
+    assert not out.exists()
+
+
+def test_a_typo_in_the_plan_is_named_in_one_line(tmp_path, tiny_llama, alpaca, capsys):
+    document = json.loads(make_plan(str(tiny_llama)).model_dump_json())
+    document["training"]["hyperparameters"]["warmup_ration"] = 0.1
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(document))
+    code, _, stderr = execute(capsys, plan, alpaca, tmp_path / "run")
+    assert code == 2 and stderr.count("error:") == 1
+    assert "unknown key 'training.hyperparameters.warmup_ration'" in stderr
+
+
+def test_a_plan_without_training_has_nothing_to_run(tmp_path, tiny_llama, alpaca, capsys):
+    document = json.loads(make_plan(str(tiny_llama)).model_dump_json())
+    document["recommendation"] = {"approach": "rag", "method": None, "complements": [], "summary": "retrieve"}
+    document["training"] = None
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(document))
+    code, _, stderr = execute(capsys, plan, alpaca, tmp_path / "run")
+    assert code == 1 and "nothing to train" in stderr
+
+
+def test_a_hub_model_offline_and_not_cached_is_refused_before_loading(tmp_path, alpaca, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache" / "hub"))
+    plan = save_plan(make_plan("gpt2"), tmp_path / "plan.json")
+    code, _, stderr = execute(capsys, plan, alpaca, tmp_path / "run")
+    assert code == 2
+    assert "HF_HUB_OFFLINE is set and it is not in the local cache" in stderr
+
+
+def test_the_preflight_refuses_rows_left_without_loss_before_anything_is_written(tmp_path, plan_file, capsys):
+    long_prompt = {"instruction": "name the colour of the sky " * 12, "input": "", "output": "blue"}
+    data = write_jsonl(tmp_path / "cut.jsonl", alpaca_records(8) + [long_prompt])
+    out = tmp_path / "run"
+    code, _, stderr = execute(capsys, plan_file, data, out)
+    assert code == 1
+    assert "error: line 9: no token carries loss" in stderr
+    assert not out.exists()

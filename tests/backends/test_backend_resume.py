@@ -1,0 +1,101 @@
+"""Ctrl-C saves a checkpoint and prints the resume command; --resume reaches what an uninterrupted run reaches.
+
+The SIGINT is real: the test sends it to its own process at step N/2, the
+way a terminal's Ctrl-C arrives, and the run's handler turns it into a save.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from advisor.backends.callbacks import SaveOnInterrupt
+
+from conftest import alpaca_records, make_plan, run_cli, save_plan, write_jsonl
+
+STEPS = 20
+
+
+@pytest.fixture
+def interrupt_at(monkeypatch):
+    """Send SIGINT to this process when the run reaches the given step."""
+    original = SaveOnInterrupt.on_step_end
+
+    def arm(step: int) -> None:
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == step and not self.interrupted:
+                os.kill(os.getpid(), signal.SIGINT)
+            return original(self, args, state, control, **kwargs)
+
+        monkeypatch.setattr(SaveOnInterrupt, "on_step_end", on_step_end)
+
+    return arm
+
+
+@pytest.fixture
+def run_files(tmp_path, tiny_llama):
+    data = write_jsonl(tmp_path / "alpaca.jsonl", alpaca_records(40))
+    plan = save_plan(make_plan(str(tiny_llama), learning_rate=2e-3, warmup_ratio=0.1), tmp_path / "plan.json")
+    return plan, data
+
+
+def execute(capsys, plan, data, out, *extra):
+    return run_cli(capsys, "execute", plan, "--data", data, "--output-dir", out, "--max-steps", STEPS,
+                   "--save-steps", 5, *extra)
+
+
+def losses(out) -> list[float]:
+    metrics = json.loads((out / "metrics.json").read_text())
+    return [entry["loss"] for entry in metrics["main"]["losses"]]
+
+
+def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path, run_files, interrupt_at, capsys):
+    plan, data = run_files
+    straight = tmp_path / "straight"
+    assert execute(capsys, plan, data, straight)[0] == 0
+
+    interrupted = tmp_path / "interrupted"
+    interrupt_at(STEPS // 2)
+    code, _, stderr = execute(capsys, plan, data, interrupted)
+    assert code == 130
+    assert (interrupted / "checkpoints" / f"checkpoint-{STEPS // 2}").is_dir()
+    resume_line = next(line for line in stderr.splitlines() if line.startswith("resume with: "))
+    assert resume_line.endswith(f"--output-dir {interrupted} --resume --max-steps {STEPS} --save-steps 5")
+    assert json.loads((interrupted / "metrics.json").read_text())["status"] == "interrupted"
+
+    code, _, stderr = execute(capsys, plan, data, interrupted, "--resume")
+    assert code == 0, stderr
+    resumed = json.loads((interrupted / "metrics.json").read_text())["main"]
+    assert resumed["steps"] == STEPS
+    assert len(losses(interrupted)) == STEPS
+    assert losses(interrupted) == pytest.approx(losses(straight), rel=1e-4)
+
+
+def test_resume_is_refused_when_the_data_or_the_plan_changed(tmp_path, run_files, interrupt_at, capsys):
+    plan, data = run_files
+    out = tmp_path / "run"
+    interrupt_at(2)
+    assert execute(capsys, plan, data, out)[0] == 130
+
+    original = data.read_text()
+    data.write_text(original + json.dumps({"instruction": "one more", "input": "", "output": "row"}) + "\n")
+    code, _, stderr = execute(capsys, plan, data, out, "--resume")
+    assert code == 2
+    assert stderr.strip().splitlines()[-1].startswith("error: cannot resume: the data") and "changed" in stderr
+    data.write_text(original)
+
+    changed = json.loads(plan.read_text())
+    changed["training"]["hyperparameters"]["learning_rate"] = 1e-3
+    other_plan = tmp_path / "other-plan.json"
+    other_plan.write_text(json.dumps(changed))
+    code, _, stderr = execute(capsys, other_plan, data, out, "--resume")
+    assert code == 2 and "cannot resume: the plan" in stderr
+
+
+def test_resume_needs_a_run_to_resume(tmp_path, run_files, capsys):
+    plan, data = run_files
+    code, _, stderr = execute(capsys, plan, data, tmp_path / "nothing-here", "--resume")
+    assert code == 2 and "cannot resume" in stderr
