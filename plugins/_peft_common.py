@@ -10,13 +10,13 @@ functions that touch a real model.
 from __future__ import annotations
 
 import re
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 from pydantic import Field
 
 from advisor.architecture import Architecture, LinearSpec
 from advisor.errors import UserError
-from advisor.methods import MethodHyperparameters
+from advisor.methods import Method, MethodHyperparameters
 
 #: Attribute names of the classification heads peft keeps trainable for SEQ_CLS (PeftModelForSequenceClassification).
 CLASSIFIER_HEADS = ("classifier", "score")
@@ -84,10 +84,16 @@ class SoftPromptHyperparameters(MethodHyperparameters):
     num_virtual_tokens: int = Field(20, ge=1, le=1024, description="trained virtual tokens prepended to every input")
 
 
-def build_soft_prompt(model: Any, config_class_name: str, hp: SoftPromptHyperparameters, task_type: str) -> Any:
-    """Wrap `model` with peft's `config_class_name` (PrefixTuningConfig or PromptTuningConfig)."""
-    import peft
+class SoftPrompt(Method):
+    """Prefix and prompt tuning: the same settings and build, differing in the peft config and footprint."""
 
-    config_class = getattr(peft, config_class_name)
-    config = config_class(num_virtual_tokens=hp.num_virtual_tokens, task_type=peft_task_type(task_type))
-    return peft.get_peft_model(model, config)
+    Hyperparameters = SoftPromptHyperparameters
+    #: The peft config class that builds this method (PrefixTuningConfig or PromptTuningConfig).
+    peft_config: ClassVar[str] = ""
+
+    def build(self, model: Any, hp: SoftPromptHyperparameters, task_type: str = "CAUSAL_LM") -> Any:
+        import peft
+
+        config_class = getattr(peft, self.peft_config)
+        config = config_class(num_virtual_tokens=hp.num_virtual_tokens, task_type=peft_task_type(task_type))
+        return peft.get_peft_model(model, config)

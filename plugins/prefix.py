@@ -6,16 +6,14 @@ Registered through the entry point `advisor.plugins.prefix`.
 
 from __future__ import annotations
 
-from typing import Any
-
-from advisor import Footprint, Method, hookimpl
+from advisor import Footprint, hookimpl
 from advisor.architecture import Architecture
 
-from ._peft_common import SoftPromptHyperparameters, build_soft_prompt
+from ._peft_common import SoftPrompt, SoftPromptHyperparameters
 
 
-class PrefixTuning(Method):
-    Hyperparameters = SoftPromptHyperparameters
+class PrefixTuning(SoftPrompt):
+    peft_config = "PrefixTuningConfig"
 
     def footprint(self, arch: Architecture, hp: SoftPromptHyperparameters) -> Footprint:
         kv_dim = arch.kv_heads * arch.dim_per_head
@@ -26,9 +24,6 @@ class PrefixTuning(Method):
             virtual_tokens=hp.num_virtual_tokens,
             virtual_tokens_in="kv",
         )
-
-    def build(self, model: Any, hp: SoftPromptHyperparameters, task_type: str = "CAUSAL_LM") -> Any:
-        return build_soft_prompt(model, "PrefixTuningConfig", hp, task_type)
 
 
 METHOD = PrefixTuning(

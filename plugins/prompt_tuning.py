@@ -6,16 +6,14 @@ point `advisor.plugins.prompt_tuning`.
 
 from __future__ import annotations
 
-from typing import Any
-
-from advisor import Footprint, Method, hookimpl
+from advisor import Footprint, hookimpl
 from advisor.architecture import Architecture
 
-from ._peft_common import SoftPromptHyperparameters, build_soft_prompt
+from ._peft_common import SoftPrompt, SoftPromptHyperparameters
 
 
-class PromptTuning(Method):
-    Hyperparameters = SoftPromptHyperparameters
+class PromptTuning(SoftPrompt):
+    peft_config = "PromptTuningConfig"
 
     def footprint(self, arch: Architecture, hp: SoftPromptHyperparameters) -> Footprint:
         params = hp.num_virtual_tokens * arch.hidden_size
@@ -25,9 +23,6 @@ class PromptTuning(Method):
             virtual_tokens=hp.num_virtual_tokens,
             virtual_tokens_in="sequence",
         )
-
-    def build(self, model: Any, hp: SoftPromptHyperparameters, task_type: str = "CAUSAL_LM") -> Any:
-        return build_soft_prompt(model, "PromptTuningConfig", hp, task_type)
 
 
 METHOD = PromptTuning(
