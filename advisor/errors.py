@@ -7,6 +7,7 @@ Every command catches `UserError` (and pydantic's `ValidationError`, through
 from __future__ import annotations
 
 import difflib
+import typing
 from typing import Iterable
 
 from pydantic import ValidationError
@@ -33,8 +34,13 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
 
 
 def describe_validation_error(error: ValidationError, model: type | None = None) -> str:
-    """Turn pydantic's first error into one line naming the key and what is accepted."""
-    first = error.errors(include_url=False)[0]
+    """Turn pydantic's errors into one line naming the key and what is accepted.
+
+    An unknown key is reported before anything else: a misspelt required key
+    also shows up as "missing", and the misspelling is the cause.
+    """
+    errors = error.errors(include_url=False)
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     location = ".".join(str(part) for part in first["loc"]) or "input"
     key = str(first["loc"][-1]) if first["loc"] else location
     if first["type"] == "extra_forbidden":
@@ -53,13 +59,23 @@ def _field_names(model: type, path: tuple) -> list[str]:
     current = model
     for part in path:
         field = getattr(current, "model_fields", {}).get(part)
-        annotation = getattr(field, "annotation", None)
-        if annotation is None or not hasattr(annotation, "model_fields"):
+        nested = _model_in(getattr(field, "annotation", None))
+        if nested is None:
             return []
-        current = annotation
+        current = nested
     names = []
     for name, field in getattr(current, "model_fields", {}).items():
         names.append(name)
         if field.alias:
             names.append(field.alias)
     return names
+
+
+def _model_in(annotation: object) -> type | None:
+    """The pydantic model an annotation holds: itself, or the model inside Optional[...] / a union."""
+    if hasattr(annotation, "model_fields"):
+        return annotation  # type: ignore[return-value]
+    for argument in typing.get_args(annotation):
+        if hasattr(argument, "model_fields"):
+            return argument
+    return None

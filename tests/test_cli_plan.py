@@ -89,3 +89,18 @@ def test_schema_command_prints_profile_and_plan(capsys):
     schemas = json.loads(out)
     assert code == 0 and set(schemas) == {"profile", "plan"}
     assert "examples" in schemas["profile"]["properties"]
+
+
+def test_typo_in_a_nested_plan_key_gets_did_you_mean():
+    from pydantic import ValidationError
+
+    from advisor.errors import describe_validation_error
+    from advisor.models import Plan, Profile
+    from advisor.planner import make_plan
+
+    document = json.loads(make_plan(Profile(examples=3000, model="llama-3.2-1b", gpu="a10g")).model_dump_json())
+    document["training"]["hyperparameters"]["learning_rat"] = document["training"]["hyperparameters"].pop(
+        "learning_rate")
+    with pytest.raises(ValidationError) as caught:
+        Plan.model_validate(document)
+    assert describe_validation_error(caught.value, Plan).endswith("did you mean 'learning_rate'?")
