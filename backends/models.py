@@ -33,6 +33,7 @@ class ExecuteRequest(BackendModel):
     save_steps: Optional[int] = Field(None, ge=1, description="checkpoint (and evaluate) every N steps")
     backend: Backend = "local"
     dry_run: bool = False
+    probe: bool = Field(True, description="the preflight runs one step on the longest micro-batch before training")
 
     def resume_command(self) -> str:
         """The exact command that continues this run from its last checkpoint."""

@@ -44,6 +44,8 @@ def register(subparsers) -> None:
     parser.add_argument("--backend", choices=("local", "accelerate"), default="local",
                         help="local: this process; accelerate: `accelerate launch` with a generated config")
     parser.add_argument("--dry-run", action="store_true", help="resolve and print the run (accelerate: write its files); train nothing")
+    parser.add_argument("--no-probe", action="store_true",
+                        help="skip the preflight's one-step probe of the longest micro-batch (on a CPU it can take minutes)")
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     parser.set_defaults(handler=run)
 
@@ -72,7 +74,7 @@ def run(args) -> int:
     request = ExecuteRequest(
         plan=plan, plan_path=args.plan, data=args.data, output_dir=args.output_dir, resume=args.resume,
         overwrite=args.overwrite, max_steps=args.max_steps, save_steps=args.save_steps, backend=args.backend,
-        dry_run=args.dry_run,
+        dry_run=args.dry_run, probe=not args.no_probe,
     )
     if args.resume and args.overwrite:
         raise UserError("--resume continues a run and --overwrite replaces it: pass one of them")
@@ -139,7 +141,7 @@ def _print_resolved(prepared, as_json: bool) -> int:
 
     resolved = resolved_run(prepared)
     with contextlib.redirect_stdout(sys.stderr):
-        report = run_preflight(prepared)
+        report = run_preflight(prepared, probe=prepared.request.probe)
     if as_json:
         print_json({"run": resolved.model_dump(mode="json"), "preflight": report.model_dump(mode="json")})
     else:
@@ -163,7 +165,7 @@ def _train(prepared, as_json: bool) -> int:
     request = prepared.request
     # The preflight before anything is written; a resumed run keeps the shape it had, so it is not probed again.
     with contextlib.redirect_stdout(sys.stderr):
-        report = run_preflight(prepared, probe=not request.resume)
+        report = run_preflight(prepared, probe=request.probe and not request.resume)
     if not report.ok:
         _render(report, sys.stderr)
         if as_json:

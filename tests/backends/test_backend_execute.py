@@ -77,3 +77,13 @@ def test_dry_run_prints_the_resolved_run_and_writes_nothing(tmp_path, tiny_llama
     assert resolved["steps_per_epoch"] == 5 and resolved["total_steps"] == 10
     assert resolved["precision"] == "fp32" and resolved["truncated"] == 12 and resolved["dropped"] == 0
     assert not out.exists()
+
+
+def test_dry_run_without_probe_checks_the_data_but_runs_no_step(tmp_path, tiny_llama, capsys):
+    data = write_jsonl(tmp_path / "alpaca.jsonl", alpaca_records(24))
+    plan = make_plan(str(tiny_llama), method="lora", learning_rate=2e-4, seq_len=48, epochs=2)
+    code, stdout, stderr = run_cli(capsys, "execute", save_plan(plan, tmp_path / "plan.json"), "--data", data,
+                                   "--output-dir", tmp_path / "run", "--dry-run", "--no-probe", "--json")
+    assert code == 0, stderr
+    preflight = json.loads(stdout)["preflight"]
+    assert preflight["ok"] and not preflight["probe"]["ran"] and preflight["truncated_rows"] == 12
