@@ -87,3 +87,15 @@ def test_dry_run_without_probe_checks_the_data_but_runs_no_step(tmp_path, tiny_l
     assert code == 0, stderr
     preflight = json.loads(stdout)["preflight"]
     assert preflight["ok"] and not preflight["probe"]["ran"] and preflight["truncated_rows"] == 12
+
+
+def test_embedded_encoder_dry_run_is_offline_and_probes_the_longest_batch(tmp_path, capsys):
+    data = banking77_sample(tmp_path / "banking.csv", labels=4, per_label=8)
+    plan = make_plan("all-minilm-l6-v2", task="classification", method="full", learning_rate=1e-4,
+                     eval_metric="accuracy", seq_len=32, data={"validation_ratio": 0.25, "stratify": True})
+    code, stdout, stderr = run_cli(capsys, "execute", save_plan(plan, tmp_path / "plan.json"), "--data", data,
+                                   "--output-dir", tmp_path / "run", "--dry-run", "--json")
+    assert code == 0, stderr
+    preflight = json.loads(stdout)["preflight"]
+    assert preflight["ok"] and preflight["probe"]["ran"] and preflight["preview"]
+    assert not (tmp_path / "run").exists()
