@@ -6,11 +6,12 @@ a field here. The planner fills the method facts after it has chosen one.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict
 
 from .knowledge_base import ModelEntry, resolve_gpu, resolve_model, tasks
+from .methods import Method
 from .models import Profile
 
 
@@ -76,3 +77,13 @@ def derive_facts(profile: Profile, model: Optional[ModelEntry] = None, data_labe
         head="classification" if profile.task == "classification" else "lm",
         data_given=profile.data is not None, data_labels=data_labels,
     )
+
+
+def method_facts(method: Method, fit_changes: list[str]) -> dict[str, Any]:
+    """The facts a chosen (or candidate) method adds, for the training, data, memory and risk rules."""
+    return {
+        "approach": method.approach, "method": method.name, "method_family": method.family,
+        "method_mergeable": method.mergeable, "method_quantized": method.quantized,
+        "method_capacity": method.capacity, "method_settings": list(method.Hyperparameters.model_fields),
+        "fit_changes": fit_changes,
+    }

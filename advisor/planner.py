@@ -4,33 +4,27 @@ Stages: approach (prompting / RAG / fine-tune), method (exclude by metadata,
 select preferred traits), training settings per candidate method, the fit
 search for each (estimator), then data, memory and risk rules for the chosen
 one. Every rule that fires for the chosen plan is in `rationale`, in order.
-The CLI, the TUI and the demo all call `make_plan`.
+The CLI, the TUI and the demo call `plan_for`; candidates.py configures and
+fit-searches each method.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict
-
 from . import rules as rulebook
-from .estimate import EstimateRequest
-from .estimate.search import FitResult, best_fit
-from .facts import Facts, derive_facts
-from .knowledge_base import ModelEntry, gpus, method_preference, resolve_gpu, resolve_model, tasks
+from .candidates import (
+    Candidate, configure, fit_change_kinds, method_hyperparameters, smallest_fitting_hardware,
+)
+from .facts import Facts, derive_facts, method_facts
+from .knowledge_base import method_preference, resolve_model, tasks
 from .manager import all_methods, get_method
 from .methods import Method
 from .models import (
-    Alternative, DataHandling, Estimate, ParamGroup, Plan, Profile, Rationale, Recommendation,
-    Training, TrainingHyperparameters, validate_profile,
+    Alternative, DataHandling, ParamGroup, Plan, Profile, Rationale, Recommendation, Training,
+    TrainingHyperparameters, validate_profile,
 )
-from .rules import Rule, Settings
-
-#: Plan settings that map onto a method's own hyperparameter fields.
-METHOD_SETTING_FIELDS = {"lora_rank": "r", "lora_alpha": "alpha", "lora_dropout": "dropout",
-                         "num_virtual_tokens": "num_virtual_tokens", "trainable_layers": "trainable_layers"}
-
+from .rules import Rule
 
 class Trace:
     """The rationale and warnings collected while planning."""
@@ -44,20 +38,6 @@ class Trace:
         self.rationale.append(Rationale(rule=rule.id, message=message, source=rule.source))
         if rule.warn:
             self.warnings.append(message)
-
-
-class Candidate(BaseModel):
-    """One method configured for this profile, and where it fits."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    method: Method
-    settings: dict[str, Any]
-    provenance: dict[str, str]
-    request: EstimateRequest
-    fit: Optional[FitResult]
-    estimate: Estimate
-    excluded_by: Optional[str] = None
 
 
 def plan_for(profile: Profile) -> Plan:
@@ -185,105 +165,6 @@ def by_preference(names: list[str], methods: dict[str, Method]) -> list[str]:
     return sorted(names, key=key)
 
 
-def method_facts(method: Method, fit_changes: list[str]) -> dict[str, Any]:
-    return {
-        "approach": method.approach, "method": method.name, "method_family": method.family,
-        "method_mergeable": method.mergeable, "method_quantized": method.quantized,
-        "method_capacity": method.capacity, "method_settings": list(method.Hyperparameters.model_fields),
-        "fit_changes": fit_changes,
-    }
-
-
-# -- settings and the fit search for one method --------------------------------------
-def settings_for(method: Method, facts: Facts) -> tuple[dict[str, Any], dict[str, str]]:
-    """Training and data settings the rules give `method`, with the rule id behind each."""
-    facts = facts.model_copy(update=method_facts(method, []))
-    values: dict[str, Any] = {}
-    provenance: dict[str, str] = {}
-    for stage in ("training", "data"):
-        for rule in rulebook.matching(stage, facts):
-            for key, value in (rule.set or Settings()).model_dump(exclude_none=True).items():
-                values[key] = value
-                provenance[key] = rule.id
-    if isinstance(values.get("learning_rate"), str):
-        values["learning_rate"] = rate_in_range(method.learning_rate, values["learning_rate"])
-    return values, provenance
-
-
-def rate_in_range(bounds: tuple[float, float], point: str) -> float:
-    low, high = bounds
-    rate = {"method.low": low, "method.high": high, "method.mid": math.sqrt(low * high)}[point]
-    return float(f"{rate:.1g}")
-
-
-def method_hyperparameters(method: Method, settings: dict[str, Any]) -> dict[str, Any]:
-    """The method's own hyperparameters: its defaults, overridden by the settings it accepts."""
-    accepted = method.Hyperparameters.model_fields
-    values = {field: settings[key] for key, field in METHOD_SETTING_FIELDS.items()
-              if key in settings and field in accepted}
-    return method.hyperparameters(values).model_dump()
-
-
-def sequence_length(profile: Profile, model: ModelEntry, data_report: Any) -> int:
-    """The user's, else the data's p95 rounded up to a multiple of 64, else the task default."""
-    if profile.seq_len:
-        length = profile.seq_len
-    elif data_report is not None and getattr(data_report.stats, "token_lengths", None):
-        p95 = data_report.stats.token_lengths.p95
-        length = max(64, int(math.ceil(p95 / 64) * 64))
-    else:
-        length = tasks()[profile.task].seq_len
-    return min(length, model.architecture.max_position_embeddings)
-
-
-def configure(method: Method, profile: Profile, model: ModelEntry, facts: Facts, data_report: Any,
-              excluded_by: Optional[str]) -> Candidate:
-    settings, provenance = settings_for(method, facts)
-    hp = method.hyperparameters(method_hyperparameters(method, settings))
-    seq_len = sequence_length(profile, model, data_report)
-    effective = settings.get("effective_batch", 16)
-    gpu = resolve_gpu(profile.gpu)
-    mean_tokens = getattr(getattr(getattr(data_report, "stats", None), "token_lengths", None), "mean", None)
-    train_examples = profile.examples * (1 - settings.get("validation_ratio", 0.2))
-    request = EstimateRequest(
-        architecture=model.architecture,
-        footprint=method.footprint(model.architecture, hp),
-        precision=settings.get("precision", "bf16"),
-        batch_size=profile.batch_size or effective,
-        seq_len=seq_len,
-        num_gpus=profile.num_gpus,
-        sharding="ddp" if profile.num_gpus > 1 else "none",
-        head="classification" if facts.head == "classification" else "lm",
-        num_labels=facts.data_labels or 2,
-        gpu=gpu,
-        device_memory_gib=profile.gpu_memory_gib,
-        tasks=profile.tasks,
-        train_tokens=int(train_examples * settings.get("epochs", 3) * (mean_tokens or seq_len / 2)),
-        price_per_hour=profile.price_per_hour,
-    )
-    fit = best_fit(request, effective_batch=max(effective, request.batch_size))
-    from .estimate import estimate as estimate_request
-
-    return Candidate(method=method, settings=settings, provenance=provenance, request=request, fit=fit,
-                     estimate=fit.estimate if fit else estimate_request(request), excluded_by=excluded_by)
-
-
-def fit_change_kinds(candidate: Candidate) -> list[str]:
-    """Which compromises the fit search made (the memory rules' fit_changes fact)."""
-    if candidate.fit is None:
-        return []
-    asked, got = candidate.request, candidate.fit.request
-    kinds = {
-        "gradient_checkpointing": got.gradient_checkpointing and not asked.gradient_checkpointing
-        and not asked.footprint.forces_gradient_checkpointing,
-        "gradient_accumulation": candidate.fit.gradient_accumulation_steps > 1,
-        "optimizer": got.optimizer != asked.optimizer,
-        "seq_len": got.seq_len < asked.seq_len,
-        "sharding": got.sharding != asked.sharding,
-    }
-    return [kind for kind, changed in kinds.items() if changed]
-
-
 # -- choosing -----------------------------------------------------------------------
 def choose(order: list[str], candidates: dict[str, Candidate]) -> tuple[Candidate, list[str]]:
     """The first candidate (in preference order) that fits; what changed to get there."""
@@ -297,31 +178,6 @@ def choose(order: list[str], candidates: dict[str, Candidate]) -> tuple[Candidat
         kind = "quantized" if candidate.method.quantized and not preferred.method.quantized else "method"
         return candidate, [kind]
     return preferred, ["nothing_fits"]
-
-
-def smallest_fitting_hardware(candidates: list[Candidate], profile: Profile, model: ModelEntry,
-                              data_report: Any) -> Optional[Alternative]:
-    """The least total GPU memory (catalog GPU x count) on which one of `candidates` fits, in order."""
-    options = sorted(((gpu, count) for gpu in gpus().values() if gpu.cuda for count in (1, 2, 4, 8)),
-                     key=lambda option: (option[0].memory_gib * option[1], option[1]))
-    labels = len(data_report.stats.labels) if data_report is not None and data_report.stats.labels else None
-    for gpu, count in options:
-        if gpu.memory_gib * count <= (profile.gpu_memory_gib or resolve_gpu(profile.gpu).memory_gib) * profile.num_gpus:
-            continue
-        elsewhere = profile.model_copy(update={"gpu": gpu.id, "num_gpus": count, "gpu_memory_gib": None})
-        facts = derive_facts(elsewhere, model, data_labels=labels)
-        for candidate in candidates:
-            if candidate.excluded_by:
-                continue
-            trial = configure(candidate.method, elsewhere, model, facts, data_report, None)
-            if trial.fit is not None:
-                config = trial.fit.request.model_dump(include={"batch_size", "seq_len", "gradient_checkpointing",
-                                                               "optimizer", "sharding"})
-                return Alternative(approach=candidate.method.approach, method=candidate.method.name, fits=True,
-                                   peak_gib=round(trial.estimate.memory.peak_gib, 2),
-                                   why_not=f"needs other hardware: fits on {count} x {gpu.id} ({gpu.name})",
-                                   config={"gpu": gpu.id, "num_gpus": count, **config})
-    return None
 
 
 def summarise_nothing_fits(method: Method, chosen: Candidate, facts: Facts, bigger: Optional[Alternative]) -> str:
