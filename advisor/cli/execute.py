@@ -214,6 +214,16 @@ def summary(metrics, output_dir: Path) -> str:
 
 
 def _accelerate(prepared, args) -> int:
+    """The data checks of the preflight run here; its probe does not (it would hold a CUDA context in the
+    parent while the launched processes train), so the first step is the launched run's own."""
     from ..backends import accelerate
+    from ..backends.preflight import run_preflight
 
+    with contextlib.redirect_stdout(sys.stderr):
+        report = run_preflight(prepared, probe=False)
+    if not report.ok:
+        _render(report, sys.stderr)
+        if args.json:
+            print_json({"ok": False, "preflight": report.model_dump(mode="json")})
+        return EXIT_NO
     return accelerate.execute(prepared, as_json=args.json)

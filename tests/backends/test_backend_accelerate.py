@@ -110,3 +110,10 @@ def test_accelerate_launch_runs_the_generated_files(tmp_path, tiny_llama, alpaca
     assert code == 0, stderr
     assert json.loads((out / "metrics.json").read_text())["main"]["steps"] == 2
     assert (out / "train.py").is_file() and (out / "model.safetensors").is_file()
+
+
+def test_the_preflight_data_checks_refuse_before_any_launch_file_is_written(tmp_path, tiny_llama, alpaca, capsys):
+    plan = make_plan(str(tiny_llama), seq_len=8)  # the Alpaca prompt alone is longer: nothing left to learn
+    code, _, stderr, out = dry_run(capsys, tmp_path, plan, alpaca)
+    assert code == 1 and "no token carries loss" in stderr
+    assert not out.exists()
