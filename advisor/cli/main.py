@@ -26,10 +26,11 @@ class OneLineParser(argparse.ArgumentParser):
         raise UserError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The parser with every command, or with `only` that one (a command's import is part of its latency)."""
     parser = OneLineParser(prog="advisor", description="Should I fine-tune, and how? Then do it.")
     subparsers = parser.add_subparsers(dest="command", parser_class=OneLineParser, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in (only,) if only in COMMANDS else COMMANDS:
         importlib.import_module(f"advisor.cli.{name}").register(subparsers)
     return parser
 
@@ -37,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        parser = build_parser()
-        args = parser.parse_args(args_list or ["wizard"])
+        args_list = args_list or ["wizard"]
+        parser = build_parser(only=args_list[0])
+        args = parser.parse_args(args_list)
         return int(args.handler(args) or 0)
     except UserError as error:
         print(f"error: {error.message}", file=sys.stderr)

@@ -17,6 +17,8 @@ log-sum-exp; attention dropout keeps only an RNG state on CUDA).
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -280,6 +282,12 @@ def encoder_layer(arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrad
 def layer(arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrads, kernel: Kernel = "cuda") -> Ledger:
     builder = encoder_layer if arch.kind == "encoder" else decoder_layer
     return builder(arch, n, tok, grads, kernel)
+
+
+@functools.lru_cache(maxsize=4096)
+def layer_bytes(arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrads, kernel: Kernel = "cuda") -> float:
+    """What one layer keeps, in bytes; cached because every layer of a model has the same shape."""
+    return layer(arch, n, tok, grads, kernel).total
 
 
 def checkpoint_bytes(arch: Architecture, n: Numerics, tok: Tokens) -> float:

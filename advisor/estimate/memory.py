@@ -221,7 +221,7 @@ def forward_state(arch: Architecture, fp: Footprint, shape: Shape, kernel: act.K
     tok = tokens(arch, fp, shape)
     checkpointing = not tok.use_cache
     grads = layer_grads(arch, fp, checkpointing)
-    own = [act.layer(arch, numerics, tok, g, kernel).total for g in grads]
+    own = [act.layer_bytes(arch, numerics, tok, g, kernel) for g in grads]
     embeddings = trains_embeddings(arch, fp)
     layer_cache = act.kv_cache_bytes(arch, numerics, tok)
     backpropagating = sum(g.active for g in grads)
