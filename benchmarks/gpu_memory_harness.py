@@ -46,49 +46,51 @@ GIB = 2**30
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "gpu_runs.jsonl"
 METHODS = ("lora", "qlora", "full_bf16", "full_mixed", "prompt", "prefix", "freeze2")
 
-#: Public config.json values of the catalog models (advisor's knowledge/models.toml), so no hub access is needed.
-CONFIGS = {
-    "gpt2": dict(model_type="gpt2", n_layer=12, n_embd=768, n_head=12, vocab_size=50257, n_positions=2048),
-    "qwen2.5-0.5b": dict(model_type="qwen2", num_hidden_layers=24, hidden_size=896, intermediate_size=4864,
-                         num_attention_heads=14, num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True,
-                         max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6),
-    "qwen2.5-1.5b": dict(model_type="qwen2", num_hidden_layers=28, hidden_size=1536, intermediate_size=8960,
-                         num_attention_heads=12, num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True,
-                         max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6),
-    "qwen2.5-7b": dict(model_type="qwen2", num_hidden_layers=28, hidden_size=3584, intermediate_size=18944,
-                       num_attention_heads=28, num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False,
-                       max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6),
-    "llama-3.2-1b": dict(model_type="llama", num_hidden_layers=16, hidden_size=2048, intermediate_size=8192,
-                         num_attention_heads=32, num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True,
-                         head_dim=64, max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5),
-    "llama-3.2-3b": dict(model_type="llama", num_hidden_layers=28, hidden_size=3072, intermediate_size=8192,
-                         num_attention_heads=24, num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True,
-                         head_dim=128, max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5),
-    "llama-3.1-8b": dict(model_type="llama", num_hidden_layers=32, hidden_size=4096, intermediate_size=14336,
-                         num_attention_heads=32, num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False,
-                         max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5),
-    "mistral-7b": dict(model_type="mistral", num_hidden_layers=32, hidden_size=4096, intermediate_size=14336,
-                       num_attention_heads=32, num_key_value_heads=8, vocab_size=32768, tie_word_embeddings=False,
-                       max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-5),
-    "all-minilm-l6-v2": dict(model_type="bert", num_hidden_layers=6, hidden_size=384, intermediate_size=1536,
-                             num_attention_heads=12, vocab_size=30522, max_position_embeddings=512, type_vocab_size=2),
+#: The model catalog, read as plain TOML (no advisor or pydantic needed on the GPU machine).
+CATALOG = Path(__file__).resolve().parents[1] / "knowledge" / "models.toml"
+#: Catalog field -> config.json key, per family; the other config values keep transformers' defaults,
+#: which change neither memory nor speed (rope theta, norm epsilon).
+CONFIG_KEYS = {
+    "gpt2": dict(num_layers="n_layer", hidden_size="n_embd", num_heads="n_head", vocab_size="vocab_size",
+                 max_position_embeddings="n_positions"),
+    "default": dict(num_layers="num_hidden_layers", hidden_size="hidden_size", intermediate_size="intermediate_size",
+                    num_heads="num_attention_heads", num_kv_heads="num_key_value_heads", vocab_size="vocab_size",
+                    tied_embeddings="tie_word_embeddings", max_position_embeddings="max_position_embeddings",
+                    type_vocab_size="type_vocab_size"),
 }
 
 
-def load_config(model: str) -> dict:
-    """A catalog id, a config.json file, or a directory holding one."""
-    if model in CONFIGS:
-        return dict(CONFIGS[model])
-    path = Path(model)
-    if path.is_dir():
-        path = path / "config.json"
-    if not path.is_file():
-        raise SystemExit(f"error: unknown model '{model}'; known: {', '.join(CONFIGS)} (or a config.json path)")
-    return json.loads(path.read_text())
+def catalog_configs() -> dict[str, dict]:
+    """config.json dicts of the catalog's models, built from knowledge/models.toml."""
+    import tomllib
+
+    configs = {}
+    for entry in tomllib.loads(CATALOG.read_text(encoding="utf-8"))["model"]:
+        keys = CONFIG_KEYS.get(entry["family"], CONFIG_KEYS["default"])
+        configs[entry["id"]] = {"model_type": entry["family"],
+                                **{keys[field]: value for field, value in entry.items() if field in keys}}
+    return configs
+
+
+def load_config(model: str, seq: int = 0) -> dict:
+    """A catalog id, a config.json file, or a directory holding one; learned positions cover `seq`."""
+    catalog = catalog_configs()
+    if model in catalog:
+        config = catalog[model]
+    else:
+        path = Path(model)
+        if path.is_dir():
+            path = path / "config.json"
+        if not path.is_file():
+            raise SystemExit(f"error: unknown model '{model}'; known: {', '.join(catalog)} (or a config.json path)")
+        config = json.loads(path.read_text())
+    if "n_positions" in config:  # GPT-2's learned positions: the calibration widened them to its 2048 runs
+        config["n_positions"] = max(config["n_positions"], seq)
+    return config
 
 
 def model_name(model: str) -> str:
-    return model if model in CONFIGS else Path(model).stem if Path(model).is_file() else Path(model).name
+    return model if model in catalog_configs() else Path(model).stem if Path(model).is_file() else Path(model).name
 
 
 # -- one measurement (runs inside its own process) ---------------------------------------------
@@ -188,7 +190,7 @@ def measure(point: dict) -> dict:
     record = {key: point[key] for key in ("model", "method", "batch", "seq", "grad_ckpt")}
     record["hyperparameters"] = point["hyperparameters"]
     record["config"] = point["config"]
-    config = load_config(point["config"])
+    config = load_config(point["config"], point["seq"])
     encoder = config["model_type"] == "bert"
     checkpoint = Path(tempfile.mkdtemp(prefix="harness-"))
     if point["method"] == "qlora":
