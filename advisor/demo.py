@@ -43,12 +43,13 @@ def run_plan(plan: Plan, data: Path, output_dir: Path, max_steps: Optional[int] 
     """Execute `plan` on `data` into `output_dir` (replacing a previous demo run there): RunMetrics."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from .backends import artifacts, local
+    from .backends.prepared import prepare
     from .backends.models import ExecuteRequest
 
     overwrite = (output_dir / "run-manifest.json").is_file()
     request = ExecuteRequest(plan=plan, plan_path=str(output_dir / "plan.json"), data=str(data),
                              output_dir=str(output_dir), overwrite=overwrite, max_steps=max_steps)
-    prepared = local.prepare(request)
+    prepared = prepare(request)
     backup = artifacts.prepare_output_dir(output_dir, resume=False, overwrite=overwrite)
     return local.run(prepared, backup)
 

@@ -16,6 +16,8 @@ from pydantic import ValidationError
 EXIT_OK = 0
 EXIT_NO = 1
 EXIT_USAGE = 2
+#: A run stopped by Ctrl-C or SIGTERM (128 + SIGINT), as shells report it; it resumes.
+EXIT_INTERRUPTED = 130
 
 
 class UserError(Exception):

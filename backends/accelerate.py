@@ -36,6 +36,7 @@ from ..knowledge_base import resolve_gpu, resolve_model
 from . import artifacts
 from .hardware import Device, resolve_precision
 from .manifest import check_resume
+from .prepared import Prepared
 
 CONFIG_FILE = "accelerate_config.yaml"
 LAUNCH_FILE = "launch.sh"
@@ -69,7 +70,8 @@ def decoder_layer_class(model_type: str, kind: str) -> str:
     import torch
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
+        MODEL_FOR_CAUSAL_LM_MAPPING,
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
     )
 
     config = AutoConfig.for_model(model_type)
@@ -93,7 +95,7 @@ def model_type_of(source: str, model: str) -> str:
     return resolve_model(model).architecture.family
 
 
-def cluster_config(prepared: Any) -> tuple[Any, LaunchFiles]:
+def cluster_config(prepared: Prepared) -> tuple[Any, LaunchFiles]:
     """accelerate's ClusterConfig for the plan, and a description of it."""
     from accelerate.commands.config.config_args import ClusterConfig
     from accelerate.utils import ComputeEnvironment, DistributedType
@@ -173,7 +175,7 @@ def launch_script(offline: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def training_script(prepared: Any) -> str:
+def training_script(prepared: Prepared) -> str:
     """train.py: plan.json next to it, the data path, the local backend in each process."""
     from .describe import resolved_run
 
@@ -218,7 +220,7 @@ if __name__ == "__main__":
 '''
 
 
-def write_launch_files(prepared: Any, output_dir: Path, config: Any, described: LaunchFiles) -> LaunchFiles:
+def write_launch_files(prepared: Prepared, output_dir: Path, config: Any, described: LaunchFiles) -> LaunchFiles:
     from .loading import is_local
 
     config.to_yaml_file(str(output_dir / CONFIG_FILE))
@@ -230,9 +232,9 @@ def write_launch_files(prepared: Any, output_dir: Path, config: Any, described: 
     return described
 
 
-def execute(prepared: Any, as_json: bool) -> int:
+def execute(prepared: Prepared, as_json: bool) -> int:
     """Write the launch files; unless --dry-run, run them and return accelerate's exit status."""
-    from ..cli.common import print_json
+    from ..documents import print_json
 
     request = prepared.request
     output_dir = Path(request.output_dir)
@@ -279,16 +281,18 @@ def run_generated(
     plan_path: Path, data: str, output_dir: Path, resume: bool, max_steps: Optional[int], save_steps: Optional[int],
 ) -> int:
     """train.py's body in each launched process: the local backend; one line for a user mistake."""
-    from ..cli.execute import EXIT_INTERRUPTED, load_plan
+    from ..documents import load_plan
+    from ..errors import EXIT_INTERRUPTED
     from . import local
     from .models import ExecuteRequest
+    from .prepared import prepare
 
     try:
         request = ExecuteRequest(
             plan=load_plan(str(plan_path)), plan_path=str(plan_path), data=data, output_dir=str(output_dir),
             resume=resume, max_steps=max_steps, save_steps=save_steps, backend="accelerate",
         )
-        prepared = local.prepare(request)
+        prepared = prepare(request)
         if local.is_main_process():
             artifacts.prepare_output_dir(output_dir, resume, overwrite=False, ignore=LAUNCH_FILES)
         local.run(prepared)

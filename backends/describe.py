@@ -1,6 +1,6 @@
 """The resolved run, as `advisor execute --dry-run` prints it: what would train, on what, how.
 
-Built from `local.Prepared` (nothing loaded but the tokenizer), so the dry
+Built from `prepared.Prepared` (nothing loaded but the tokenizer), so the dry
 run and the real run cannot disagree. `--json` prints the model itself.
 """
 
@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .models import TrainShape
 from .param_groups import group_rates
+from .prepared import Prepared
 
 
 class SplitCounts(BaseModel):
@@ -82,7 +83,7 @@ class ResolvedRun(BaseModel):
         ])
 
 
-def resolved_run(prepared: Any) -> ResolvedRun:
+def resolved_run(prepared: Prepared) -> ResolvedRun:
     split = prepared.split
     train, validation = prepared.main_indices()
     counts = SplitCounts(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from ..errors import UserError
 from ..knowledge_base import resolve_model
@@ -109,3 +109,17 @@ def pretrained_names(model: Any, missing_keys: Iterable[str]) -> set[str]:
     """Names of the parameters the checkpoint provided: all of the freshly loaded model but the missing ones."""
     missing = set(missing_keys)
     return {name for name, _ in model.named_parameters() if name not in missing}
+
+
+def token_counter(model: str) -> Callable[[str], int]:
+    """text -> token count with the model's tokenizer, loaded from local files only."""
+    source = resolve_model(model).source
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except Exception as error:  # missing files, no network, unknown tokenizer class: one line for the user
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"cannot load the tokenizer of '{model}' from '{source}' offline ({reason}); pass a local model directory")
+    return lambda text: len(tokenizer(text, add_special_tokens=True)["input_ids"])

@@ -1,6 +1,6 @@
 """The local backend: run a plan in this process with the transformers Trainer.
 
-`advisor execute` (advisor/cli/execute.py) calls `prepare` then `run`; the
+`advisor execute` (advisor/cli/execute.py) calls `prepared.prepare` then `run`; the
 accelerate backend's generated train.py calls `run` under `accelerate launch`.
 One run:
 
@@ -30,28 +30,25 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
-from ..data import LoadedData, SplitPlan, load_records, split_records
-from ..errors import EXIT_NO, UserError, describe_validation_error
+from ..errors import EXIT_NO, UserError
 from ..knowledge_base import resolve_model
-from ..manager import get_method
-from ..methods import Method, MethodHyperparameters
-from ..models import DataHandling, TrainingHyperparameters
 from . import artifacts
 from .downshift import describe, next_shape
-from .hardware import Device, Precision, check_method_runs_here, detect_device, resolve_precision
-from .loading import check_reachable, load_model, load_tokenizer, model_source, quiet_libraries
+from .loading import load_model
 from .manifest import MANIFEST_FILE, build_manifest, check_resume
-from .models import Downshift, Evaluation, ExecuteRequest, MetricSummary, RunMetrics, StepLoss, TrainResult, TrainShape
+from .models import (
+    Downshift,
+    Evaluation,
+    MetricSummary,
+    RunMetrics,
+    StepLoss,
+    TrainResult,
+    TrainShape,
+)
 from .param_groups import group_rates
-from .tasks import (
-    ALPACA_PROMPT, ALPACA_PROMPT_WITH_INPUT, FALLBACK_CHAT_HEADER, Encoded, TaskKind, encode_records,
-    ensure_pad_token, label_names, task_kind,
-)
-from .trainer_setup import (
-    Schedule, build_trainer, close_progress, make_schedule, training_arguments, watched_metric,
-)
+from .prepared import Prepared
+from .tasks import ALPACA_PROMPT, ALPACA_PROMPT_WITH_INPUT, FALLBACK_CHAT_HEADER
+from .trainer_setup import Schedule, build_trainer, close_progress, training_arguments
 
 #: One JSON line per logged step (callbacks.RunProgress); the wizard follows it.
 PROGRESS_FILE = "progress.jsonl"
@@ -73,105 +70,6 @@ class RunFailed(UserError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, exit_code=EXIT_NO)
-
-
-class Prepared(BaseModel):
-    """Everything resolved before the first model loads: what the dry run prints and the run uses."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    request: ExecuteRequest
-    method: Method
-    method_hp: MethodHyperparameters
-    hp: TrainingHyperparameters
-    device: Device
-    precision: Precision
-    source: str
-    data: LoadedData
-    kind: TaskKind
-    tokenizer: Any
-    labels: list[str]
-    encoded: Encoded
-    split: SplitPlan
-    metric: str
-    adapter: bool = False
-
-    @property
-    def output_dir(self) -> Path:
-        return Path(self.request.output_dir)
-
-    def initial_shape(self) -> TrainShape:
-        return TrainShape(
-            batch_size=self.hp.batch_size,
-            gradient_accumulation_steps=self.hp.gradient_accumulation_steps,
-            gradient_checkpointing=self.hp.gradient_checkpointing,
-        )
-
-    def main_indices(self) -> tuple[list[int], list[int]]:
-        """(train, validation) of the saved model: k-fold trains it on everything but the test split."""
-        if self.split.folds:
-            held_out = set(self.split.splits.get("test", []))
-            return [i for i in range(len(self.data.records)) if i not in held_out], []
-        return self.split.splits["train"], self.split.splits.get("validation", [])
-
-    def schedule(self, train_examples: int, has_eval: bool, shape: Optional[TrainShape] = None) -> Schedule:
-        return make_schedule(
-            train_examples, shape or self.initial_shape(), self.hp, has_eval,
-            self.request.max_steps, self.request.save_steps,
-        )
-
-
-def prepare(request: ExecuteRequest) -> Prepared:
-    """Resolve the plan against this machine and the data; no model is loaded. UserError on any mismatch."""
-    plan = request.plan
-    if plan.training is None:
-        raise UserError(f"the plan recommends '{plan.recommendation.approach}': there is nothing to train", EXIT_NO)
-    training = plan.training
-    method = get_method(training.method)
-    try:
-        method_hp = method.hyperparameters(training.hyperparameters.method)
-    except ValidationError as error:
-        raise UserError(f"plan training.hyperparameters.method ({method.name}): "
-                        f"{describe_validation_error(error, method.Hyperparameters)}") from None
-    device = detect_device()
-    check_method_runs_here(method, device)
-    source = model_source(plan.profile.model)
-    check_reachable(source)
-    quiet_libraries()
-    data = load_records(request.data)
-    if not data.records:
-        raise UserError(f"'{request.data}' holds no valid record", EXIT_NO)
-    kind = task_kind(data.format, plan.profile.task)
-    tokenizer = load_tokenizer(source)
-    if kind == "causal_lm":
-        ensure_pad_token(tokenizer)
-    labels = label_names(data.records) if kind == "classification" else []
-    hp = training.hyperparameters
-    encoded = encode_records(
-        data.records, data.format, tokenizer, hp.seq_len, {name: i for i, name in enumerate(labels)}
-    )
-    return Prepared(
-        request=request, method=method, method_hp=method_hp, hp=hp, device=device,
-        precision=resolve_precision(training.precision, device), source=source, data=data, kind=kind,
-        tokenizer=tokenizer, labels=labels, encoded=encoded, split=make_split(data, training.data, kind),
-        metric=watched_metric(hp.eval_metric, kind),
-    )
-
-
-def make_split(data: LoadedData, handling: DataHandling, kind: TaskKind) -> SplitPlan:
-    """The plan's split; a plan without validation (and no k-fold) trains on all but the test share."""
-    stratify = "label" if handling.stratify and kind == "classification" else None
-    rows = data.rows()
-    if handling.kfold or handling.validation_ratio > 0:
-        return split_records(
-            rows, validation_ratio=handling.validation_ratio, test_ratio=handling.test_ratio,
-            stratify_by=stratify, kfold=handling.kfold, seed=handling.seed,
-        )
-    everything = list(range(len(rows)))
-    if handling.test_ratio == 0:
-        return SplitPlan(strategy="none", seed=handling.seed, splits={"train": everything})
-    held = split_records(rows, validation_ratio=handling.test_ratio, stratify_by=stratify, seed=handling.seed)
-    return held.model_copy(update={"splits": {"train": held.splits["train"], "test": held.splits["validation"]}})
 
 
 def is_main_process() -> bool:

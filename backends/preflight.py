@@ -1,6 +1,6 @@
 """The preflight: what a run would train on and whether its longest batch runs, checked in seconds.
 
-`advisor execute` calls `run_preflight` after `local.prepare` and before the
+`advisor execute` calls `run_preflight` after `prepared.prepare` and before the
 first training step, and refuses to train when the report is not ok;
 `advisor execute --dry-run` prints the report (preflight_report.py renders it).
 It checks, with the model's real tokenizer and prompt/chat template (the very
@@ -38,8 +38,16 @@ from ..models import Estimate
 from .downshift import next_shape
 from .models import Downshift, TrainShape
 from .preflight_report import (
-    LISTED_LINES, MemoryCheck, PreflightReport, PreviewRow, ProbeResult, Span, mark, render_preflight,
+    LISTED_LINES,
+    MemoryCheck,
+    PreflightReport,
+    PreviewRow,
+    ProbeResult,
+    Span,
+    mark,
+    render_preflight,
 )
+from .prepared import Prepared
 from .tasks import IGNORE_INDEX, encode_records
 
 __all__ = ["run_preflight", "render_preflight", "PreflightReport"]
@@ -62,8 +70,8 @@ class RowView(NamedTuple):
     first_loss: Optional[int]  # causal LM: position of the first loss token before truncation (None: no such token)
 
 
-def run_preflight(prepared: Any, probe: bool = True) -> PreflightReport:
-    """Check `prepared` (from `local.prepare`); `probe=False` skips the model (data and estimates only)."""
+def run_preflight(prepared: Prepared, probe: bool = True) -> PreflightReport:
+    """Check `prepared` (from `prepared.prepare`); `probe=False` skips the model (data and estimates only)."""
     seq_len = prepared.hp.seq_len
     rows = row_views(prepared)
     lines = prepared.data.lines
@@ -97,7 +105,7 @@ def run_preflight(prepared: Any, probe: bool = True) -> PreflightReport:
 
 
 # -- the data as the loss sees it ------------------------------------------------------
-def row_views(prepared: Any) -> list[RowView]:
+def row_views(prepared: Prepared) -> list[RowView]:
     """Every record's tokens after truncation, from the run's own encoding.
 
     Only rows the encoding dropped or that reach seq_len can have been cut: those
@@ -149,7 +157,7 @@ def token_lengths(lengths: list[int]) -> Optional[TokenLengths]:
                         method="tokenizer")
 
 
-def preview_row(prepared: Any, index: int, row: RowView) -> PreviewRow:
+def preview_row(prepared: Prepared, index: int, row: RowView) -> PreviewRow:
     line = prepared.data.lines[index]
     if prepared.kind == "classification":
         spans = [Span(text=prepared.tokenizer.decode(row.ids), loss=False)]
@@ -178,7 +186,7 @@ def decoded_spans(tokenizer: Any, ids: list[int], loss: list[bool]) -> list[Span
 
 
 # -- memory ---------------------------------------------------------------------------
-def estimate_at(prepared: Any, batch_size: int, seq_len: int, gradient_checkpointing: bool,
+def estimate_at(prepared: Prepared, batch_size: int, seq_len: int, gradient_checkpointing: bool,
                 precision: Optional[str] = None) -> Estimate:
     """advisor.estimate for the plan's model, method and device at this shape (the plan's precision by default)."""
     from ..estimate import EstimateRequest, estimate
@@ -199,7 +207,7 @@ def estimate_at(prepared: Any, batch_size: int, seq_len: int, gradient_checkpoin
     return estimate(request)
 
 
-def memory_check(prepared: Any, lengths: TokenLengths) -> MemoryCheck:
+def memory_check(prepared: Prepared, lengths: TokenLengths) -> MemoryCheck:
     hp = prepared.hp
     typical = estimate_at(prepared, hp.batch_size, lengths.p95, hp.gradient_checkpointing)
     longest = estimate_at(prepared, hp.batch_size, lengths.max, hp.gradient_checkpointing)
@@ -210,7 +218,7 @@ def memory_check(prepared: Any, lengths: TokenLengths) -> MemoryCheck:
     )
 
 
-def _warnings(prepared: Any, records: int, cut_but_trained: list[int], memory: Optional[MemoryCheck]) -> list[str]:
+def _warnings(prepared: Prepared, records: int, cut_but_trained: list[int], memory: Optional[MemoryCheck]) -> list[str]:
     warnings = []
     if memory is not None and memory.fits_longest is False:
         warnings.append(
@@ -227,7 +235,7 @@ def _warnings(prepared: Any, records: int, cut_but_trained: list[int], memory: O
 
 
 # -- the probe ------------------------------------------------------------------------
-def probe_longest_batch(prepared: Any, features: list[dict[str, Any]]) -> ProbeResult:
+def probe_longest_batch(prepared: Prepared, features: list[dict[str, Any]]) -> ProbeResult:
     """One training and one evaluation step on the longest rows' features; downshift on out-of-memory."""
     import torch
 
@@ -264,7 +272,7 @@ def _first_line(error: BaseException) -> str:
 
 
 def _probe_result(
-    prepared: Any, shape: TrainShape, batch: list[dict[str, Any]], started: float, downshifts: list[Downshift],
+    prepared: Prepared, shape: TrainShape, batch: list[dict[str, Any]], started: float, downshifts: list[Downshift],
     peak: Optional[float] = None, error: Optional[str] = None,
 ) -> ProbeResult:
     tokens = max(len(feature["input_ids"]) for feature in batch)
@@ -276,7 +284,7 @@ def _probe_result(
     )
 
 
-def _one_step(prepared: Any, shape: TrainShape, batch: list[dict[str, Any]]) -> Optional[float]:
+def _one_step(prepared: Prepared, shape: TrainShape, batch: list[dict[str, Any]]) -> Optional[float]:
     """Train one step and evaluate once with the run's own Trainer setup; CUDA: the peak GiB allocated."""
     import torch
     from transformers import EarlyStoppingCallback
@@ -307,7 +315,7 @@ def _one_step(prepared: Any, shape: TrainShape, batch: list[dict[str, Any]]) -> 
             _release_memory()
 
 
-def _estimator_precision(prepared: Any) -> str:
+def _estimator_precision(prepared: Prepared) -> str:
     """The estimator's name for the precision the run really uses on this device (hardware.Precision)."""
     precision = prepared.precision
     if precision.weights == "bfloat16":

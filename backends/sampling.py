@@ -17,7 +17,10 @@ from __future__ import annotations
 from typing import Iterator
 
 import torch
-from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+from transformers.trainer_pt_utils import (
+    LengthGroupedSampler,
+    get_length_grouped_indices,
+)
 
 
 class SeededLengthGroupedSampler(LengthGroupedSampler):

@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from ..errors import EXIT_NO, UserError
-from .common import print_json
+from ..documents import print_json
 
 #: Shortcut flag (argparse dest) -> the method hyperparameter it sets.
 SHORTCUTS = {"lora_rank": "r", "num_virtual_tokens": "num_virtual_tokens", "trainable_layers": "trainable_layers"}

@@ -19,15 +19,10 @@ import contextlib
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from ..errors import EXIT_NO, UserError, describe_validation_error
+from ..errors import EXIT_INTERRUPTED, EXIT_NO, UserError
+from ..extras import require
 from ..models import Plan
-from .common import print_json, read_structured_file
-
-#: Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
-EXIT_INTERRUPTED = 130
-
+from ..documents import load_plan, print_json
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -60,14 +55,8 @@ def _positive(text: str) -> int:
     return value
 
 
-def load_plan(path: str) -> Plan:
-    try:
-        return Plan.model_validate(read_structured_file(path))
-    except ValidationError as error:
-        raise UserError(f"plan '{path}': {describe_validation_error(error, Plan)}") from None
-
-
 def run(args) -> int:
+    require("train", "advisor execute")
     from ..backends.models import ExecuteRequest
 
     plan = load_plan(args.plan)
@@ -84,9 +73,9 @@ def run(args) -> int:
         return EXIT_NO
     # Libraries print load reports and warnings; stdout stays for our answer (one JSON document with --json).
     with contextlib.redirect_stdout(sys.stderr):
-        from ..backends import local
+        from ..backends.prepared import prepare
 
-        prepared = local.prepare(request)
+        prepared = prepare(request)
     if args.backend == "accelerate":
         return _accelerate(prepared, args)
     if args.dry_run:

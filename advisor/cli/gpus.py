@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import knowledge_base as knowledge
-from .common import print_json
+from ..documents import print_json
 
 
 def register(subparsers) -> None:

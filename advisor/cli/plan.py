@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import EXIT_NO
 from ..models import Profile, validate_profile
-from .common import print_json, read_structured_file
+from ..documents import print_json, read_structured_file
 
 #: flag -> (Profile field, argparse options). Defaults are SUPPRESS so only given flags count.
 FLAGS: dict[str, dict[str, Any]] = {
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         from pathlib import Path
 
-        from .common import refuse_existing
+        from ..documents import refuse_existing
 
         out = Path(args.out)
         refuse_existing(out, overwrite=False)

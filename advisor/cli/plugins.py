@@ -6,7 +6,7 @@ Listing imports the plugin modules only (no torch, no peft): see advisor/manager
 from __future__ import annotations
 
 from .. import manager
-from .common import print_json
+from ..documents import print_json
 
 
 def register(subparsers) -> None:

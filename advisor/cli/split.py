@@ -10,7 +10,7 @@ flags to calls and prints the result.
 from __future__ import annotations
 
 from ..errors import EXIT_NO, UserError
-from .common import print_json
+from ..documents import print_json
 from .validate import FORMAT_HELP, add_data_arguments
 
 #: The flags recorded in manifest.json ("the exact arguments"); output-only flags are left out.

@@ -10,11 +10,10 @@ flags, loads a tokenizer when asked, and prints (JSON or a rich report).
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Callable
 
-from ..errors import EXIT_NO, EXIT_OK, UserError
-from .common import print_json
+from ..errors import EXIT_NO, EXIT_OK
+from ..documents import print_json
 
 FORMAT_HELP = """\
 formats (--format auto detects them from the column names):
@@ -72,7 +71,7 @@ def run(args) -> int:
         text_column=args.text_column,
         label_column=args.label_column,
         seq_len=args.seq_len,
-        tokenizer=load_token_counter(args.tokenizer) if args.tokenizer else None,
+        tokenizer=_token_counter(args.tokenizer) if args.tokenizer else None,
         against=args.against,
         max_listed=args.max_listed,
     )
@@ -83,20 +82,10 @@ def run(args) -> int:
     return EXIT_OK if report.ok else EXIT_NO
 
 
-def load_token_counter(model: str) -> Callable[[str], int]:
-    """text -> token count with the model's tokenizer, loaded from local files only."""
-    from ..knowledge_base import resolve_model
+def _token_counter(model: str) -> Callable[[str], int]:
+    from ..backends.loading import token_counter
 
-    source = resolve_model(model).source
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except Exception as error:  # missing files, no network, unknown tokenizer class: one line for the user
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"cannot load the tokenizer of '{model}' from '{source}' offline ({reason}); pass a local model directory")
-    return lambda text: len(tokenizer(text, add_special_tokens=True)["input_ids"])
+    return token_counter(model)
 
 
 def print_report(report) -> None:

@@ -18,7 +18,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..models import Profile, validate_profile
     from ..tui.app import build_app
-    from .common import read_structured_file
+    from ..documents import read_structured_file
 
     profile = validate_profile(read_structured_file(args.profile)) if args.profile else Profile()
     build_app(profile).run()

@@ -9,6 +9,7 @@ import torch
 
 from advisor.backends import artifacts, local
 from advisor.backends.models import ExecuteRequest
+from advisor.backends.prepared import prepare
 from advisor.data import SplitPlan
 
 from conftest import make_plan, write_jsonl
@@ -23,7 +24,7 @@ def test_rising_validation_loss_stops_early_and_restores_the_best_checkpoint(tmp
                      early_stopping_patience=2, eval_metric="loss")
     out = tmp_path / "run"
     request = ExecuteRequest(plan=plan, plan_path="plan.json", data=str(data), output_dir=str(out), save_steps=1)
-    prepared = local.prepare(request)
+    prepared = prepare(request)
     prepared.split = SplitPlan(strategy="by hand", seed=0, splits={"train": list(range(16)),
                                                                    "validation": list(range(16, 20))})
     artifacts.prepare_output_dir(out, resume=False, overwrite=False)

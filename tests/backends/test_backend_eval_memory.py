@@ -15,6 +15,7 @@ import transformers.trainer as trainer_module
 
 from advisor.backends import local
 from advisor.backends.models import ExecuteRequest
+from advisor.backends.prepared import prepare
 
 from conftest import alpaca_records, make_plan, write_jsonl
 
@@ -51,7 +52,7 @@ def test_evaluation_memory_stays_flat_as_the_evaluation_set_grows(tmp_path, tiny
     data = write_jsonl(tmp_path / "alpaca.jsonl", alpaca_records(64, seed=1))
     plan = make_plan(str(tiny_llama), batch_size=8, seq_len=64)
     request = ExecuteRequest(plan=plan, plan_path="plan.json", data=str(data), output_dir=str(tmp_path / "run"))
-    prepared = local.prepare(request)
+    prepared = prepare(request)
     features = prepared.encoded.select(range(64))
     trainer, _ = local.make_trainer(prepared, train_features=features[:8], eval_features=features[:8])
 

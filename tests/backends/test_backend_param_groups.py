@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from advisor.backends import local
 from advisor.backends.models import ExecuteRequest
+from advisor.backends.prepared import prepare
 from advisor.backends.param_groups import canonical_name
 
 from conftest import alpaca_records, banking77_sample, make_plan, write_jsonl
@@ -14,7 +15,7 @@ GROUPS = [{"name": "new", "learning_rate": 1e-3, "rule": "new-layer-rate"},
 
 def optimizer_of(plan, data, tmp_path):
     request = ExecuteRequest(plan=plan, plan_path="plan.json", data=str(data), output_dir=str(tmp_path / "run"))
-    trainer, _ = local.make_trainer(local.prepare(request))
+    trainer, _ = local.make_trainer(prepare(request))
     trainer.create_optimizer()
     return trainer
 

@@ -12,8 +12,8 @@ import torch
 from rich.console import Console
 from transformers import LlamaForCausalLM
 
-from advisor.backends import local
 from advisor.backends.models import ExecuteRequest
+from advisor.backends.prepared import prepare
 from advisor.backends.preflight import run_preflight
 from advisor.backends.preflight_report import PreflightReport, render_preflight
 
@@ -26,7 +26,7 @@ def prepared_for(tmp_path, model, records, **plan_settings):
     data = records if not isinstance(records, list) else write_jsonl(tmp_path / "data.jsonl", records)
     plan = make_plan(str(model), **plan_settings)
     request = ExecuteRequest(plan=plan, plan_path="plan.json", data=str(data), output_dir=str(tmp_path / "run"))
-    return local.prepare(request)
+    return prepare(request)
 
 
 def chat(question: str, answer: str) -> dict:

@@ -1,4 +1,8 @@
-"""Helpers every command shares: JSON output, reading input files, refusing overwrites."""
+"""Documents in and out: JSON/TOML/YAML input files, one JSON document on stdout, plan files.
+
+Shared by the CLI and the backends (train.py loads its plan.json here), so
+neither imports the other.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from ..errors import UserError
+from .errors import UserError, describe_validation_error
+from .models import Plan
 
 
 def print_json(document: Any) -> None:
@@ -48,6 +53,14 @@ def read_structured_file(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"'{path}' must hold a mapping of keys to values")
     return data
+
+
+def load_plan(path: str) -> Plan:
+    """A plan file (`advisor plan --json`, or the same keys in TOML/YAML), strictly validated."""
+    try:
+        return Plan.model_validate(read_structured_file(path))
+    except ValidationError as error:
+        raise UserError(f"plan '{path}': {describe_validation_error(error, Plan)}") from None
 
 
 def refuse_existing(path: Path, overwrite: bool) -> None:

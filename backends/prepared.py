@@ -1,0 +1,136 @@
+"""The prepared run: a plan resolved against this machine and the data, before any model loads.
+
+`prepare` is the one place a run is resolved; the dry run (describe.py), the
+preflight, the local backend and the accelerate backend all read the same
+`Prepared`, so what is printed is what trains.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..data import LoadedData, SplitPlan, load_records, split_records
+from ..errors import EXIT_NO, UserError, describe_validation_error
+from ..manager import get_method
+from ..methods import Method, MethodHyperparameters
+from ..models import DataHandling, TrainingHyperparameters
+from .hardware import (
+    Device,
+    Precision,
+    check_method_runs_here,
+    detect_device,
+    resolve_precision,
+)
+from .loading import check_reachable, load_tokenizer, model_source, quiet_libraries
+from .models import ExecuteRequest, TrainShape
+from .tasks import (
+    Encoded,
+    TaskKind,
+    encode_records,
+    ensure_pad_token,
+    label_names,
+    task_kind,
+)
+from .trainer_setup import Schedule, make_schedule, watched_metric
+
+
+class Prepared(BaseModel):
+    """Everything resolved before the first model loads: what the dry run prints and the run uses."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    request: ExecuteRequest
+    method: Method
+    method_hp: MethodHyperparameters
+    hp: TrainingHyperparameters
+    device: Device
+    precision: Precision
+    source: str
+    data: LoadedData
+    kind: TaskKind
+    tokenizer: Any = Field(description="a transformers tokenizer (PreTrainedTokenizerBase)")
+    labels: list[str]
+    encoded: Encoded
+    split: SplitPlan
+    metric: str
+    adapter: bool = False
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.request.output_dir)
+
+    def initial_shape(self) -> TrainShape:
+        return TrainShape(
+            batch_size=self.hp.batch_size,
+            gradient_accumulation_steps=self.hp.gradient_accumulation_steps,
+            gradient_checkpointing=self.hp.gradient_checkpointing,
+        )
+
+    def main_indices(self) -> tuple[list[int], list[int]]:
+        """(train, validation) of the saved model: k-fold trains it on everything but the test split."""
+        if self.split.folds:
+            held_out = set(self.split.splits.get("test", []))
+            return [i for i in range(len(self.data.records)) if i not in held_out], []
+        return self.split.splits["train"], self.split.splits.get("validation", [])
+
+    def schedule(self, train_examples: int, has_eval: bool, shape: Optional[TrainShape] = None) -> Schedule:
+        return make_schedule(
+            train_examples, shape or self.initial_shape(), self.hp, has_eval,
+            self.request.max_steps, self.request.save_steps,
+        )
+
+
+def prepare(request: ExecuteRequest) -> Prepared:
+    """Resolve the plan against this machine and the data; no model is loaded. UserError on any mismatch."""
+    plan = request.plan
+    if plan.training is None:
+        raise UserError(f"the plan recommends '{plan.recommendation.approach}': there is nothing to train", EXIT_NO)
+    training = plan.training
+    method = get_method(training.method)
+    try:
+        method_hp = method.hyperparameters(training.hyperparameters.method)
+    except ValidationError as error:
+        raise UserError(f"plan training.hyperparameters.method ({method.name}): "
+                        f"{describe_validation_error(error, method.Hyperparameters)}") from None
+    device = detect_device()
+    check_method_runs_here(method, device)
+    source = model_source(plan.profile.model)
+    check_reachable(source)
+    quiet_libraries()
+    data = load_records(request.data)
+    if not data.records:
+        raise UserError(f"'{request.data}' holds no valid record", EXIT_NO)
+    kind = task_kind(data.format, plan.profile.task)
+    tokenizer = load_tokenizer(source)
+    if kind == "causal_lm":
+        ensure_pad_token(tokenizer)
+    labels = label_names(data.records) if kind == "classification" else []
+    hp = training.hyperparameters
+    encoded = encode_records(
+        data.records, data.format, tokenizer, hp.seq_len, {name: i for i, name in enumerate(labels)}
+    )
+    return Prepared(
+        request=request, method=method, method_hp=method_hp, hp=hp, device=device,
+        precision=resolve_precision(training.precision, device), source=source, data=data, kind=kind,
+        tokenizer=tokenizer, labels=labels, encoded=encoded, split=make_split(data, training.data, kind),
+        metric=watched_metric(hp.eval_metric, kind),
+    )
+
+
+def make_split(data: LoadedData, handling: DataHandling, kind: TaskKind) -> SplitPlan:
+    """The plan's split; a plan without validation (and no k-fold) trains on all but the test share."""
+    stratify = "label" if handling.stratify and kind == "classification" else None
+    rows = data.rows()
+    if handling.kfold or handling.validation_ratio > 0:
+        return split_records(
+            rows, validation_ratio=handling.validation_ratio, test_ratio=handling.test_ratio,
+            stratify_by=stratify, kfold=handling.kfold, seed=handling.seed,
+        )
+    everything = list(range(len(rows)))
+    if handling.test_ratio == 0:
+        return SplitPlan(strategy="none", seed=handling.seed, splits={"train": everything})
+    held = split_records(rows, validation_ratio=handling.test_ratio, stratify_by=stratify, seed=handling.seed)
+    return held.model_copy(update={"splits": {"train": held.splits["train"], "test": held.splits["validation"]}})
