@@ -91,7 +91,7 @@ def test_a_4bit_base_is_not_sharded(tmp_path, tiny_llama, alpaca, capsys, monkey
 
     # The refusal is about sharding, so let the CUDA check pass on this CPU machine.
     monkeypatch.setattr(hardware, "check_method_runs_here", lambda method, device: None)
-    monkeypatch.setattr("advisor.backends.local.check_method_runs_here", lambda method, device: None)
+    monkeypatch.setattr("advisor.backends.prepared.check_method_runs_here", lambda method, device: None)
     code, _, stderr, out = dry_run(capsys, tmp_path, sharded_plan(str(tiny_llama), "fsdp", method="qlora"), alpaca)
     assert code == 2
     assert "peft #1844" in stderr and not out.exists()
