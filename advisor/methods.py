@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from .architecture import Architecture
+from .precision import Dtypes
 
 MethodFamily = Literal["full", "partial", "additive", "reparameterisation", "soft-prompt"]
 
@@ -94,11 +95,12 @@ class Method(BaseModel):
         """
         raise NotImplementedError
 
-    def load_options(self, hp: MethodHyperparameters, precision: str = "bf16") -> dict[str, Any]:
+    def load_options(self, hp: MethodHyperparameters, dtypes: Dtypes) -> dict[str, Any]:
         """Extra keyword arguments for the base model's `from_pretrained` (e.g. qlora's 4-bit config).
 
-        `precision` is the plan's ("bf16" or "mixed"). Called on the training
-        path before `build`; heavy imports belong inside.
+        `dtypes` are the run's (advisor.precision: the plan's precision on this
+        device). Called on the training path before `build`; heavy imports
+        belong inside.
         """
         return {}
 

@@ -33,8 +33,8 @@ from pydantic import BaseModel, ConfigDict
 
 from ..errors import UserError
 from ..knowledge_base import resolve_gpu, resolve_model
+from ..precision import resolve_dtypes
 from . import artifacts
-from .hardware import Device, resolve_precision
 from .manifest import check_resume
 from .prepared import Prepared
 
@@ -103,8 +103,7 @@ def cluster_config(prepared: Prepared) -> tuple[Any, LaunchFiles]:
     plan = prepared.request.plan
     hp = prepared.hp
     gpu = resolve_gpu(plan.profile.gpu)
-    target = Device(kind="cuda", name=gpu.name, bf16=gpu.bf16) if gpu.cuda else Device(kind="cpu", name=gpu.name)
-    precision = resolve_precision(plan.training.precision, target)
+    precision = resolve_dtypes(plan.training.precision, cuda=gpu.cuda, bf16=gpu.bf16)
     sharding = sharding_of(plan)
     notes: list[str] = []
     if sharding in ("zero2", "zero3") and importlib.util.find_spec("deepspeed") is None:

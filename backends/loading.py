@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Optional
 from ..errors import UserError
 from ..knowledge_base import resolve_model
 from ..methods import Method, MethodHyperparameters
-from .hardware import Precision
+from ..precision import Dtypes
 from .tasks import PEFT_TASK_TYPES
 
 
@@ -77,7 +77,7 @@ def load_tokenizer(source: str) -> Any:
 
 
 def load_model(
-    source: str, kind: str, precision: Precision, plan_precision: str, method: Method, method_hp: MethodHyperparameters,
+    source: str, kind: str, precision: Dtypes, method: Method, method_hp: MethodHyperparameters,
     labels: Optional[list[str]] = None, pad_token_id: Optional[int] = None,
 ) -> tuple[Any, set[str]]:
     """The trainable model (the method applied) and the names of the parameters the checkpoint provided."""
@@ -85,7 +85,7 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     options: dict[str, Any] = {"dtype": getattr(torch, precision.weights), "output_loading_info": True}
-    options.update(method.load_options(method_hp, plan_precision))
+    options.update(method.load_options(method_hp, precision))
     if kind == "classification":
         options.update(
             num_labels=len(labels or []),

@@ -245,8 +245,7 @@ def make_trainer(
     shape = shape or prepared.initial_shape()
     schedule = schedule or prepared.schedule(len(train_features), bool(eval_features), shape)
     model, pretrained = load_model(
-        prepared.source, prepared.kind, prepared.precision, request.plan.training.precision,
-        prepared.method, prepared.method_hp, labels=prepared.labels, pad_token_id=prepared.tokenizer.pad_token_id,
+        prepared.source, prepared.kind, prepared.precision, prepared.method, prepared.method_hp, labels=prepared.labels, pad_token_id=prepared.tokenizer.pad_token_id,
     )
     args = training_arguments(
         str(checkpoint_dir or prepared.output_dir / "checkpoints"), hp, shape, schedule, prepared.precision,

@@ -276,7 +276,7 @@ def _probe_result(
     peak: Optional[float] = None, error: Optional[str] = None,
 ) -> ProbeResult:
     tokens = max(len(feature["input_ids"]) for feature in batch)
-    estimated = estimate_at(prepared, len(batch), tokens, shape.gradient_checkpointing, _estimator_precision(prepared))
+    estimated = estimate_at(prepared, len(batch), tokens, shape.gradient_checkpointing, prepared.precision.recipe)
     return ProbeResult(
         ran=True, device=prepared.device.name, seconds=round(time.monotonic() - started, 2), rows=len(batch),
         tokens=tokens, shape=shape, downshifts=downshifts, peak_gib=None if peak is None else round(peak, 3),
@@ -313,14 +313,6 @@ def _one_step(prepared: Prepared, shape: TrainShape, batch: list[dict[str, Any]]
         finally:
             del trainer
             _release_memory()
-
-
-def _estimator_precision(prepared: Prepared) -> str:
-    """The estimator's name for the precision the run really uses on this device (hardware.Precision)."""
-    precision = prepared.precision
-    if precision.weights == "bfloat16":
-        return "bf16"
-    return "mixed" if precision.autocast else "fp32"
 
 
 @contextlib.contextmanager

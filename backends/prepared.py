@@ -17,12 +17,12 @@ from ..errors import EXIT_NO, UserError, describe_validation_error
 from ..manager import get_method
 from ..methods import Method, MethodHyperparameters
 from ..models import DataHandling, TrainingHyperparameters
+from ..precision import Dtypes
 from .hardware import (
     Device,
-    Precision,
     check_method_runs_here,
     detect_device,
-    resolve_precision,
+    run_dtypes,
 )
 from .loading import check_reachable, load_tokenizer, model_source, quiet_libraries
 from .models import ExecuteRequest, TrainShape
@@ -47,7 +47,7 @@ class Prepared(BaseModel):
     method_hp: MethodHyperparameters
     hp: TrainingHyperparameters
     device: Device
-    precision: Precision
+    precision: Dtypes
     source: str
     data: LoadedData
     kind: TaskKind
@@ -114,7 +114,7 @@ def prepare(request: ExecuteRequest) -> Prepared:
     )
     return Prepared(
         request=request, method=method, method_hp=method_hp, hp=hp, device=device,
-        precision=resolve_precision(training.precision, device), source=source, data=data, kind=kind,
+        precision=run_dtypes(training.precision, device), source=source, data=data, kind=kind,
         tokenizer=tokenizer, labels=labels, encoded=encoded, split=make_split(data, training.data, kind),
         metric=watched_metric(hp.eval_metric, kind),
     )

@@ -26,7 +26,8 @@ from pydantic import BaseModel
 from ..errors import UserError
 from ..models import TrainingHyperparameters
 from .callbacks import RunProgress, SaveOnInterrupt
-from .hardware import Device, Precision
+from ..precision import Dtypes
+from .hardware import Device
 from .models import TrainShape
 
 #: The longest gap between two checkpoints, in optimizer steps.
@@ -68,7 +69,7 @@ def watched_metric(name: str, kind: str) -> str:
 
 def training_arguments(
     checkpoint_dir: str, hp: TrainingHyperparameters, shape: TrainShape, schedule: Schedule,
-    precision: Precision, device: Device, kind: str, seed: int, max_steps: Optional[int],
+    precision: Dtypes, device: Device, kind: str, seed: int, max_steps: Optional[int],
 ) -> Any:
     from transformers import TrainingArguments
 

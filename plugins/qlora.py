@@ -8,12 +8,13 @@ through the entry point `advisor.plugins.qlora`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from pydantic import Field
 
 from advisor import Footprint, hookimpl
 from advisor.architecture import Architecture
+from advisor.precision import Dtypes
 from advisor.errors import UserError
 
 from .lora import LoRA, LoraHyperparameters
@@ -21,8 +22,9 @@ from .lora import LoRA, LoraHyperparameters
 
 class QLoraHyperparameters(LoraHyperparameters):
     double_quant: bool = Field(True, description="also quantise the quantisation constants (saves ~0.4 bit/param)")
-    compute_dtype: Literal["bfloat16", "float16", "float32"] = Field(
-        "bfloat16", description="dtype the 4-bit weights are dequantised to for each matmul"
+    compute_dtype: Optional[Literal["bfloat16", "float16", "float32"]] = Field(
+        None, description="dtype the 4-bit weights are dequantised to for each matmul; "
+        "default: the run's compute dtype (bf16 where the GPU has it, else fp16)"
     )
 
 
@@ -34,7 +36,7 @@ class QLoRA(LoRA):
             update={"quantized_base": True, "upcast_unquantized_fp32": True, "forces_gradient_checkpointing": True}
         )
 
-    def load_options(self, hp: QLoraHyperparameters, precision: str = "bf16") -> dict[str, Any]:
+    def load_options(self, hp: QLoraHyperparameters, dtypes: Dtypes) -> dict[str, Any]:
         import torch
         from transformers import BitsAndBytesConfig
 
@@ -43,7 +45,7 @@ class QLoRA(LoRA):
                 load_in_4bit=True,
                 bnb_4bit_quant_type="nf4",
                 bnb_4bit_use_double_quant=hp.double_quant,
-                bnb_4bit_compute_dtype=getattr(torch, hp.compute_dtype),
+                bnb_4bit_compute_dtype=getattr(torch, hp.compute_dtype or dtypes.compute),
             ),
             "device_map": {"": torch.cuda.current_device()},
         }

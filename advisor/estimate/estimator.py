@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..models import Estimate, MemoryEstimate, TimeEstimate
+from ..precision import Dtypes, resolve_dtypes
 from . import EstimateRequest
 from . import throughput
 from .memory import GIB, Shape, peak_memory
@@ -21,9 +22,15 @@ CUDA_CONTEXT_GIB = 0.5
 ALLOCATOR_SLACK = 0.10
 
 
+def dtypes_of(request: EstimateRequest) -> Dtypes:
+    """The dtypes the run will really use on the request's GPU (without one: a bf16-capable CUDA GPU)."""
+    gpu = request.gpu
+    return resolve_dtypes(request.precision, cuda=gpu.cuda if gpu else True, bf16=gpu.bf16 if gpu else True)
+
+
 def shape_of(request: EstimateRequest, accumulation_steps: int = 1) -> Shape:
     return Shape(
-        precision=request.precision, batch=request.batch_size, seq=request.seq_len,
+        precision=dtypes_of(request).recipe, batch=request.batch_size, seq=request.seq_len,
         gradient_checkpointing=request.gradient_checkpointing, optimizer=request.optimizer,
         head=request.head, num_labels=request.num_labels,
         accumulation_steps=max(accumulation_steps, request.gradient_accumulation_steps),
@@ -59,12 +66,13 @@ def estimate(request: EstimateRequest) -> Estimate:
         ),
         device_memory_gib=device,
         fits=None if device is None else peak_gib + overhead <= device,
-        storage=storage_estimate(arch, fp, request.precision, request.tasks),
+        storage=storage_estimate(arch, fp, shape.precision, request.tasks),
         time=_time(request, shape),
         trainable_params=fp.trainable_params,
         total_params=arch.total_params() + fp.added_params,
         config={
-            "model_family": arch.family, "precision": request.precision, "batch_size": request.batch_size,
+            "model_family": arch.family, "precision": request.precision, "dtypes": dtypes_of(request).label,
+            "batch_size": request.batch_size,
             "seq_len": request.seq_len,
             "gradient_checkpointing": request.gradient_checkpointing or fp.forces_gradient_checkpointing,
             "gradient_accumulation_steps": shape.accumulation_steps, "optimizer": request.optimizer,
@@ -77,7 +85,7 @@ def _time(request: EstimateRequest, shape: Shape) -> Optional[TimeEstimate]:
     """Tokens/s on the request's GPU; hours and cost when the run's token count is known."""
     if request.gpu is None:
         return None
-    tflops = throughput.peak_tflops(request.gpu, request.precision)
+    tflops = throughput.peak_tflops(request.gpu, shape.precision)
     if not tflops:
         return None
     per_device = throughput.tokens_per_second(request.architecture, request.footprint, shape, tflops)

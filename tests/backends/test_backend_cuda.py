@@ -11,7 +11,8 @@ import json
 import pytest
 import torch
 
-from advisor.backends.hardware import Device, Precision, resolve_precision
+from advisor.backends.hardware import Device, run_dtypes
+from advisor.precision import resolve_dtypes
 
 from conftest import alpaca_records, make_plan, run_cli, save_plan, write_jsonl
 
@@ -21,22 +22,10 @@ TURING = Device(kind="cuda", name="T4", bf16=False)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-@pytest.mark.parametrize(("plan", "device", "expected"), [
-    ("bf16", CPU, Precision(weights="float32")),
-    ("mixed", CPU, Precision(weights="float32")),
-    ("bf16", AMPERE, Precision(weights="bfloat16", autocast="bf16")),
-    ("mixed", AMPERE, Precision(weights="float32", autocast="bf16")),
-    ("bf16", TURING, Precision(weights="float32", autocast="fp16")),
-    ("fp16", AMPERE, Precision(weights="float32", autocast="fp16")),
-    ("fp32", AMPERE, Precision(weights="float32")),
-])
-def test_precision_follows_the_plan_within_what_the_device_supports(plan, device, expected):
-    assert resolve_precision(plan, device) == expected
-
-
-def test_cpu_trains_in_fp32_whatever_the_plan_says():
-    assert resolve_precision("bf16", CPU).trainer_flags() == {"bf16": False, "fp16": False}
-    assert resolve_precision("bf16", CPU).label == "fp32"
+def test_the_run_takes_its_dtypes_from_the_one_precision_table():
+    assert run_dtypes("bf16", CPU) == resolve_dtypes("bf16", cuda=False, bf16=False)
+    assert run_dtypes("bf16", TURING) == resolve_dtypes("bf16", cuda=True, bf16=False)
+    assert run_dtypes("bf16", AMPERE).weights == "bfloat16"
 
 
 @pytest.mark.gpu

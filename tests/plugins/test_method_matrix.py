@@ -15,6 +15,7 @@ transformers = pytest.importorskip("transformers")
 from advisor import manager  # noqa: E402
 from advisor.architecture import Architecture  # noqa: E402
 from advisor.methods import trainable_parameter_count  # noqa: E402
+from advisor.precision import resolve_dtypes  # noqa: E402
 
 BUILTIN = ["full", "freeze", "lora", "qlora", "dora", "ia3", "prefix", "prompt_tuning", "adapter"]
 VOCAB = 96
@@ -86,7 +87,7 @@ def _skip_without_cuda(method_name: str) -> None:
 def _reload_4bit(model, method, hp, directory):
     """What the backend does for qlora: from_pretrained with the method's load_options (4-bit on the GPU)."""
     model.save_pretrained(directory)
-    return type(model).from_pretrained(directory, **method.load_options(hp, "bf16"))
+    return type(model).from_pretrained(directory, **method.load_options(hp, resolve_dtypes("bf16", cuda=True, bf16=torch.cuda.is_bf16_supported())))
 
 
 @pytest.mark.parametrize("model_name", list(TINY_MODELS))

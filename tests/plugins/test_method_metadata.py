@@ -93,7 +93,8 @@ def test_hyperparameter_defaults_the_planner_relies_on():
     lora = manager.get_method("lora").hyperparameters({})
     assert (lora.r, lora.alpha, lora.dropout, lora.target_modules) == (16, 32, 0.05, "all-linear")
     qlora = manager.get_method("qlora").hyperparameters({})
-    assert (qlora.double_quant, qlora.compute_dtype) == (True, "bfloat16")
+    # compute_dtype None: the run's own compute dtype (advisor.precision), bf16 only where the GPU has it
+    assert (qlora.double_quant, qlora.compute_dtype) == (True, None)
     freeze = manager.get_method("freeze").hyperparameters({})
     assert (freeze.trainable_layers, freeze.gradual_unfreezing) == (2, False)
     assert manager.get_method("prefix").hyperparameters({}).num_virtual_tokens == 20
