@@ -13,6 +13,7 @@ import argparse
 from typing import Callable
 
 from ..errors import EXIT_NO, EXIT_OK
+from ..data.formats import FORMATS
 from ..documents import print_json
 
 FORMAT_HELP = """\
@@ -35,7 +36,7 @@ LABELS_SHOWN = 10
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """DATA and the flags that say how to read it (validate and split share them)."""
     parser.add_argument("data", metavar="DATA", help="a data file, or a directory holding train.*")
-    parser.add_argument("--format", default="auto", choices=("auto", "alpaca", "chat", "text", "classification"),
+    parser.add_argument("--format", default="auto", choices=("auto", *FORMATS),
                         help="the record format (default: auto-detect from the columns)")
     parser.add_argument("--text-column", metavar="C", help="the column holding the text (classification, text)")
     parser.add_argument("--label-column", metavar="C", help="the column holding the label (classification)")

@@ -4,6 +4,9 @@
 user's --format/--text-column/--label-column) and `candidates` once per row.
 
 Detection (`--format auto`), first match wins, column names case-insensitive:
+- preference: `chosen` and `rejected` columns, with a `prompt` column (texts,
+  or message lists) or chat-style chosen/rejected conversations that share
+  their prompt turns (the layouts TRL's DPOTrainer reads);
 - chat: a `messages` column (OpenAI style role/content) or `conversations`
   (ShareGPT from/value; `human` -> user, `gpt` -> assistant, a `system` column
   becomes a leading system message);
@@ -30,7 +33,8 @@ from ..errors import UserError, did_you_mean
 from .records import SHAREGPT_ROLES
 from .report import DataFormat
 
-FORMATS = ("alpaca", "chat", "text", "classification")
+FORMATS = ("alpaca", "chat", "text", "classification", "preference")
+PREFERENCE_COLUMNS = ("chosen", "rejected")
 CHAT_COLUMNS = ("messages", "conversations")
 INSTRUCTION_COLUMNS = ("instruction", "prompt", "question")
 OUTPUT_COLUMNS = ("output", "response", "completion", "answer")
@@ -70,12 +74,15 @@ def detect_mapping(
                 f"{flag} '{column}' is not a column of {source}{did_you_mean(column, columns)}; columns: {', '.join(columns)}"
             )
     found = _Finder(columns)
+    preference = [found.first((name,)) for name in PREFERENCE_COLUMNS]
     chat = found.first(CHAT_COLUMNS)
     instruction = found.first(INSTRUCTION_COLUMNS)
     output = found.first(OUTPUT_COLUMNS) or found.first((INSTANCES,))
     text = text_column or found.first(TEXT_COLUMNS)
     label = label_column or found.first(LABEL_COLUMNS)
 
+    if format == "auto" and all(preference):
+        format = "preference"
     if format == "auto":
         format = _guess_format(chat, instruction and output, text, label, explicit=bool(text_column or label_column))
         if format is None:
@@ -84,6 +91,13 @@ def detect_mapping(
                 "alpaca (instruction, input, output), chat (messages or conversations), classification "
                 "(a text column and a label column) or text (a text column); pass --format and --text-column/--label-column"
             )
+    if format == "preference":
+        if not all(preference):
+            raise _missing(source, "preference", "a chosen column and a rejected column", columns)
+        fields = dict(zip(PREFERENCE_COLUMNS, preference))
+        if found.first(("prompt",)):
+            fields["prompt"] = found.first(("prompt",))
+        return ColumnMapping(format="preference", fields=fields)
     if format == "chat":
         if not chat:
             raise _missing(source, "chat", "a messages or conversations column", columns)

@@ -20,7 +20,10 @@ from typing import Any
 from .report import ValidationReport
 
 #: The task family of each data format (models.Task values).
-TASK_OF_FORMAT = {"classification": "classification", "alpaca": "instruction", "chat": "instruction", "text": "domain-adaptation"}
+TASK_OF_FORMAT = {
+    "classification": "classification", "alpaca": "instruction", "chat": "instruction", "text": "domain-adaptation",
+    "preference": "preference",
+}
 
 LOW_ERROR_SHARE, LOW_DUPLICATE_SHARE, LOW_CONFLICT_SHARE, LOW_IMBALANCE = 0.05, 0.20, 0.02, 100.0
 HIGH_DUPLICATE_SHARE, HIGH_IMBALANCE = 0.01, 10.0

@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, Optional, get_args
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, TypeAdapter, ValidationError,
+    model_validator,
+)
 
 from .report import DataFormat
 
@@ -77,11 +80,71 @@ class TextRecord(RecordModel):
     text: NonEmptyText
 
 
+_TURNS = TypeAdapter(list[ChatMessage])
+
+
+class PreferenceRecord(RecordModel):
+    """One preference pair in a layout TRL's DPOTrainer reads: texts, or message lists.
+
+    Texts: prompt, chosen and rejected are strings. Messages: chosen and rejected
+    are the assistant turns after a prompt list; without a prompt column they
+    are whole conversations, and the turns both share are the prompt.
+    """
+
+    prompt: Optional[Any] = None
+    chosen: Any
+    rejected: Any
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> "PreferenceRecord":
+        kinds = {_layout(self.chosen, "chosen"), _layout(self.rejected, "rejected")}
+        if len(kinds) > 1:
+            raise ValueError("mixes texts and message lists: chosen and rejected must both be texts or both lists")
+        if kinds == {"text"}:
+            if self.prompt is None or _layout(self.prompt, "prompt") != "text":
+                raise ValueError("needs a prompt text: chosen and rejected are texts")
+            return self
+        chosen, rejected = _TURNS.validate_python(self.chosen), _TURNS.validate_python(self.rejected)
+        if self.prompt is None:
+            shared = _shared_turns(chosen, rejected)
+            if not shared:
+                raise ValueError("chosen and rejected share no prompt turns; add a prompt column")
+            prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
+        elif _layout(self.prompt, "prompt") == "messages":
+            prompt = _TURNS.validate_python(self.prompt)
+        else:
+            raise ValueError("has a prompt text with message lists: give the prompt as messages too")
+        if chosen[0].role != "assistant" or rejected[0].role != "assistant":
+            raise ValueError("chosen and rejected must start with the assistant's answer to the prompt")
+        self.prompt, self.chosen, self.rejected = (
+            [message.model_dump() for message in turns] for turns in (prompt, chosen, rejected))
+        return self
+
+
+def _layout(value: Any, field: str) -> str:
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError(f"'{field}' is empty")
+        return "text"
+    if isinstance(value, list) and value:
+        return "messages"
+    raise ValueError(f"'{field}' must be a text or a non-empty list of messages, got {json_type(value)}")
+
+
+def _shared_turns(chosen: list[ChatMessage], rejected: list[ChatMessage]) -> int:
+    """How many leading turns both conversations share, leaving each at least its last turn."""
+    shared = 0
+    while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
+        shared += 1
+    return shared
+
+
 RECORD_MODELS: dict[str, type[RecordModel]] = {
     "classification": ClassificationRecord,
     "alpaca": AlpacaRecord,
     "chat": ChatRecord,
     "text": TextRecord,
+    "preference": PreferenceRecord,
 }
 
 
@@ -146,8 +209,19 @@ def _location(location: tuple, names: dict[str, str]) -> str:
     return text
 
 
+def turns_text(value: Any) -> str:
+    """A preference field as text: itself, or its messages' contents."""
+    return value if isinstance(value, str) else "\n".join(message["content"] for message in value)
+
+
 def training_text(format: DataFormat, record: dict[str, Any]) -> str:
-    """All the text of a record the model reads (token lengths, near-duplicates)."""
+    """All the text of a record the model reads (token lengths, near-duplicates).
+
+    A preference pair: the prompt with the longer of its two answers, the longest sequence a step sees.
+    """
+    if format == "preference":
+        answers = (turns_text(record["chosen"]), turns_text(record["rejected"]))
+        return turns_text(record["prompt"]) + "\n" + max(answers, key=len)
     if format == "chat":
         return "\n".join(message["content"] for message in record["messages"])
     if format == "alpaca":
@@ -165,6 +239,8 @@ def prompt_text(format: DataFormat, record: dict[str, Any]) -> Optional[str]:
     """The part before the response a generative record trains on; None for text and classification."""
     if format == "alpaca":
         return "\n".join(part for part in (record["instruction"], record["input"]) if part)
+    if format == "preference":
+        return turns_text(record["prompt"])
     if format == "chat":
         messages = record["messages"]
         last_answer = max(i for i, message in enumerate(messages) if message["role"] == "assistant")

@@ -11,7 +11,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DataFormat = Literal["alpaca", "chat", "text", "classification"]
+DataFormat = Literal["alpaca", "chat", "text", "classification", "preference"]
 
 
 class ReportModel(BaseModel):
@@ -62,6 +62,16 @@ class Leakage(ReportModel):
     examples: list[LinePair] = Field(default_factory=list, description="first_line: in the data; line: in the against file")
 
 
+class PreferenceStats(ReportModel):
+    """Preference pairs: pairs that prefer nothing, and whether "chosen" mostly means "longer"."""
+
+    identical_pairs: int = Field(description="pairs whose chosen answer equals the rejected one")
+    identical_lines: list[int] = Field(default_factory=list, description="their lines (at most max_listed)")
+    chosen_longer_share: float = Field(description="share of pairs whose chosen answer has more characters")
+    mean_chosen_chars: float
+    mean_rejected_chars: float
+
+
 class DataStats(ReportModel):
     """Statistics over the valid records."""
 
@@ -80,6 +90,7 @@ class DataStats(ReportModel):
         None, description="alpaca/chat records whose prompt alone fills seq_len, so truncation leaves no response to learn"
     )
     leakage: Optional[Leakage] = None
+    preference: Optional[PreferenceStats] = None
 
 
 class ValidationReport(ReportModel):

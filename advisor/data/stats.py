@@ -14,8 +14,8 @@ from collections import Counter
 from typing import Callable, Optional
 
 from .load import LoadedData
-from .records import prompt_text, training_text
-from .report import ConflictingLabel, DataStats, LinePair, TokenLengths
+from .records import prompt_text, training_text, turns_text
+from .report import ConflictingLabel, DataStats, LinePair, PreferenceStats, TokenLengths
 from .similarity import near_duplicates, normalise_text
 
 TokenCounter = Callable[[str], int]
@@ -33,6 +33,8 @@ def compute_stats(
         return stats
     if loaded.format == "classification":
         _label_stats(loaded, stats, max_listed)
+    if loaded.format == "preference":
+        stats.preference = _preference_stats(loaded, max_listed)
     _duplicate_stats(loaded, stats, max_listed)
     _token_stats(loaded, stats, tokenizer, seq_len)
     return stats
@@ -56,6 +58,18 @@ def _label_stats(loaded: LoadedData, stats: DataStats, max_listed: int) -> None:
     conflicts = [(key, labels) for key, labels in by_text.items() if len(labels) > 1]
     stats.conflicting_labels = len(conflicts)
     stats.conflicting_examples = [ConflictingLabel(text=first_text[key], labels=labels) for key, labels in conflicts[:max_listed]]
+
+
+def _preference_stats(loaded: LoadedData, max_listed: int) -> PreferenceStats:
+    identical = [line for record, line in zip(loaded.records, loaded.lines) if record["chosen"] == record["rejected"]]
+    chosen = [len(turns_text(record["chosen"])) for record in loaded.records]
+    rejected = [len(turns_text(record["rejected"])) for record in loaded.records]
+    longer = sum(1 for a, b in zip(chosen, rejected) if a > b)
+    return PreferenceStats(
+        identical_pairs=len(identical), identical_lines=identical[:max_listed],
+        chosen_longer_share=round(longer / len(chosen), 4),
+        mean_chosen_chars=round(sum(chosen) / len(chosen), 1), mean_rejected_chars=round(sum(rejected) / len(rejected), 1),
+    )
 
 
 def _duplicate_stats(loaded: LoadedData, stats: DataStats, max_listed: int) -> None:
@@ -102,7 +116,7 @@ def _token_stats(loaded: LoadedData, stats: DataStats, tokenizer: Optional[Token
         return
     stats.truncated_at_seq_len = sum(1 for length in lengths if length > seq_len)
     prompts = [prompt_text(loaded.format, record) for record in loaded.records]
-    if loaded.format in ("alpaca", "chat"):
+    if loaded.format in ("alpaca", "chat", "preference"):
         stats.nothing_to_learn_at_seq_len = sum(1 for prompt in prompts if prompt and count(prompt) >= seq_len)
 
 

@@ -17,6 +17,8 @@ from .load import LoadedData, load_records
 from .report import DataStats, ValidationReport
 from .stats import TokenCounter, compute_stats
 
+#: Warn when the chosen answer is the longer (or the shorter) one in at least this share of pairs.
+LENGTH_BIAS_SHARE = 0.75
 #: Warn when the largest class is this many times the smallest.
 IMBALANCE_WARNING = 10.0
 #: Fewer examples than this in a class cannot be stratified over the default 5 folds.
@@ -84,6 +86,7 @@ def data_warnings(loaded: LoadedData, stats: DataStats) -> list[str]:
         labels = " and ".join(f"'{label}' (line {lines[0]})" for label, lines in example.labels.items())
         warnings.append(f"{_count(stats.conflicting_labels, 'text')} with conflicting labels, e.g. {example.text!r} is {labels}")
     warnings.extend(_label_warnings(stats))
+    warnings.extend(_preference_warnings(stats))
     warnings.extend(_length_warnings(stats))
     if stats.leakage and (stats.leakage.exact or stats.leakage.near):
         leak = stats.leakage
@@ -119,6 +122,26 @@ def _label_warnings(stats: DataStats) -> list[str]:
     for spellings in by_spelling.values():
         if len(spellings) > 1:
             warnings.append(f"labels {' and '.join(repr(s) for s in spellings)} differ only in case or spacing: merge them?")
+    return warnings
+
+
+def _preference_warnings(stats: DataStats) -> list[str]:
+    pairs = stats.preference
+    if pairs is None:
+        return []
+    warnings = []
+    if pairs.identical_pairs:
+        lines = ", ".join(str(line) for line in pairs.identical_lines[:_SHOWN])
+        warnings.append(f"{_count(pairs.identical_pairs, 'pair')} whose chosen answer equals the rejected one "
+                        f"(line {lines}): such a pair teaches no preference; drop them")
+    share = pairs.chosen_longer_share
+    if max(share, 1 - share) >= LENGTH_BIAS_SHARE:
+        which = "longer" if share >= 0.5 else "shorter"
+        warnings.append(
+            f"the chosen answer is {which} than the rejected one in {100 * max(share, 1 - share):.0f}% of pairs "
+            f"(mean {pairs.mean_chosen_chars:g} vs {pairs.mean_rejected_chars:g} characters): DPO can learn length "
+            "instead of quality (Park et al. 2024, arXiv:2403.19159); balance the lengths or watch the answers' length"
+        )
     return warnings
 
 
