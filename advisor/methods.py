@@ -52,6 +52,12 @@ class Footprint(BaseModel):
     storage_params: Optional[int] = Field(
         None, description="parameters saved per task (default: trainable_params)"
     )
+    sequences_per_example: int = Field(
+        1, ge=1, description="sequences one example puts through the model per step (preference pairs: 2)"
+    )
+    reference_copy: bool = Field(
+        False, description="a frozen copy of the base model scores the reference (full-parameter DPO)"
+    )
 
 
 class Method(BaseModel):
@@ -70,6 +76,11 @@ class Method(BaseModel):
         description="how much the method can change the model: 1 soft prompts/IA3 .. 4 full fine-tuning",
     )
     learning_rate: tuple[float, float] = Field(description="usual learning-rate range for this method")
+    objective: Literal["supervised", "preference"] = Field(
+        "supervised",
+        description="what the method trains on: supervised examples (the Trainer's loss), or preference pairs "
+        "(the TRL trainer `preference_trainer` names: DPO, and ORPO or KTO from a plugin)",
+    )
     source: str = Field("", description="where the method and its defaults come from")
 
     #: The pydantic model of this method's own hyperparameters (defaults and ranges).
@@ -103,6 +114,15 @@ class Method(BaseModel):
         belong inside.
         """
         return {}
+
+    def preference_trainer(self, hp: MethodHyperparameters) -> tuple[type, type, dict[str, Any]]:
+        """A preference method's (TRL trainer class, its config class, config keyword arguments).
+
+        The backend builds the config from the plan's training arguments plus
+        these keywords, and the trainer with the model `build` returned, the
+        tokenizer and the pairs in TRL's prompt/chosen/rejected layout.
+        """
+        raise NotImplementedError(f"method '{self.name}' trains on supervised examples, not preference pairs")
 
     def training_callbacks(self, model: Any, hp: MethodHyperparameters) -> list[Any]:
         """transformers TrainerCallbacks the method needs while training (e.g. gradual unfreezing)."""

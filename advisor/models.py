@@ -17,7 +17,7 @@ SCHEMA_VERSION = 1
 Goal = Literal["knowledge", "behavior"]
 Task = Literal[
     "classification", "ner", "qa", "generation", "instruction",
-    "reasoning", "domain-adaptation", "vision-language",
+    "reasoning", "domain-adaptation", "vision-language", "preference",
 ]
 Quality = Literal["low", "medium", "high"]
 Latency = Literal["strict", "moderate", "relaxed"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from . import rules as rulebook
+from .errors import UserError
 from .candidates import (
     Candidate, configure, fit_change_kinds, method_hyperparameters, smallest_fitting_hardware,
 )
@@ -62,7 +63,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
 
     approach, complements = decide_approach(facts, trace)
     fine_tuning = approach == "fine_tune" or profile.method is not None
-    methods = all_methods()
+    methods = methods_for_objective(profile)
     # Method rules explain a fine-tune; a prompting/RAG plan ranks methods only for its alternatives.
     order, excluded, ranked_by = rank_methods(methods, facts, trace if fine_tuning else Trace(), profile.method)
     candidates = {name: configure(methods[name], profile, model, facts, data_report, excluded.get(name))
@@ -112,6 +113,16 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
         training=build_training(chosen, facts, data_report),
         warnings=trace.warnings,
     )
+
+
+def methods_for_objective(profile: Profile) -> dict[str, Method]:
+    """The methods that train on the profile's kind of data: preference pairs, or supervised examples."""
+    objective = "preference" if profile.task == "preference" else "supervised"
+    if profile.method is not None and get_method(profile.method).objective != objective:
+        wanted = {"preference": "preference pairs (chosen/rejected)", "supervised": "supervised examples"}
+        raise UserError(f"method '{profile.method}' trains on {wanted[get_method(profile.method).objective]} and "
+                        f"task '{profile.task}' on {wanted[objective]}: choose another --method or --task")
+    return {name: method for name, method in all_methods().items() if method.objective == objective}
 
 
 # -- stage: approach ----------------------------------------------------------------

@@ -247,15 +247,21 @@ def make_trainer(
     model, pretrained = load_model(
         prepared.source, prepared.kind, prepared.precision, prepared.method, prepared.method_hp, labels=prepared.labels, pad_token_id=prepared.tokenizer.pad_token_id,
     )
+    trainer_class, config_class, extra = None, None, {}
+    if prepared.method.objective == "preference":
+        trainer_class, config_class, extra = prepared.method.preference_trainer(prepared.method_hp)
+        extra = {**extra, "max_length": hp.seq_len}
     args = training_arguments(
         str(checkpoint_dir or prepared.output_dir / "checkpoints"), hp, shape, schedule, prepared.precision,
         prepared.device, prepared.kind, request.plan.training.data.seed, request.max_steps,
+        config_class=config_class, extra=extra,
     )
     callbacks = [*prepared.method.training_callbacks(model, prepared.method_hp), *extra_callbacks]
     return build_trainer(
         model=model, tokenizer=prepared.tokenizer, kind=prepared.kind, train_features=train_features,
         eval_features=eval_features, args=args, hp=hp, group_rates=group_rates(hp), pretrained=pretrained,
         label=name, progress_log=prepared.output_dir / PROGRESS_FILE, extra_callbacks=callbacks,
+        trainer_class=trainer_class,
     )
 
 

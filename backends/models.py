@@ -112,7 +112,7 @@ class RunMetrics(BackendModel):
 
     schema_version: Literal[1] = 1
     status: Literal["completed", "interrupted", "failed"]
-    task: Literal["classification", "causal_lm"]
+    task: Literal["classification", "causal_lm", "preference"]
     data_format: str
     method: str
     model: str

@@ -104,6 +104,11 @@ def prepare(request: ExecuteRequest) -> Prepared:
     if not data.records:
         raise UserError(f"'{request.data}' holds no valid record", EXIT_NO)
     kind = task_kind(data.format, plan.profile.task)
+    if (kind == "preference") != (method.objective == "preference"):
+        raise UserError(
+            f"plan.json training.method '{method.name}' trains on {method.objective} data but the data is "
+            f"'{data.format}'; plan again with the data (`advisor plan --data {request.data}`)"
+        )
     tokenizer = load_tokenizer(source)
     if kind == "causal_lm":
         ensure_pad_token(tokenizer)

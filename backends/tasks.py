@@ -26,9 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import UserError
 
-TaskKind = Literal["classification", "causal_lm"]
+TaskKind = Literal["classification", "causal_lm", "preference"]
 #: peft's TaskType name for each kind (what Method.build takes).
-PEFT_TASK_TYPES = {"classification": "SEQ_CLS", "causal_lm": "CAUSAL_LM"}
+PEFT_TASK_TYPES = {"classification": "SEQ_CLS", "causal_lm": "CAUSAL_LM", "preference": "CAUSAL_LM"}
 IGNORE_INDEX = -100
 
 ALPACA_PROMPT_WITH_INPUT = (
@@ -46,6 +46,14 @@ FALLBACK_CHAT_HEADER = "<|{role}|>\n"
 
 def task_kind(data_format: str, plan_task: str) -> TaskKind:
     """Which model head the data needs; a classification plan needs classification data and back."""
+    if (plan_task == "preference") != (data_format == "preference"):
+        raise UserError(
+            f"the plan is for task '{plan_task}' but the data is in '{data_format}' format; "
+            + ("preference training needs prompt/chosen/rejected pairs" if plan_task == "preference"
+               else "preference pairs train with a preference method: plan with --task preference")
+        )
+    if data_format == "preference":
+        return "preference"
     kind: TaskKind = "classification" if data_format == "classification" else "causal_lm"
     if (plan_task == "classification") != (kind == "classification"):
         raise UserError(
@@ -86,6 +94,10 @@ def encode_records(
         return Encoded(features=[])
     if data_format == "classification":
         return _encode_classification(records, tokenizer, seq_len, label2id or {})
+    if data_format == "preference":
+        from .preference import encode_pairs
+
+        return encode_pairs(records, tokenizer, seq_len)
     features, truncated = [], 0
     for record in records:
         ids, labels = _segments_to_ids(segments(record, data_format, tokenizer), tokenizer)

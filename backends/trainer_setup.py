@@ -33,7 +33,11 @@ from .models import TrainShape
 #: The longest gap between two checkpoints, in optimizer steps.
 MAX_CADENCE = 500
 #: What each task can watch for early stopping; aliases a plan may use.
-METRICS = {"classification": ("loss", "accuracy", "macro_f1"), "causal_lm": ("loss", "token_accuracy")}
+METRICS = {
+    "classification": ("loss", "accuracy", "macro_f1"), "causal_lm": ("loss", "token_accuracy"),
+    # TRL's preference trainers log the reward margin and how often the chosen answer wins
+    "preference": ("loss", "rewards/accuracies", "rewards/margins"),
+}
 METRIC_ALIASES = {"eval_loss": "loss", "f1": "macro_f1", "macro-f1": "macro_f1", "acc": "accuracy"}
 #: The plan's optimizer -> TrainingArguments.optim.
 OPTIMIZERS = {"adamw": "adamw_torch_fused", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit"}
@@ -70,11 +74,13 @@ def watched_metric(name: str, kind: str) -> str:
 def training_arguments(
     checkpoint_dir: str, hp: TrainingHyperparameters, shape: TrainShape, schedule: Schedule,
     precision: Dtypes, device: Device, kind: str, seed: int, max_steps: Optional[int],
+    config_class: Optional[type] = None, extra: Optional[dict[str, Any]] = None,
 ) -> Any:
+    """TrainingArguments, or `config_class` (a TRL config, a subclass) with its own `extra` settings."""
     from transformers import TrainingArguments
 
     evaluate = schedule.evaluate
-    return TrainingArguments(
+    return (config_class or TrainingArguments)(
         output_dir=checkpoint_dir,
         per_device_train_batch_size=shape.batch_size,
         per_device_eval_batch_size=shape.batch_size,
@@ -107,14 +113,16 @@ def training_arguments(
         seed=seed,
         data_seed=seed,
         dataloader_num_workers=0,
+        **(extra or {}),
     )
 
 
 def build_trainer(
     *, model: Any, tokenizer: Any, kind: str, train_features: Sequence[dict], eval_features: Sequence[dict],
     args: Any, hp: TrainingHyperparameters, group_rates: dict[str, float], pretrained: set[str], label: str,
-    progress_log: Optional[Path] = None, extra_callbacks: Sequence[Any] = (),
+    progress_log: Optional[Path] = None, extra_callbacks: Sequence[Any] = (), trainer_class: Optional[type] = None,
 ) -> tuple[Any, SaveOnInterrupt]:
+    """The plan's Trainer, or a preference method's TRL `trainer_class` (its own loss, data and optimizer)."""
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback
 
@@ -126,19 +134,27 @@ def build_trainer(
     callbacks: list[Any] = [RunProgress(label, args.metric_for_best_model or "loss", progress_log), interrupt, *extra_callbacks]
     if eval_features and hp.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=hp.early_stopping_patience))
-    trainer = PlanTrainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list(list(train_features)),
-        eval_dataset=Dataset.from_list(list(eval_features)) if eval_features else None,
-        processing_class=tokenizer,
-        data_collator=make_collator(kind, tokenizer),
-        compute_metrics=make_scorer(kind),
-        preprocess_logits_for_metrics=argmax_logits,
-        callbacks=callbacks,
-        group_rates=group_rates,
-        pretrained=pretrained,
-    )
+    if trainer_class is not None:
+        from .preference import build_preference_trainer
+
+        trainer = build_preference_trainer(
+            trainer_class, model=model, tokenizer=tokenizer, args=args, train_features=train_features,
+            eval_features=eval_features, callbacks=callbacks,
+        )
+    else:
+        trainer = PlanTrainer(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list(list(train_features)),
+            eval_dataset=Dataset.from_list(list(eval_features)) if eval_features else None,
+            processing_class=tokenizer,
+            data_collator=make_collator(kind, tokenizer),
+            compute_metrics=make_scorer(kind),
+            preprocess_logits_for_metrics=argmax_logits,
+            callbacks=callbacks,
+            group_rates=group_rates,
+            pretrained=pretrained,
+        )
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     return trainer, interrupt

@@ -30,7 +30,8 @@ def dtypes_of(request: EstimateRequest) -> Dtypes:
 
 def shape_of(request: EstimateRequest, accumulation_steps: int = 1) -> Shape:
     return Shape(
-        precision=dtypes_of(request).recipe, batch=request.batch_size, seq=request.seq_len,
+        precision=dtypes_of(request).recipe, batch=request.batch_size * request.footprint.sequences_per_example,
+        seq=request.seq_len,
         gradient_checkpointing=request.gradient_checkpointing, optimizer=request.optimizer,
         head=request.head, num_labels=request.num_labels,
         accumulation_steps=max(accumulation_steps, request.gradient_accumulation_steps),

@@ -91,6 +91,8 @@ def parameters(arch: Architecture, fp: Footprint, shape: Shape) -> Parameters:
         upcast = rest * 4 if fp.upcast_unquantized_fp32 else 0.0
     else:
         weights, upcast = total * pb, 0.0
+    if fp.reference_copy:
+        weights += total * pb  # a frozen copy scores the reference (full-parameter DPO)
     base_trainable = max(fp.trainable_params - fp.added_params, 0)
     adapters = fp.added_params * act.ADAPTER_BYTES
     gradients = base_trainable * pb + fp.added_params * act.ADAPTER_BYTES
