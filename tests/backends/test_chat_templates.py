@@ -161,3 +161,23 @@ def test_lora_on_a_llama3_chat_model_reloads_and_generates_with_its_template(tmp
     with torch.no_grad():
         generated = model.generate(**prompt, max_new_tokens=4, do_sample=False)
     assert generated.shape[1] > prompt["input_ids"].shape[1]
+
+
+@pytest.mark.slow
+def test_the_preflight_names_a_refused_conversation_by_line_and_why(tmp_path, capsys):
+    import json
+
+    from transformers import AutoTokenizer
+
+    model_dir = save_tiny_chat_model("qwen2.5", tmp_path / "tiny-qwen")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.chat_template = tokenizer.chat_template.replace("message.content", "message.content | replace('blue', '')")
+    tokenizer.save_pretrained(model_dir)
+    data = write_jsonl(tmp_path / "chat.jsonl", [{"messages": ROUNDS[:2]}, {"messages": ROUNDS[2:]}])
+    plan = save_plan(make_plan(str(model_dir), method="lora", seq_len=256), tmp_path / "plan.json")
+    code, stdout, _ = run_cli(capsys, "execute", plan, "--data", data, "--output-dir", tmp_path / "run", "--dry-run",
+                              "--no-probe", "--json")
+    preflight = json.loads(stdout)["preflight"]
+    assert not preflight["ok"] and preflight["rows_without_loss"] == 1
+    assert [error["line"] for error in preflight["errors"]] == [1]
+    assert "assistant message 2 does not appear" in preflight["errors"][0]["message"]
