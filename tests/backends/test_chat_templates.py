@@ -90,14 +90,16 @@ def test_qwen3_reasoning_is_learned_only_where_the_template_keeps_it():
     assert "sky reasoning" not in rendered  # the template rewrote the first assistant turn
     feature = encode_one(tokenizer, messages)
     assert feature["input_ids"] == tokenizer.apply_chat_template(messages)["input_ids"]
-    assert loss_runs(tokenizer, feature) == ["it is blue<|im_end|>", "<think>\ngrass reasoning\n</think>\n\ngreen<|im_end|>"]
+    assert loss_runs(tokenizer, feature) == [
+        "it is blue<|im_end|>", "<think>\ngrass reasoning\n</think>\n\ngreen<|im_end|>"]
 
 
 def test_an_assistant_turn_the_template_rewrites_beyond_recognition_refuses_the_record():
     tokenizer = chat_tokenizer("qwen2.5")
     tokenizer.chat_template = (  # a template that rewrites the assistant's words: they cannot be found as written
         "{% for m in messages %}<|im_start|>{{ m.role }}\n"
-        "{% if m.role == 'assistant' %}{{ m.content | replace('blue', 'BLUE') }}{% else %}{{ m.content }}{% endif %}<|im_end|>\n"
+        "{% if m.role == 'assistant' %}{{ m.content | replace('blue', 'BLUE') }}{% else %}{{ m.content }}{% endif %}"
+        "<|im_end|>\n"
         "{% endfor %}"
     )
     encoded = encode_records([{"messages": ROUNDS}, {"messages": [ROUNDS[0], {"role": "assistant", "content": "42"}]}],
@@ -171,7 +173,8 @@ def test_the_preflight_names_a_refused_conversation_by_line_and_why(tmp_path, ca
 
     model_dir = save_tiny_chat_model("qwen2.5", tmp_path / "tiny-qwen")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    tokenizer.chat_template = tokenizer.chat_template.replace("message.content", "message.content | replace('blue', '')")
+    tokenizer.chat_template = tokenizer.chat_template.replace("message.content",
+                                                              "message.content | replace('blue', '')")
     tokenizer.save_pretrained(model_dir)
     data = write_jsonl(tmp_path / "chat.jsonl", [{"messages": ROUNDS[:2]}, {"messages": ROUNDS[2:]}])
     plan = save_plan(make_plan(str(model_dir), method="lora", seq_len=256), tmp_path / "plan.json")
