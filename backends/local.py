@@ -354,12 +354,21 @@ def _finish(prepared: Prepared, metrics: RunMetrics, started: float, previous: O
 def prompt_format(prepared: Prepared) -> str:
     """The model card's note on how inputs were formatted in training (so inference can match)."""
     if prepared.data.format == "alpaca":
-        return ("Stanford Alpaca prompts; the response follows `### Response:`.\n\n```\n" + ALPACA_PROMPT_WITH_INPUT
+        return ("Stanford Alpaca prompts; the response follows `### Response:`. Each example was tokenized as one "
+                "string, `tokenizer(prompt + response + eos_token)` with the tokenizer's own special tokens (its BOS, "
+                "if it has one), loss on the response and EOS only: at inference tokenize the prompt the same way, "
+                "`tokenizer(prompt)`, and generate.\n\n```\n" + ALPACA_PROMPT_WITH_INPUT
                 + "```\n\nWithout an input:\n\n```\n" + ALPACA_PROMPT + "```")
     if prepared.data.format == "chat":
         if getattr(prepared.tokenizer, "chat_template", None):
-            return "The tokenizer's chat template (`tokenizer.apply_chat_template`); loss on assistant turns only."
+            return ("The tokenizer's chat template: each conversation was trained as exactly "
+                    "`tokenizer.apply_chat_template(messages)` (the template writes the special tokens; none is "
+                    "added), loss on each assistant message and the end-of-turn token the template writes after "
+                    "it (or on what the template's `{% generation %}` blocks mark). Generate from "
+                    "`tokenizer.apply_chat_template(messages, add_generation_prompt=True)`.")
         return ("The tokenizer has no chat template; each message was written as "
                 f"`{FALLBACK_CHAT_HEADER.strip()}` on its own line, then the content and a newline "
-                "(assistant content ends with the EOS token). Generate after `<|assistant|>` and a newline.")
+                "(assistant content ends with the EOS token), and the whole conversation tokenized as one string "
+                "with the tokenizer's special tokens (`tokenizer(text)`). Generate after `<|assistant|>` and a "
+                "newline.")
     return ""

@@ -76,7 +76,8 @@ def run_preflight(prepared: Prepared, probe: bool = True) -> PreflightReport:
     rows = row_views(prepared)
     lines = prepared.data.lines
     without_loss = prepared.encoded.dropped  # the run's encoding drops exactly the rows left without loss
-    errors = [RecordError(line=lines[index], message=_no_loss_message(rows[index], seq_len))
+    refused = prepared.encoded.refused  # rows whose loss span the chat template hides: why, per row
+    errors = [RecordError(line=lines[index], message=refused.get(index) or _no_loss_message(rows[index], seq_len))
               for index in without_loss[:LISTED_ERRORS]]
     truncated = [index for index, row in enumerate(rows) if row.cut]
     trained = [feature for feature in prepared.encoded.features if feature is not None]

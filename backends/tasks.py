@@ -12,6 +12,37 @@ Formats (the data toolkit's normalised records):
   `FALLBACK_CHAT_HEADER` (documented in the model card), the same way.
 - text {"text"}: plain language modelling, loss on every token.
 
+Every record is one string tokenized once, so the trained ids are the ids the
+model sees at inference: alpaca and text are `tokenizer(text)` (its own BOS, if
+any), chat is exactly `tokenizer.apply_chat_template(messages)` (the template
+writes the special tokens; nothing is added in front). The loss mask comes from
+character spans of that string, mapped to tokens by the fast tokenizer's
+offsets (a token carries loss when it overlaps a span). For chat the spans are
+the template's own `{% generation %}` blocks when it has them
+(`return_assistant_tokens_mask`); otherwise each assistant message is found in
+the rendered conversation, in order, after the user turn before it, together
+with the end-of-turn marker the template writes after an assistant message
+(`<|eot_id|>`, `<|im_end|>`, `</s>`, `<end_of_turn>`: what the model must learn
+to stop). A template that rewrites an assistant message (Qwen3 drops the
+reasoning of earlier turns) is followed: the answer is found as rendered, and
+reasoning only where the template kept it. An assistant message that cannot be
+found is never guessed at: the record is refused with the reason
+(`Encoded.refused`) and counted with the dropped rows.
+
+Why not TRL's SFTTrainer masking (trl 1.16, measured with the real templates of
+tests/fixtures/chat_templates): `assistant_only_loss` needs `{% generation %}`
+markers, which none of the Llama 3.1/3.2, Qwen2.5/3, Mistral v0.3 or Gemma 2/3
+templates has. `get_training_chat_template` swaps in a marked copy only for
+templates it knows byte for byte: it raises for Llama 3.1, Llama 3.2 and
+Mistral v0.3, and its Qwen3 copy renders other ids than the model's template
+(an empty `<think></think>` block in every earlier assistant turn, which the
+real template leaves out), so the model would train on a context it never sees
+at inference; only Qwen2.5 and Gemma 2/3 come out identical. `completion_only_loss`
+tokenizes the prompt on its own and cuts at the common prefix, which drops the
+prompt's last tokens where they merge with the completion. A template that has
+the markers is masked here by the same transformers call TRL makes
+(`return_assistant_tokens_mask`).
+
 Labels are -100 on tokens that carry no loss. Sequences are truncated on the
 right at the plan's `seq_len`; a row left with no token to learn is dropped
 and counted (the preflight names such rows before a run). Padding is dynamic:
@@ -20,6 +51,7 @@ each batch pads to its longest row.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,6 +74,14 @@ ALPACA_PROMPT = (
 )
 #: Each message's header in the fallback chat format: header, content (assistant: + EOS), newline.
 FALLBACK_CHAT_HEADER = "<|{role}|>\n"
+#: A chat template that marks the assistant's tokens itself (transformers' `return_assistant_tokens_mask`).
+GENERATION_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
+#: How reasoning models write a reasoning block inside an assistant message (Qwen3, DeepSeek-R1).
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+#: The exchange rendered to learn what the template writes after an assistant message.
+END_OF_TURN_PROBE = [{"role": "user", "content": "ping"}, {"role": "assistant", "content": "pong"}]
+
+Span = tuple[int, int]  # characters [start, end) of the rendered text that carry loss
 
 
 def task_kind(data_format: str, plan_task: str) -> TaskKind:
@@ -71,6 +111,8 @@ class Encoded(BaseModel):
 
     features: list[Any] = Field(description="per record: a dict of token lists and labels, or None if dropped")
     truncated: int = 0
+    refused: dict[int, str] = Field(
+        default_factory=dict, description="record index -> why its loss could not be placed (it is dropped)")
 
     @property
     def dropped(self) -> list[int]:
@@ -98,15 +140,28 @@ def encode_records(
         from .preference import encode_pairs
 
         return encode_pairs(records, tokenizer, seq_len)
-    features, truncated = [], 0
-    for record in records:
-        ids, labels = _segments_to_ids(segments(record, data_format, tokenizer), tokenizer)
+    if data_format not in ("alpaca", "chat", "text"):
+        raise UserError(f"unknown data format '{data_format}'; known: classification, alpaca, chat, text, preference")
+    if not getattr(tokenizer, "is_fast", False):
+        raise UserError("language-model data needs a fast tokenizer (the loss mask comes from its character "
+                        "offsets); save the model with its tokenizer.json or load it with use_fast=True")
+    end_of_turn = _end_of_turn(tokenizer) if data_format == "chat" and _template(tokenizer) else ""
+    features: list[Any] = []
+    refused: dict[int, str] = {}
+    truncated = 0
+    for index, record in enumerate(records):
+        try:
+            ids, labels = _encode_lm(record, data_format, tokenizer, end_of_turn)
+        except TurnNotFound as reason:
+            refused[index] = str(reason)
+            features.append(None)
+            continue
         if len(ids) > seq_len:
             truncated += 1
             ids, labels = ids[:seq_len], labels[:seq_len]
         keep = any(label != IGNORE_INDEX for label in labels)
         features.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels} if keep else None)
-    return Encoded(features=features, truncated=truncated)
+    return Encoded(features=features, truncated=truncated, refused=refused)
 
 
 def _encode_classification(
@@ -123,65 +178,126 @@ def _encode_classification(
     return Encoded(features=features, truncated=sum(length > seq_len for length in full_lengths))
 
 
-def segments(record: dict[str, Any], data_format: str, tokenizer: Any) -> list[tuple[str, bool]]:
-    """The record as (text, carries loss) pieces, in order."""
+class TurnNotFound(ValueError):
+    """An assistant message the chat template's rendering does not show: its loss span is unknown."""
+
+
+def _encode_lm(record: dict[str, Any], data_format: str, tokenizer: Any, end_of_turn: str) -> tuple[list, list]:
+    """One record's ids (tokenized once, as at inference) and labels (-100 outside the loss spans)."""
     if data_format == "alpaca":
-        template = ALPACA_PROMPT_WITH_INPUT if record.get("input") else ALPACA_PROMPT
-        return [(template.format(**record), False), (record["output"], True), (tokenizer.eos_token or "", True)]
-    if data_format == "chat":
-        if getattr(tokenizer, "chat_template", None):
-            return _template_segments(record["messages"], tokenizer)
-        return _fallback_segments(record["messages"], tokenizer)
+        prompt = (ALPACA_PROMPT_WITH_INPUT if record.get("input") else ALPACA_PROMPT).format(**record)
+        text = prompt + record["output"] + (tokenizer.eos_token or "")
+        return tokenize_with_loss(tokenizer, text, [(len(prompt), len(text))], add_special_tokens=True)
     if data_format == "text":
-        return [(record["text"], True)]
-    raise UserError(f"unknown data format '{data_format}'; known: classification, alpaca, chat, text")
+        return tokenize_with_loss(tokenizer, record["text"], [(0, len(record["text"]))], add_special_tokens=True)
+    messages = record["messages"]
+    template = _template(tokenizer)
+    if not template:
+        text, spans = _fallback_chat(messages, tokenizer)
+        return tokenize_with_loss(tokenizer, text, spans, add_special_tokens=True)
+    if GENERATION_MARKER.search(template):
+        encoded = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                                return_assistant_tokens_mask=True)
+        ids, mask = list(encoded["input_ids"]), encoded["assistant_masks"]
+        if not any(mask):
+            raise TurnNotFound("the chat template's {% generation %} blocks mark no token of this conversation")
+        return ids, [token if marked else IGNORE_INDEX for token, marked in zip(ids, mask)]
+    # What apply_chat_template(messages) tokenizes: the rendering, with no special token added to it.
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+    return tokenize_with_loss(tokenizer, rendered, assistant_spans(messages, rendered, end_of_turn),
+                              add_special_tokens=False)
 
 
-def _template_segments(messages: list[dict[str, str]], tokenizer: Any) -> list[tuple[str, bool]]:
-    """Render turn by turn; an assistant turn is what its message adds after the generation prompt."""
-    pieces: list[tuple[str, bool]] = []
-    rendered = ""
-    for index, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        prompt = tokenizer.apply_chat_template(messages[:index], tokenize=False, add_generation_prompt=True)
-        turn = tokenizer.apply_chat_template(messages[: index + 1], tokenize=False)
-        if not (prompt.startswith(rendered) and turn.startswith(prompt)):
-            # The template rewrites earlier turns (some strip reasoning): loss on the whole conversation.
-            return [(tokenizer.apply_chat_template(messages, tokenize=False), True)]
-        pieces += [(prompt[len(rendered):], False), (turn[len(prompt):], True)]
-        rendered = turn
-    whole = tokenizer.apply_chat_template(messages, tokenize=False)
-    if whole.startswith(rendered) and len(whole) > len(rendered):
-        pieces.append((whole[len(rendered):], False))
-    return pieces
-
-
-def _fallback_segments(messages: list[dict[str, str]], tokenizer: Any) -> list[tuple[str, bool]]:
-    pieces: list[tuple[str, bool]] = []
-    for message in messages:
-        header = FALLBACK_CHAT_HEADER.format(role=message["role"])
-        if message["role"] == "assistant":
-            pieces += [(header, False), (message["content"] + (tokenizer.eos_token or ""), True), ("\n", False)]
-        else:
-            pieces.append((header + message["content"] + "\n", False))
-    return pieces
-
-
-def _segments_to_ids(pieces: list[tuple[str, bool]], tokenizer: Any) -> tuple[list[int], list[int]]:
-    ids: list[int] = []
-    labels: list[int] = []
-    bos = tokenizer.bos_token_id
-    if bos is not None and tokenizer("x")["input_ids"][:1] == [bos]:
-        ids.append(bos)
-        labels.append(IGNORE_INDEX)
-    for text, trainable in pieces:
-        if not text:
-            continue
-        piece = tokenizer(text, add_special_tokens=False)["input_ids"]
-        ids += piece
-        labels += piece if trainable else [IGNORE_INDEX] * len(piece)
+def tokenize_with_loss(tokenizer: Any, text: str, spans: list[Span], add_special_tokens: bool) -> tuple[list, list]:
+    """`text` tokenized once; a token carries loss when its characters overlap one of `spans`."""
+    encoding = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+    ids = list(encoding["input_ids"])
+    labels = [
+        token if end > start and any(start < span_end and end > span_start for span_start, span_end in spans)
+        else IGNORE_INDEX
+        for token, (start, end) in zip(ids, encoding["offset_mapping"])
+    ]
     return ids, labels
+
+
+def _template(tokenizer: Any) -> str | None:
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    return tokenizer.get_chat_template()
+
+
+def _end_of_turn(tokenizer: Any) -> str:
+    """What the template writes right after an assistant message's content (trailing whitespace left out)."""
+    try:
+        rendered = tokenizer.apply_chat_template(END_OF_TURN_PROBE, tokenize=False)
+    except Exception as error:  # the template's own raise_exception, or a Jinja error
+        raise UserError(f"the tokenizer's chat template cannot render a plain user/assistant exchange ({error}); "
+                        "fix the template or use a tokenizer whose template renders chat messages") from error
+    content = END_OF_TURN_PROBE[-1]["content"]
+    at = rendered.rfind(content)
+    return rendered[at + len(content):].rstrip() if at >= 0 else ""
+
+
+def assistant_spans(messages: list[dict[str, Any]], rendered: str, end_of_turn: str) -> list[Span]:
+    """Each assistant message's characters in `rendered`, its end-of-turn marker included.
+
+    Messages are found in order, each after the previous user message (templates
+    move or merge the system prompt, so it is no anchor). A message is searched
+    as written, then with its surrounding whitespace trimmed as templates do, and
+    always directly followed by the end-of-turn marker: that pins it to its own
+    turn even when the same words appear in a header or in a user message.
+    """
+    spans: list[Span] = []
+    cursor = 0
+    for number, message in enumerate(messages, start=1):
+        content = message.get("content") or ""
+        if message["role"] == "assistant":
+            start, end = _locate_assistant(number, content, rendered, cursor, end_of_turn)
+            spans.append((start, end))
+            cursor = end
+        elif message["role"] != "system" and content.strip():
+            found = rendered.find(content.strip(), cursor)
+            if found >= 0:
+                cursor = found + len(content.strip())
+    return spans
+
+
+def _locate_assistant(number: int, content: str, rendered: str, cursor: int, end_of_turn: str) -> Span:
+    answer, reasoning = content, ""
+    if THINK_CLOSE in content:  # a reasoning block: templates render (or drop) it apart from the answer
+        head, _, answer = content.rpartition(THINK_CLOSE)
+        reasoning = head.split(THINK_OPEN)[-1].strip()
+    for candidate in dict.fromkeys([answer, answer.lstrip(), answer.rstrip(), answer.strip()]):
+        start = rendered.find(candidate + end_of_turn, cursor) if candidate else -1
+        if start >= 0:
+            break
+    else:
+        marker = f" followed by {end_of_turn!r}" if end_of_turn else ""
+        raise TurnNotFound(
+            f"assistant message {number} does not appear{marker} in the chat template's rendering of the "
+            "conversation (the template rewrites it), so its loss span is unknown and the record is left out")
+    end = start + len(candidate) + len(end_of_turn)
+    if reasoning:  # kept by the template (e.g. Qwen3's last turn): the model learns to write it, tags included
+        at = rendered.find(reasoning, cursor, start)
+        if at >= 0:
+            opening = rendered.rfind(THINK_OPEN, cursor, at)
+            start = opening if opening >= 0 else at
+    return start, end
+
+
+def _fallback_chat(messages: list[dict[str, str]], tokenizer: Any) -> tuple[str, list[Span]]:
+    """The documented format for a tokenizer without a template; loss on assistant content + EOS."""
+    text, spans = "", []
+    for message in messages:
+        text += FALLBACK_CHAT_HEADER.format(role=message["role"])
+        if message["role"] == "assistant":
+            start = len(text)
+            text += message["content"] + (tokenizer.eos_token or "")
+            spans.append((start, len(text)))
+        else:
+            text += message["content"]
+        text += "\n"
+    return text, spans
 
 
 def make_collator(kind: TaskKind, tokenizer: Any) -> Any:

@@ -53,10 +53,13 @@ def test_chat_without_template_uses_the_documented_fallback(tokenizer):
                 {"role": "assistant", "content": "blue"}]
     feature = encode_records([{"messages": messages}], "chat", tokenizer, 512).features[0]
     assert learned_words(tokenizer, feature) == "blue </s>"
+    written = "<|system|>\nbe short\n<|user|>\nthe sky\n<|assistant|>\nblue</s>\n"
+    assert feature["input_ids"] == tokenizer(written)["input_ids"]
 
 
 def test_text_learns_every_token_after_bos(tokenizer):
     feature = encode_records([{"text": "the sky is blue"}], "text", tokenizer, 512).features[0]
+    assert feature["input_ids"] == tokenizer("the sky is blue")["input_ids"]  # one tokenizer call, as at inference
     assert feature["input_ids"][0] == tokenizer.bos_token_id
     assert feature["labels"] == [IGNORE_INDEX] + feature["input_ids"][1:]
 
