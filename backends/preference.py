@@ -50,6 +50,7 @@ def encode_pairs(records: Sequence[dict[str, Any]], tokenizer: Any, seq_len: int
             **pair,
             "input_ids": longest,
             "labels": [IGNORE_INDEX] * shared + longest[shared:],
+            "prompt_ids": prompt[:shared],
             "chosen_ids": chosen[shared:seq_len],
             "rejected_ids": rejected[shared:seq_len],
         })

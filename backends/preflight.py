@@ -164,8 +164,19 @@ def preview_row(prepared: Prepared, index: int, row: RowView) -> PreviewRow:
         spans = [Span(text=prepared.tokenizer.decode(row.ids), loss=False)]
         return PreviewRow(line=line, text_marked=mark(spans), spans=spans, cut_tokens=row.cut,
                           label=prepared.labels[row.labels])
+    feature = prepared.encoded.features[index]
+    if prepared.kind == "preference" and feature is not None:
+        chosen, rejected = (_answer_spans(prepared.tokenizer, feature["prompt_ids"], feature[key])
+                            for key in ("chosen_ids", "rejected_ids"))
+        return PreviewRow(line=line, text_marked=mark(chosen), spans=chosen, cut_tokens=row.cut,
+                          rejected_spans=rejected, rejected_marked=mark(rejected))
     spans = decoded_spans(prepared.tokenizer, row.ids, [label != IGNORE_INDEX for label in row.labels])
     return PreviewRow(line=line, text_marked=mark(spans), spans=spans, cut_tokens=row.cut)
+
+
+def _answer_spans(tokenizer: Any, prompt: list[int], answer: list[int]) -> list[Span]:
+    """A preference answer after its prompt: the prompt carries no loss, the answer does."""
+    return decoded_spans(tokenizer, prompt + answer, [False] * len(prompt) + [True] * len(answer))
 
 
 def decoded_spans(tokenizer: Any, ids: list[int], loss: list[bool]) -> list[Span]:

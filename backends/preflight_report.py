@@ -45,6 +45,10 @@ class PreviewRow(PreflightModel):
     spans: list[Span]
     cut_tokens: int = Field(0, description="tokens beyond seq_len that the run never sees")
     label: Optional[str] = Field(None, description="classification: the class the row is trained to predict")
+    rejected_spans: list[Span] = Field(
+        default_factory=list, description="preference pairs: the prompt and the rejected answer (`spans`: the chosen)"
+    )
+    rejected_marked: Optional[str] = None
 
 
 class MemoryCheck(PreflightModel):
@@ -116,7 +120,10 @@ def render_preflight(report: PreflightReport, console: Console) -> None:
         line("probe" if index == 0 else "", text, "red" if report.probe.error and index == 0 else "")
     for row in report.preview:
         line("preview", f"line {row.line}, as the loss sees it ({NO_LOSS_OPEN.strip()} ...] = label -100):")
-        console.print(_styled(row), highlight=False, soft_wrap=True)
+        console.print(_styled(row.spans, row), highlight=False, soft_wrap=True)
+        if row.rejected_spans:
+            console.print(Text("rejected: ", style="bold") + _styled(row.rejected_spans, row), highlight=False,
+                          soft_wrap=True)
     for error in report.errors:
         console.print(Text(f"error: line {error.line}: {error.message}", style="red"), highlight=False, soft_wrap=True)
     if report.rows_without_loss > len(report.errors):
@@ -176,9 +183,9 @@ def _probe_text(probe: ProbeResult) -> list[str]:
     return lines
 
 
-def _styled(row: PreviewRow) -> Text:
+def _styled(spans: list[Span], row: PreviewRow) -> Text:
     text = Text()
-    for span in row.spans:
+    for span in spans:
         if span.loss:
             text.append(span.text, style="green")
         else:

@@ -16,8 +16,9 @@ def pairs(count: int = 16, seed: int = 0) -> list[dict[str, str]]:
     rows = []
     for _ in range(count):
         thing, colour = rng.choice(["sky", "sea", "grass", "snow"]), rng.choice(["blue", "green", "white", "red"])
-        rows.append({"prompt": f"name the colour of the {thing}", "chosen": f"the {thing} is {colour}",
-                     "rejected": f"the {thing} is {colour} {colour} {colour}"})
+        # TRL joins prompt and answer as they are: the answer brings its own leading space.
+        rows.append({"prompt": f"name the colour of the {thing}", "chosen": f" the {thing} is {colour}",
+                     "rejected": f" the {thing} is {colour} {colour} {colour}"})
     return rows
 
 
@@ -78,3 +79,16 @@ def test_sft_data_with_a_preference_plan_is_one_line(tiny_llama, tmp_path, capsy
     code, _, err = run_cli(capsys, "execute", plan, "--data", data, "--output-dir", tmp_path / "run", "--dry-run")
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and "prompt/chosen/rejected" in errors[0]
+
+
+def test_the_dry_run_shows_a_decoded_pair_as_the_loss_sees_it(tiny_llama, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "pairs.jsonl", pairs(8))
+    plan = save_plan(make_plan(str(tiny_llama), task="preference", method="dpo"), tmp_path / "plan.json")
+    code, out, err = run_cli(capsys, "execute", plan, "--data", data, "--output-dir", tmp_path / "run",
+                             "--dry-run", "--no-probe", "--json")
+    assert code == 0, err
+    row = json.loads(out)["preflight"]["preview"][0]
+    first = pairs(8)[0]
+    assert row["text_marked"].startswith("[no loss: ") and first["chosen"].strip() in row["text_marked"]
+    assert first["rejected"].strip() in row["rejected_marked"] and first["prompt"] in row["rejected_marked"]
+    assert [span["loss"] for span in row["rejected_spans"]] == [False, True]
