@@ -173,6 +173,10 @@ class TrainingHyperparameters(StrictModel):
     early_stopping_patience: Optional[int] = Field(2, ge=1, description="evaluations without improvement; null = off")
     eval_metric: str = Field("loss", description="what early stopping and best-checkpoint selection watch")
     method: dict[str, Any] = Field(default_factory=dict, description="the method plugin's own hyperparameters")
+    packing: Optional[bool] = Field(
+        None, description="causal-LM SFT: each micro-batch as one padding-free row, examples kept apart "
+        "(position ids restart, no attention across examples); null: on wherever the method and model allow it"
+    )
 
 
 class Training(StrictModel):

@@ -36,6 +36,7 @@ from ..knowledge_base import resolve_gpu, resolve_model
 from ..precision import resolve_dtypes
 from . import artifacts
 from .manifest import check_resume
+from .loading import model_type_of
 from .prepared import Prepared
 
 CONFIG_FILE = "accelerate_config.yaml"
@@ -86,13 +87,6 @@ def decoder_layer_class(model_type: str, kind: str) -> str:
         if isinstance(module, torch.nn.ModuleList) and len(module) == config.num_hidden_layers:
             return type(module[0]).__name__
     raise UserError(f"cannot find the repeated layer class of a '{model_type}' model for FSDP wrapping")
-
-
-def model_type_of(source: str, model: str) -> str:
-    config_file = Path(source) / "config.json"
-    if config_file.is_file():
-        return json.loads(config_file.read_text(encoding="utf-8"))["model_type"]
-    return resolve_model(model).architecture.family
 
 
 def cluster_config(prepared: Prepared) -> tuple[Any, LaunchFiles]:

@@ -45,6 +45,7 @@ class ResolvedRun(BaseModel):
     precision: str
     shape: TrainShape
     seq_len: int
+    packing: str
     epochs: float
     steps_per_epoch: int
     total_steps: int
@@ -72,6 +73,7 @@ class ResolvedRun(BaseModel):
             f"task       {self.task}, data '{self.data}' ({self.data_format}, {self.records} records"
             + (f", {self.labels} labels" if self.labels else "") + ")",
             f"tokens     seq_len {self.seq_len}: {self.truncated} records truncated, {self.dropped} left with nothing to learn",
+            f"packing    {self.packing}",
             f"split      {where} (seed {split.seed})",
             f"device     {self.device}, {self.precision}",
             f"batch      {self.shape.batch_size} x {self.shape.gradient_accumulation_steps} accumulation"
@@ -100,9 +102,15 @@ def resolved_run(prepared: Prepared) -> ResolvedRun:
         data_format=prepared.data.format, records=len(prepared.data.records), labels=len(prepared.labels),
         truncated=prepared.encoded.truncated, dropped=len(prepared.encoded.dropped), split=counts,
         device=prepared.device.name, precision=prepared.precision.label, shape=prepared.initial_shape(),
-        seq_len=hp.seq_len, epochs=hp.epochs, steps_per_epoch=schedule.steps_per_epoch,
+        seq_len=hp.seq_len, packing=_packing_text(prepared), epochs=hp.epochs, steps_per_epoch=schedule.steps_per_epoch,
         total_steps=schedule.total_steps, checkpoint_every=schedule.cadence,
         early_stopping_patience=hp.early_stopping_patience, eval_metric=prepared.metric,
         learning_rates=group_rates(hp), scheduler=hp.scheduler, warmup_ratio=hp.warmup_ratio,
         output_dir=prepared.request.output_dir,
     )
+
+
+def _packing_text(prepared: Prepared) -> str:
+    if prepared.packed:
+        return "on: each micro-batch is one padding-free row, examples kept apart"
+    return f"off: {prepared.packing_note}"

@@ -9,6 +9,7 @@ adapter or a model card then never reaches for the Hub (peft #1452).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -123,3 +124,11 @@ def token_counter(model: str) -> Callable[[str], int]:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"cannot load the tokenizer of '{model}' from '{source}' offline ({reason}); pass a local model directory")
     return lambda text: len(tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+def model_type_of(source: str, model: str) -> str:
+    """The transformers model_type: from a local config.json, else from the catalog entry."""
+    config_file = Path(source) / "config.json"
+    if config_file.is_file():
+        return json.loads(config_file.read_text(encoding="utf-8"))["model_type"]
+    return resolve_model(model).architecture.family

@@ -261,7 +261,7 @@ def make_trainer(
         model=model, tokenizer=prepared.tokenizer, kind=prepared.kind, train_features=train_features,
         eval_features=eval_features, args=args, hp=hp, group_rates=group_rates(hp), pretrained=pretrained,
         label=name, progress_log=prepared.output_dir / PROGRESS_FILE, extra_callbacks=callbacks,
-        trainer_class=trainer_class,
+        trainer_class=trainer_class, packed=prepared.packed,
     )
 
 

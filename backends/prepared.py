@@ -24,8 +24,9 @@ from .hardware import (
     detect_device,
     run_dtypes,
 )
-from .loading import check_reachable, load_tokenizer, model_source, quiet_libraries
+from .loading import check_reachable, load_tokenizer, model_source, model_type_of, quiet_libraries
 from .models import ExecuteRequest, TrainShape
+from .packing import packing_refusal
 from .tasks import (
     Encoded,
     TaskKind,
@@ -56,6 +57,8 @@ class Prepared(BaseModel):
     encoded: Encoded
     split: SplitPlan
     metric: str
+    packed: bool = Field(False, description="micro-batches train as padding-free packed rows (packing.py)")
+    packing_note: str = Field("", description="why packing is off, when it is")
     adapter: bool = False
 
     @property
@@ -117,11 +120,15 @@ def prepare(request: ExecuteRequest) -> Prepared:
     encoded = encode_records(
         data.records, data.format, tokenizer, hp.seq_len, {name: i for i, name in enumerate(labels)}
     )
+    refusal = packing_refusal(kind, method, model_type_of(source, plan.profile.model))
+    if hp.packing and refusal:
+        raise UserError(f"plan.json training.hyperparameters.packing is true but {refusal}; set it to null or false")
     return Prepared(
         request=request, method=method, method_hp=method_hp, hp=hp, device=device,
         precision=run_dtypes(training.precision, device), source=source, data=data, kind=kind,
         tokenizer=tokenizer, labels=labels, encoded=encoded, split=make_split(data, training.data, kind),
-        metric=watched_metric(hp.eval_metric, kind),
+        metric=watched_metric(hp.eval_metric, kind), packed=hp.packing is not False and refusal is None,
+        packing_note="off in the plan" if hp.packing is False else refusal or "",
     )
 
 

@@ -121,12 +121,14 @@ def build_trainer(
     *, model: Any, tokenizer: Any, kind: str, train_features: Sequence[dict], eval_features: Sequence[dict],
     args: Any, hp: TrainingHyperparameters, group_rates: dict[str, float], pretrained: set[str], label: str,
     progress_log: Optional[Path] = None, extra_callbacks: Sequence[Any] = (), trainer_class: Optional[type] = None,
+    packed: bool = False,
 ) -> tuple[Any, SaveOnInterrupt]:
     """The plan's Trainer, or a preference method's TRL `trainer_class` (its own loss, data and optimizer)."""
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback
 
     from .metrics import argmax_logits, make_scorer
+    from .packing import packing_collator
     from .plan_trainer import PlanTrainer
     from .tasks import make_collator
 
@@ -148,7 +150,7 @@ def build_trainer(
             train_dataset=Dataset.from_list(list(train_features)),
             eval_dataset=Dataset.from_list(list(eval_features)) if eval_features else None,
             processing_class=tokenizer,
-            data_collator=make_collator(kind, tokenizer),
+            data_collator=packing_collator() if packed else make_collator(kind, tokenizer),
             compute_metrics=make_scorer(kind),
             preprocess_logits_for_metrics=argmax_logits,
             callbacks=callbacks,
