@@ -25,6 +25,7 @@ EXPECTED_METADATA = {
     "prefix": ("soft-prompt", False, False, False, 2, (3e-3, 3e-2)),
     "prompt_tuning": ("soft-prompt", False, False, False, 1, (3e-3, 3e-2)),
     "adapter": ("additive", False, False, False, 3, (1e-4, 1e-3)),
+    "dpo": ("reparameterisation", True, False, False, 3, (5e-6, 5e-5)),
 }
 
 #: (model, calibration method) -> measured trainable parameters, with the method and settings it used.

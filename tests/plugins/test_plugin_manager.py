@@ -156,7 +156,7 @@ def test_duplicate_within_the_process_registry_names_both_packages():
 def test_unknown_method_names_the_known_ones_and_a_close_match():
     with pytest.raises(UserError) as error:
         manager.get_method("lorra")
-    assert error.value.message.startswith("unknown method 'lorra'; known: adapter, dora, freeze, full")
+    assert error.value.message.startswith("unknown method 'lorra'; known: adapter, dora, dpo, freeze, full")
     assert error.value.message.endswith("did you mean 'lora'?")
 
 
