@@ -7,6 +7,10 @@ peft refuses to checkpoint), a smaller micro-batch with
 gradient accumulation (same effective batch), an 8-bit then a paged 8-bit
 optimizer, sharding across the GPUs when there are several (no quality cost),
 and last shorter sequences (a quality trade-off: longer examples get cut).
+Once a configuration fits, the compromises made before the one that made it
+fit are undone where it still fits without them (sharding often makes the
+8-bit optimizer and checkpointing unnecessary). `smallest_tried` is the
+least memory the search reached, for "needs X GiB" when nothing fits.
 """
 
 from __future__ import annotations
@@ -49,11 +53,43 @@ def best_fit(request: EstimateRequest, effective_batch: Optional[int] = None) ->
     for candidate, changes in _candidates(request, effective):
         result = estimate(candidate)
         if result.fits is None or result.fits:
+            candidate, result = _relax(candidate, result, request)
             return FitResult(
                 request=candidate, estimate=result,
-                gradient_accumulation_steps=candidate.gradient_accumulation_steps, changes=changes,
+                gradient_accumulation_steps=candidate.gradient_accumulation_steps,
+                changes=[note for note in changes if _still_made(note, candidate, request)],
             )
     return None
+
+
+def smallest_tried(request: EstimateRequest, effective_batch: Optional[int] = None) -> Estimate:
+    """The estimate of the search's most compromised configuration (the least memory it reached)."""
+    effective = effective_batch or request.batch_size * request.gradient_accumulation_steps
+    last = request
+    for last, _ in _candidates(request, effective):
+        pass
+    return estimate(last)
+
+
+def _relax(fitting: EstimateRequest, result: Estimate, asked: EstimateRequest) -> tuple[EstimateRequest, Estimate]:
+    """Undo the optimizer and checkpointing compromises where the configuration still fits without them."""
+    for field in ("optimizer", "gradient_checkpointing"):
+        value = getattr(asked, field)
+        if getattr(fitting, field) == value:
+            continue
+        trial = fitting.model_copy(update={field: value})
+        trial_result = estimate(trial)
+        if trial_result.fits:
+            fitting, result = trial, trial_result
+    return fitting, result
+
+
+def _still_made(note: str, fitting: EstimateRequest, asked: EstimateRequest) -> bool:
+    if note.startswith(tuple(why for _, why in OPTIMIZERS)):
+        return fitting.optimizer != asked.optimizer
+    if note.startswith("gradient checkpointing"):
+        return fitting.gradient_checkpointing != asked.gradient_checkpointing
+    return True
 
 
 def _candidates(request: EstimateRequest, effective: int) -> Iterator[tuple[EstimateRequest, list[str]]]:
