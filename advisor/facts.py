@@ -113,7 +113,7 @@ def derive_facts(profile: Profile, model: Optional[ModelEntry] = None, data_labe
         keep_general_ability=profile.keep_general_ability, continual_updates=profile.continual_updates,
         corpus_tokens=corpus, language=profile.language,
         effective_examples=effective, examples_note=examples_note(profile.examples, profile.quality, effective),
-        knowledge_changes=profile.dynamic_knowledge or profile.continual_updates,
+        knowledge_changes=profile.dynamic_knowledge or (profile.continual_updates and "knowledge" in goals),
         knowledge_scale=next(name for floor, name in KNOWLEDGE_SCALE if evidence >= floor),
         params_b=model.architecture.total_params() / 1e9,
         model_kind=model.architecture.kind, num_layers=model.architecture.num_layers, gpu_name=gpu.name,

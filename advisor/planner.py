@@ -221,18 +221,21 @@ def choose(order: list[str], candidates: dict[str, Candidate]) -> tuple[Candidat
     """The first candidate (in preference order) that fits; what changed to get there.
 
     Cutting sequences below the length asked costs the result more than another method of the same
-    family does (QLoRA keeps LoRA's update at 4-bit base precision), so a same-family method that keeps
-    the length (or LoRA / QLoRA, for a full fine-tune) comes before the preferred one cut short.
+    family does (QLoRA keeps LoRA's update at 4-bit base precision), so when the first that fits cuts
+    sequences, a same-family method (or LoRA / QLoRA, for a full fine-tune) that keeps more of the
+    length comes first.
     """
     preferred = candidates[order[0]]
-    fitting = [name for name in order if candidates[name].fit is not None]
+    fitting = [candidates[name] for name in order if candidates[name].fit is not None]
     if not fitting:
         return preferred, ["nothing_fits"]
-    keeps_length = [name for name in fitting if not cuts_sequences(candidates[name])
-                    and candidates[name].method.family in (preferred.method.family, "reparameterisation")]
-    if cuts_sequences(candidates[fitting[0]]) and keeps_length:
-        fitting = keeps_length
-    candidate = candidates[fitting[0]]
+    candidate = fitting[0]
+    if cuts_sequences(candidate):
+        related = [other for other in fitting
+                   if other.method.family in (preferred.method.family, "reparameterisation")]
+        longest = max(related, key=lambda other: other.fit.request.seq_len, default=candidate)
+        if longest.fit.request.seq_len > candidate.fit.request.seq_len:
+            candidate = longest
     if candidate is preferred:
         return candidate, []
     kind = "quantized" if candidate.method.quantized and not preferred.method.quantized else "method"

@@ -4,7 +4,9 @@ Each row: the profile, the approach and method we expect, and rule ids that
 must be in the rationale (the citations that justify the answer).
 """
 
+import io
 import json
+import re
 
 import jsonschema
 import pytest
@@ -170,3 +172,58 @@ def test_recommended_method_fits_and_json_matches_schema(overrides):
         assert peak <= plan.estimate.device_memory_gib
     if plan.recommendation.approach in ("prompting", "rag"):
         assert plan.training is None
+
+
+RICH_PROFILES = st.fixed_dictionaries({
+    "goals": st.lists(st.sampled_from(["knowledge", "behavior"]), min_size=1, max_size=2, unique=True),
+    "task": st.sampled_from(["classification", "ner", "qa", "generation", "instruction", "reasoning",
+                             "domain-adaptation", "chat", "code", "preference"]),
+    "examples": st.sampled_from([0, 1, 40, 99, 150, 400, 999, 5000, 9999, 10001, 60000, 150000]),
+    "quality": st.sampled_from(["low", "medium", "high"]),
+    "dynamic_knowledge": st.booleans(),
+    "one_off": st.booleans(),
+    "latency": st.sampled_from(["strict", "moderate", "relaxed"]),
+    "tasks": st.integers(1, 12),
+    "model": st.sampled_from(["gpt2", "qwen2.5-0.5b", "llama-3.2-1b", "llama-3.1-8b", "all-minilm-l6-v2"]),
+    "gpu": st.sampled_from(["cpu", "t4", "l4", "a100-80gb", "h100"]),
+    "num_gpus": st.sampled_from([1, 2, 8]),
+    "keep_general_ability": st.booleans(),
+    "continual_updates": st.booleans(),
+    "corpus_tokens": st.sampled_from([None, 0, 5_000_000, 50_000_000, 500_000_000]),
+    "language": st.sampled_from(["en", "de", "ja"]),
+})
+
+PLACEHOLDER = re.compile(r"\{[a-z_][a-z0-9_]*(?::[^}]*)?\}")
+
+
+def rendered(plan: Plan) -> str:
+    from rich.console import Console
+
+    from advisor.cli.render import render_plan
+
+    buffer = io.StringIO()
+    render_plan(plan, Console(file=buffer, width=400, color_system=None))
+    return plan.model_dump_json() + "\n" + buffer.getvalue()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(RICH_PROFILES)
+def test_every_plan_text_is_rendered_from_facts_and_holds_together(overrides):
+    if overrides["model"] == "llama-3.1-8b" and overrides["gpu"] in ("cpu", "t4"):
+        overrides["gpu"] = "l4"  # keep the property test fast: nothing-fits plans search every GPU
+    plan = plan_of(overrides)
+    text = rendered(plan)
+    assert not PLACEHOLDER.search(text), PLACEHOLDER.search(text).group(0)
+    assert "Only 0 examples" not in text
+    fired = {entry.rule for entry in plan.rationale}
+    assert not {"risk.merge-for-latency", "risk.adapters-per-task"} <= fired
+    if "knowledge" not in overrides["goals"]:
+        assert "use RAG" not in plan.recommendation.summary
+    if overrides["model"] == "all-minilm-l6-v2":
+        assert plan.recommendation.approach != "prompting"
+    if overrides["task"] == "classification":
+        assert "replay" not in " ".join(plan.warnings)
+    if overrides["gpu"] == "cpu":
+        assert "CUDA context" not in text
+    if plan.training is not None and plan.training.data.kfold:
+        assert plan.training.data.kfold <= max(overrides["examples"], 2)

@@ -72,7 +72,10 @@ def smallest_tried(request: EstimateRequest, effective_batch: Optional[int] = No
 
 
 def _relax(fitting: EstimateRequest, result: Estimate, asked: EstimateRequest) -> tuple[EstimateRequest, Estimate]:
-    """Undo the optimizer and checkpointing compromises where the configuration still fits without them."""
+    """Undo the optimizer and checkpointing compromises where the configuration still fits without them
+    at the whole sequence length (once sequences are cut, memory goes to length first)."""
+    if fitting.seq_len < asked.seq_len:
+        return fitting, result
     for field in ("optimizer", "gradient_checkpointing"):
         value = getattr(asked, field)
         if getattr(fitting, field) == value:
