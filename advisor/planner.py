@@ -14,6 +14,7 @@ fit-searches each method.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 from . import rules as rulebook
@@ -129,7 +130,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
             warnings=trace.warnings,
             assumptions=assumptions,
         )
-    training = build_training(chosen, facts, data_report)
+    training, split_notes = feasible_split(build_training(chosen, facts, data_report), facts)
     stages = two_stages(chosen, training, profile, model, facts) if facts.corpus_tokens >= CPT_MIN_TOKENS else []
     return Plan(
         profile=profile,
@@ -141,7 +142,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
         estimate=chosen.estimate,
         alternatives=rows,
         training=training,
-        warnings=trace.warnings + split_warnings(training, facts),
+        warnings=trace.warnings + split_notes,
         stages=stages,
         assumptions=assumptions,
     )
@@ -337,18 +338,31 @@ def summarise_without_training(approach: str, trace: Trace, complements: list[st
     return f"{what} {reason}{also}"
 
 
-def split_warnings(training: Training, facts: Facts) -> list[str]:
-    """A stratified hold-out needs one row of every label on each side: say so when the share cannot give it."""
+def feasible_split(training: Training, facts: Facts) -> tuple[Training, list[str]]:
+    """The split made one that `execute` can make with the data given, and what changed, naming the plan.json key.
+
+    A stratified hold-out needs every label on both sides: at least two rows of each, and a share of at
+    least labels/rows on each side (advisor/data/split.py refuses anything less).
+    """
     data = training.data
     if not (data.stratify and facts.data_labels and facts.examples and not data.kfold):
-        return []
-    held = facts.examples * data.validation_ratio
-    if facts.data_labels <= held and facts.data_labels <= facts.examples - held:
-        return []
-    return [f"{facts.data_labels} labels in {facts.examples} rows: a stratified {data.validation_ratio:.0%} hold-out "
-            f"cannot put every label on both sides; set training.data.validation_ratio in plan.json to between "
-            f"{facts.data_labels / facts.examples:.3g} and {1 - facts.data_labels / facts.examples:.3g}, or "
-            f"training.data.stratify to false."]
+        return training, []
+    labels, rows = facts.data_labels, facts.examples
+    needed = labels / rows
+    if (facts.data_min_label_count or 0) < 2 or needed > 0.5:
+        change = {"stratify": False}
+        note = (f"{labels} labels in {rows} rows (the rarest has {facts.data_min_label_count}): no stratified split "
+                f"can put every label on both sides, so the plan splits without stratification "
+                f"(training.data.stratify = false in plan.json); label more rows of the rare labels.")
+    elif data.validation_ratio < needed:
+        share = min(0.5, math.ceil(needed * 20) / 20)
+        change = {"validation_ratio": share}
+        note = (f"{labels} labels in {rows} rows: a stratified {data.validation_ratio:.0%} hold-out cannot hold every "
+                f"label, so the plan holds out {share:.0%} (training.data.validation_ratio = {share:g} in plan.json; "
+                f"anything between {needed:.3g} and {1 - needed:.3g} works).")
+    else:
+        return training, []
+    return training.model_copy(update={"data": data.model_copy(update=change)}), [note]
 
 
 #: An unlabelled corpus from this many tokens gets its own continued pre-training stage.

@@ -77,6 +77,12 @@ def banking_150() -> str:
     return intent_rows(workspace() / "banking-150.csv", [2] * 73 + [1] * 4)
 
 
+@functools.cache
+def banking_260() -> str:
+    """260 rows over 77 intents, 3 or 4 each: stratified needs a hold-out of at least 77/260 = 0.296."""
+    return intent_rows(workspace() / "banking-260.csv", [4] * 29 + [3] * 48)
+
+
 Range = tuple[float, float]
 
 
@@ -317,7 +323,13 @@ PANEL = [
              settings={"training.data.kfold": 5, "training.data.stratify": True}, data=banking_616_even),
     Scenario("150 rows over 77 intents", dict(model="all-minilm-l6-v2", gpu="cpu"), "full_finetune",
              ("full", "freeze"), {"data.stratify": "Train/Validation Split"},
-             says=("training.data.validation_ratio",), data=banking_150),
+             settings={"training.data.stratify": False}, says=("training.data.stratify = false",),
+             data=banking_150),
+    Scenario("260 rows over 77 intents: a larger hold-out", dict(model="all-minilm-l6-v2", gpu="cpu"),
+             "full_finetune", "full", {"data.kfold-rare-labels": "StratifiedKFold"},
+             settings={"training.data.validation_ratio": 0.3, "training.data.stratify": True,
+                       "training.data.kfold": None},
+             says=("training.data.validation_ratio = 0.3",), data=banking_260),
 ]
 
 
@@ -374,3 +386,18 @@ def test_nothing_fits_offers_bigger_hardware_and_a_smaller_model_without_rag_for
     text = plan_text(plan)
     assert "use RAG" not in text and "A smaller model that fits this hardware" in text
     assert "even at its smallest" in plan.recommendation.summary
+
+
+@pytest.mark.parametrize("scenario", [s for s in PANEL if s.data is not None], ids=lambda s: s.name)
+def test_the_split_the_plan_promises_is_one_the_splitter_makes(scenario: Scenario):
+    import csv
+
+    from advisor.data.split import split_records
+
+    plan = scenario.plan()
+    with open(scenario.data(), newline="") as handle:
+        records = list(csv.DictReader(handle))
+    data = plan.training.data
+    split = split_records(records, validation_ratio=data.validation_ratio, test_ratio=data.test_ratio,
+                          stratify_by="label" if data.stratify else None, kfold=data.kfold, seed=data.seed)
+    assert split.folds if data.kfold else split.splits["validation"]
