@@ -267,7 +267,7 @@ PANEL = [
              {"approach.continued-pretraining": "Domain Adaptation"},
              settings={"stages.0.name": "continued-pretraining", "stages.1.name": "task-tuning",
                        "stages.0.training.hyperparameters.learning_rate": (1e-4, 1e-4),
-                       "stages.1.training.hyperparameters.learning_rate": LORA_RATES}),
+                       "stages.1.training.hyperparameters.learning_rate": (1e-4, 1e-4)}),
     # -- serving (003 § 3.3)
     Scenario("strict latency, one task", dict(examples=3000, latency="strict", gpu="a10g"), "peft", "lora",
              {"risk.merge-for-latency": "3.3 Deployment Considerations"}, absent=("risk.adapters-per-task",)),
