@@ -70,14 +70,17 @@ def test_loader_refuses_unknown_reference_and_bad_reference_rows():
 
 
 def section_text(text: str, heading: str) -> str:
-    """The seed text under `heading`, up to the next heading of the same or a higher level."""
-    lines = text.splitlines()
+    """The seed text under `heading`, up to the next heading of the same or a higher level
+    (a `#` comment inside a code block is not a heading)."""
+    lines, fenced, headings = text.splitlines(), False, []
     for index, line in enumerate(lines):
-        match = re.match(r"^(#{1,4}) (.+)$", line)
-        if match and re.sub(r"\*\*", "", match.group(2)).strip() == heading:
-            level = len(match.group(1))
-            end = next((j for j in range(index + 1, len(lines))
-                        if re.match(rf"^#{{1,{level}}} ", lines[j])), len(lines))
+        fenced ^= line.startswith("```")
+        match = None if fenced else re.match(r"^(#{1,4}) (.+)$", line)
+        if match:
+            headings.append((index, len(match.group(1)), re.sub(r"\*\*", "", match.group(2)).strip()))
+    for position, (index, level, name) in enumerate(headings):
+        if name == heading:
+            end = next((i for i, other, _ in headings[position + 1:] if other <= level), len(lines))
             return "\n".join(lines[index:end])
     raise AssertionError(f"no heading {heading!r}")
 
@@ -93,6 +96,9 @@ MECHANISMS = {
     "training.precision-full-mixed": r"mixed precision|fp32 master",
     "training.epochs-llm-sft": r"epoch",
     "training.encoder-rate": r"2e-5|bert",
+    "training.small-data-dropout": r"dropout",
+    "risk.keep-general-ability": r"replay|old task data",
+    "data.kfold-rare-labels": r"k-fold|stratif",
 }
 
 
