@@ -43,6 +43,7 @@ class Facts(BaseModel):
     examples_note: str = ""
     knowledge_changes: bool = False
     knowledge_scale: str = "small"
+    two_stage: bool = False
     # -- derived from the catalogs
     params_b: float
     model_kind: str
@@ -85,6 +86,9 @@ TOKENS_PER_EXAMPLE = 500
 #: "medium" and "large": 003 § 1.2 (knowledge injection needs large data), 000 § Domain Adaptation
 #: (100K-1M documents).
 KNOWLEDGE_SCALE = ((100_000, "large"), (10_000, "medium"), (0, "small"))
+#: An unlabelled corpus from this many tokens gets its own continued pre-training stage before task tuning
+#: (000 § Domain Adaptation asks for a large corpus, 100K-1M documents).
+CPT_MIN_TOKENS = 10_000_000
 
 
 def examples_note(examples: int, quality: str, effective: int) -> str:
@@ -115,6 +119,7 @@ def derive_facts(profile: Profile, model: Optional[ModelEntry] = None, data_labe
         effective_examples=effective, examples_note=examples_note(profile.examples, profile.quality, effective),
         knowledge_changes=profile.dynamic_knowledge or (profile.continual_updates and "knowledge" in goals),
         knowledge_scale=next(name for floor, name in KNOWLEDGE_SCALE if evidence >= floor),
+        two_stage=corpus >= CPT_MIN_TOKENS and profile.examples > 0,
         params_b=model.architecture.total_params() / 1e9,
         model_kind=model.architecture.kind, num_layers=model.architecture.num_layers, gpu_name=gpu.name,
         gpu_cuda=gpu.cuda, gpu_bf16=gpu.bf16,

@@ -117,9 +117,9 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
     if "nothing_fits" in changes:
         # Contract: a method that does not fit is never the recommendation. Say so, keep its
         # estimate for the numbers, and show the smallest hardware, and a smaller model, that fit.
-        fitting = [candidates[name] for name in order]
-        bigger = smallest_fitting_hardware(fitting, profile, model, data_report)
-        smaller = smaller_fitting_model(fitting, profile, model, data_report)
+        ranked = [candidates[name] for name in order]
+        bigger = smallest_fitting_hardware(ranked, profile, model, data_report)
+        smaller = smaller_fitting_model(ranked, profile, model, data_report)
         return Plan(
             profile=profile,
             recommendation=Recommendation(approach=method.approach, method=None, complements=complements,
@@ -131,7 +131,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
             assumptions=assumptions,
         )
     training, split_notes = feasible_split(build_training(chosen, facts, data_report), facts)
-    stages = two_stages(chosen, training, profile, model, facts) if facts.corpus_tokens >= CPT_MIN_TOKENS else []
+    stages = two_stages(chosen, training, profile, model, facts) if facts.two_stage else []
     return Plan(
         profile=profile,
         recommendation=Recommendation(
@@ -363,10 +363,6 @@ def feasible_split(training: Training, facts: Facts) -> tuple[Training, list[str
     else:
         return training, []
     return training.model_copy(update={"data": data.model_copy(update=change)}), [note]
-
-
-#: An unlabelled corpus from this many tokens gets its own continued pre-training stage.
-CPT_MIN_TOKENS = 10_000_000
 
 
 def two_stages(chosen: Candidate, training: Training, profile: Profile, model: ModelEntry,
