@@ -44,6 +44,7 @@ class Facts(BaseModel):
     knowledge_changes: bool = False
     knowledge_scale: str = "small"
     two_stage: bool = False
+    corpus_only: bool = False
     # -- derived from the catalogs
     params_b: float
     model_kind: str

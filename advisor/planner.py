@@ -22,7 +22,7 @@ from .candidates import (
     Candidate, configure, fit_change_kinds, method_hyperparameters, smaller_fitting_model,
     smallest_fitting_hardware,
 )
-from .facts import Facts, derive_facts, method_facts
+from .facts import CPT_MIN_TOKENS, Facts, derive_facts, method_facts
 from .knowledge_base import ModelEntry, method_preference, resolve_model, tasks
 from .manager import all_methods, get_method
 from .methods import Method
@@ -76,9 +76,16 @@ def plan_for(profile: Profile) -> Plan:
 
 
 def make_plan(profile: Profile, data_report: Any = None) -> Plan:
-    """The plan for `profile`. `data_report` is the validation report of profile.data, if any."""
+    """The plan for `profile`. `data_report` is the validation report of profile.data, if any.
+
+    With no labelled examples but a large unlabelled corpus, the plan is continued pre-training on it.
+    """
+    stated = profile
     model = resolve_model(profile.model)
-    facts = derive_facts(profile, model, **label_facts(data_report))
+    corpus_only = profile.examples == 0 and (profile.corpus_tokens or 0) >= CPT_MIN_TOKENS
+    if corpus_only:
+        profile = corpus_profile(profile)
+    facts = derive_facts(profile, model, **label_facts(data_report)).model_copy(update={"corpus_only": corpus_only})
     trace = Trace()
     if data_report is not None:
         trace.warnings.extend(data_report.warnings)
@@ -94,7 +101,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
 
     if not fine_tuning:
         return Plan(
-            profile=profile,
+            profile=stated,
             recommendation=Recommendation(approach=approach, complements=complements,
                                           summary=summarise_without_training(approach, trace, complements)),
             rationale=trace.rationale,
@@ -121,7 +128,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
         bigger = smallest_fitting_hardware(ranked, profile, model, data_report)
         smaller = smaller_fitting_model(ranked, profile, model, data_report)
         return Plan(
-            profile=profile,
+            profile=stated,
             recommendation=Recommendation(approach=method.approach, method=None, complements=complements,
                                           summary=summarise_nothing_fits(method, chosen, facts, bigger, smaller)),
             rationale=trace.rationale,
@@ -133,7 +140,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
     training, split_notes = feasible_split(build_training(chosen, facts, data_report), facts)
     stages = two_stages(chosen, training, profile, model, facts) if facts.two_stage else []
     return Plan(
-        profile=profile,
+        profile=stated,
         recommendation=Recommendation(
             approach=method.approach, method=method.name, complements=complements,
             summary=summarise(method, chosen, facts, complements),
@@ -365,14 +372,18 @@ def feasible_split(training: Training, facts: Facts) -> tuple[Training, list[str
     return training.model_copy(update={"data": data.model_copy(update=change)}), [note]
 
 
+def corpus_profile(profile: Profile) -> Profile:
+    """The profile of continued pre-training on profile.corpus_tokens: domain adaptation over its sequences."""
+    seq_len = profile.seq_len or tasks()["domain-adaptation"].seq_len
+    return profile.model_copy(update={"task": "domain-adaptation", "examples": max(1, profile.corpus_tokens // seq_len),
+                                      "seq_len": seq_len, "corpus_tokens": None, "quality": "medium", "data": None})
+
+
 def two_stages(chosen: Candidate, training: Training, profile: Profile, model: ModelEntry,
                facts: Facts) -> list[PlanStage]:
     """Continued pre-training on the corpus with the chosen method, then the task tuning already planned."""
-    seq_len = tasks()["domain-adaptation"].seq_len
-    sequences = max(1, facts.corpus_tokens // seq_len)
-    stage_profile = profile.model_copy(update={"task": "domain-adaptation", "examples": sequences,
-                                               "seq_len": profile.seq_len or seq_len, "corpus_tokens": None,
-                                               "quality": "medium", "data": None})
+    stage_profile = corpus_profile(profile)
+    sequences = stage_profile.examples
     stage_facts = derive_facts(stage_profile, model)
     pretraining = configure(chosen.method, stage_profile, model, stage_facts, None, None)
     stage_facts = stage_facts.model_copy(update=method_facts(chosen.method, fit_change_kinds(pretraining)))
