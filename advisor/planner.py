@@ -166,7 +166,7 @@ def assumed(facts: Facts) -> list[str]:
 def sequence_facts(chosen: Candidate, profile: Profile, data_report: Any) -> dict[str, Any]:
     """The sequence length asked, where it came from, and the one that fits (memory.shorter-sequences)."""
     origin = ("the --seq-len you asked" if profile.seq_len
-              else "your data's length (95th percentile)" if data_report is not None
+              else "your data's 95th-percentile length" if data_report is not None
               and getattr(data_report.stats, "token_lengths", None)
               else f"the {profile.task} default length")
     fitted = chosen.fit.request.seq_len if chosen.fit else None
