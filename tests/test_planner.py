@@ -227,3 +227,13 @@ def test_every_plan_text_is_rendered_from_facts_and_holds_together(overrides):
         assert "CUDA context" not in text
     if plan.training is not None and plan.training.data.kfold:
         assert plan.training.data.kfold <= max(overrides["examples"], 2)
+
+
+def test_compromises_made_before_sharding_are_relaxed_once_sharding_fits():
+    plan = plan_of(dict(examples=5000, model="llama-3.1-8b", gpu="a100-80gb", num_gpus=4, method="full"))
+    hp = plan.training.hyperparameters
+    assert plan.estimate.config["sharding"] == "fsdp"
+    assert hp.optimizer == "adamw" and not hp.gradient_checkpointing
+    assert hp.batch_size * hp.gradient_accumulation_steps * 4 == 16
+    fired = {entry.rule for entry in plan.rationale}
+    assert "memory.sharding" in fired and not {"memory.8bit-optimizer", "memory.gradient-checkpointing"} & fired

@@ -9,7 +9,7 @@ optimizer, sharding across the GPUs when there are several (no quality cost),
 and last shorter sequences (a quality trade-off: longer examples get cut).
 Once a configuration fits, the compromises made before the one that made it
 fit are undone where it still fits without them (sharding often makes the
-8-bit optimizer and checkpointing unnecessary). `smallest_tried` is the
+8-bit optimizer, checkpointing and a small micro-batch unnecessary). `smallest_tried` is the
 least memory the search reached, for "needs X GiB" when nothing fits.
 """
 
@@ -54,10 +54,13 @@ def best_fit(request: EstimateRequest, effective_batch: Optional[int] = None) ->
         result = estimate(candidate)
         if result.fits is None or result.fits:
             candidate, result = _relax(candidate, result, request)
+            notes: dict[str, str] = {}
+            _note_batch(notes, request, candidate)  # the micro-batch after relaxing, not before
             return FitResult(
                 request=candidate, estimate=result,
                 gradient_accumulation_steps=candidate.gradient_accumulation_steps,
-                changes=[note for note in changes if _still_made(note, candidate, request)],
+                changes=[note for note in changes if not note.startswith("micro-batch")
+                         and _still_made(note, candidate, request)] + list(notes.values()),
             )
     return None
 
@@ -72,8 +75,8 @@ def smallest_tried(request: EstimateRequest, effective_batch: Optional[int] = No
 
 
 def _relax(fitting: EstimateRequest, result: Estimate, asked: EstimateRequest) -> tuple[EstimateRequest, Estimate]:
-    """Undo the optimizer and checkpointing compromises where the configuration still fits without them
-    at the whole sequence length (once sequences are cut, memory goes to length first)."""
+    """Undo the optimizer, checkpointing and micro-batch compromises where the configuration still fits
+    without them at the whole sequence length (once sequences are cut, memory goes to length first)."""
     if fitting.seq_len < asked.seq_len:
         return fitting, result
     for field in ("optimizer", "gradient_checkpointing"):
@@ -84,6 +87,13 @@ def _relax(fitting: EstimateRequest, result: Estimate, asked: EstimateRequest) -
         trial_result = estimate(trial)
         if trial_result.fits:
             fitting, result = trial, trial_result
+    effective = fitting.batch_size * fitting.gradient_accumulation_steps
+    while fitting.batch_size * 2 <= min(asked.batch_size, effective):
+        trial = _with_batch(fitting, fitting.batch_size * 2, effective)
+        trial_result = estimate(trial)
+        if not trial_result.fits:
+            break
+        fitting, result = trial, trial_result
     return fitting, result
 
 
