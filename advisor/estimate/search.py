@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..models import Estimate
 from . import EstimateRequest
-from .estimator import estimate
+from .estimator import device_memory, estimate
 
 #: Shortest sequence the search proposes.
 MIN_SEQ_LEN = 128
@@ -51,9 +51,10 @@ def best_fit(request: EstimateRequest, effective_batch: Optional[int] = None) ->
     """
     effective = effective_batch or request.batch_size * request.gradient_accumulation_steps
     for candidate, changes in _candidates(request, effective):
-        result = estimate(candidate)
+        result = _memory_estimate(candidate)
         if result.fits is None or result.fits:
-            candidate, result = _relax(candidate, result, request)
+            candidate = _relax(candidate, request)
+            result = estimate(candidate)
             notes: dict[str, str] = {}
             _note_batch(notes, request, candidate)  # the micro-batch after relaxing, not before
             return FitResult(
@@ -74,27 +75,34 @@ def smallest_tried(request: EstimateRequest, effective_batch: Optional[int] = No
     return estimate(last)
 
 
-def _relax(fitting: EstimateRequest, result: Estimate, asked: EstimateRequest) -> tuple[EstimateRequest, Estimate]:
+def _relax(fitting: EstimateRequest, asked: EstimateRequest) -> EstimateRequest:
     """Undo the optimizer, checkpointing and micro-batch compromises where the configuration still fits
     without them at the whole sequence length (once sequences are cut, memory goes to length first)."""
     if fitting.seq_len < asked.seq_len:
-        return fitting, result
+        return fitting
     for field in ("optimizer", "gradient_checkpointing"):
         value = getattr(asked, field)
         if getattr(fitting, field) == value:
             continue
         trial = fitting.model_copy(update={field: value})
-        trial_result = estimate(trial)
-        if trial_result.fits:
-            fitting, result = trial, trial_result
+        if _memory_estimate(trial).fits:
+            fitting = trial
     effective = fitting.batch_size * fitting.gradient_accumulation_steps
     while fitting.batch_size * 2 <= min(asked.batch_size, effective):
         trial = _with_batch(fitting, fitting.batch_size * 2, effective)
-        trial_result = estimate(trial)
-        if not trial_result.fits:
+        if not _memory_estimate(trial).fits:
             break
-        fitting, result = trial, trial_result
-    return fitting, result
+        fitting = trial
+    return fitting
+
+
+def _memory_estimate(request: EstimateRequest) -> Estimate:
+    """The estimate without the speed part, which the search does not need and which costs as much as the
+    memory part (measured: about half of a plan's time). A CUDA device's only other effect, the CUDA
+    context in the overhead, is what estimate() assumes for a request without a GPU."""
+    if request.gpu is not None and request.gpu.cuda:
+        request = request.model_copy(update={"gpu": None, "device_memory_gib": device_memory(request)})
+    return estimate(request)
 
 
 def _still_made(note: str, fitting: EstimateRequest, asked: EstimateRequest) -> bool:
