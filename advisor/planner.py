@@ -90,6 +90,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
     if data_report is not None:
         trace.warnings.extend(data_report.warnings)
     assumptions = assumed(facts)
+    trace.warnings.extend(assumptions)  # also a warning: a plan for other hardware may not fit yours
 
     approach, complements = decide_approach(facts, trace)
     fine_tuning = approach == "fine_tune" or profile.method is not None

@@ -128,6 +128,8 @@ def test_new_inputs_from_flags_and_from_a_profile_file(tmp_path, capsys):
 
 def test_a_plan_without_gpu_says_what_it_assumed(capsys):
     code, out, _ = run_cli(capsys, "plan", "--examples", "3000")
-    assert code == 0 and "assumed:" in out and "No --gpu given" in out
+    assert code == 0 and "assumed:" in out and out.count("No --gpu given") == 1
+    code, out, _ = run_cli(capsys, "plan", "--examples", "3000", "--json")
+    assert any("No --gpu given" in warning for warning in json.loads(out)["warnings"])
     code, out, _ = run_cli(capsys, "plan", "--examples", "3000", "--gpu", "l4", "--json")
     assert json.loads(out)["assumptions"] == []

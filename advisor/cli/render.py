@@ -79,7 +79,8 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
     for assumption in plan.assumptions:
         console.print(f"[cyan]assumed:[/cyan] {assumption}")
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        if warning not in plan.assumptions:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
 
 
 def on_cuda(plan: Plan) -> bool:
