@@ -15,16 +15,17 @@ from pydantic import BaseModel, ConfigDict
 
 from . import rules as rulebook
 from .estimate import EstimateRequest, estimate
-from .estimate.search import FitResult, best_fit
+from .estimate.search import FitResult, best_fit, smallest_tried
 from .facts import Facts, derive_facts, method_facts
-from .knowledge_base import ModelEntry, gpus, resolve_gpu, tasks
+from .knowledge_base import ModelEntry, gpus, models, resolve_gpu, tasks
 from .methods import Method
 from .models import Alternative, Estimate, Profile
 from .rules import Settings
 
 #: Plan settings that map onto a method's own hyperparameter fields.
 METHOD_SETTING_FIELDS = {"lora_rank": "r", "lora_alpha": "alpha", "lora_dropout": "dropout",
-                         "num_virtual_tokens": "num_virtual_tokens", "trainable_layers": "trainable_layers"}
+                         "num_virtual_tokens": "num_virtual_tokens", "trainable_layers": "trainable_layers",
+                         "compute_dtype": "compute_dtype"}
 
 
 class Candidate(BaseModel):
@@ -39,6 +40,7 @@ class Candidate(BaseModel):
     fit: Optional[FitResult]
     estimate: Estimate
     excluded_by: Optional[str] = None
+    smallest: Optional[Estimate] = None
 
 
 def settings_for(method: Method, facts: Facts) -> tuple[dict[str, Any], dict[str, str]]:
@@ -87,7 +89,8 @@ def configure(method: Method, profile: Profile, model: ModelEntry, facts: Facts,
     settings, provenance = settings_for(method, facts)
     hp = method.hyperparameters(method_hyperparameters(method, settings))
     seq_len = sequence_length(profile, model, data_report)
-    effective = settings.get("effective_batch", 16)
+    # The rules' effective batch is global: each of the devices takes its share of it.
+    effective = max(1, math.ceil(settings.get("effective_batch", 16) / profile.num_gpus))
     gpu = resolve_gpu(profile.gpu)
     mean_tokens = getattr(getattr(getattr(data_report, "stats", None), "token_lengths", None), "mean", None)
     train_examples = profile.examples * (1 - settings.get("validation_ratio", 0.2))
@@ -108,8 +111,10 @@ def configure(method: Method, profile: Profile, model: ModelEntry, facts: Facts,
         price_per_hour=profile.price_per_hour,
     )
     fit = best_fit(request, effective_batch=max(effective, request.batch_size))
+    smallest = None if fit else smallest_tried(request, effective_batch=max(effective, request.batch_size))
     return Candidate(method=method, settings=settings, provenance=provenance, request=request, fit=fit,
-                     estimate=fit.estimate if fit else estimate(request), excluded_by=excluded_by)
+                     estimate=fit.estimate if fit else estimate(request), excluded_by=excluded_by,
+                     smallest=smallest)
 
 
 def fit_change_kinds(candidate: Candidate) -> list[str]:
@@ -134,6 +139,7 @@ def smallest_fitting_hardware(candidates: list[Candidate], profile: Profile, mod
     options = sorted(((gpu, count) for gpu in gpus().values() if gpu.cuda for count in (1, 2, 4, 8)),
                      key=lambda option: (option[0].memory_gib * option[1], option[1]))
     labels = len(data_report.stats.labels) if data_report is not None and data_report.stats.labels else None
+    shown = {"batch_size", "seq_len", "gradient_checkpointing", "optimizer", "sharding"}
     for gpu, count in options:
         if gpu.memory_gib * count <= (profile.gpu_memory_gib or resolve_gpu(profile.gpu).memory_gib) * profile.num_gpus:
             continue
@@ -144,10 +150,34 @@ def smallest_fitting_hardware(candidates: list[Candidate], profile: Profile, mod
                 continue
             trial = configure(candidate.method, elsewhere, model, facts, data_report, None)
             if trial.fit is not None:
-                config = trial.fit.request.model_dump(include={"batch_size", "seq_len", "gradient_checkpointing",
-                                                               "optimizer", "sharding"})
+                config = trial.fit.request.model_dump(include=shown)
                 return Alternative(approach=candidate.method.approach, method=candidate.method.name, fits=True,
                                    peak_gib=round(trial.estimate.memory.peak_gib, 2),
                                    why_not=f"needs other hardware: fits on {count} x {gpu.id} ({gpu.name})",
                                    config={"gpu": gpu.id, "num_gpus": count, **config})
+    return None
+
+
+def smaller_fitting_model(candidates: list[Candidate], profile: Profile, model: ModelEntry,
+                          data_report: Any) -> Optional[Alternative]:
+    """The largest catalog model of the same kind, smaller than `model`, on which one of `candidates` fits."""
+    size = model.architecture.total_params()
+    smaller = sorted((entry for entry in models().values()
+                      if entry.architecture.kind == model.architecture.kind and entry.architecture.total_params() < size),
+                     key=lambda entry: -entry.architecture.total_params())
+    labels = len(data_report.stats.labels) if data_report is not None and data_report.stats.labels else None
+    for entry in smaller:
+        elsewhere = profile.model_copy(update={"model": entry.id})
+        facts = derive_facts(elsewhere, entry, data_labels=labels)
+        for candidate in candidates:
+            if candidate.excluded_by:
+                continue
+            trial = configure(candidate.method, elsewhere, entry, facts, data_report, None)
+            if trial.fit is not None:
+                return Alternative(approach=candidate.method.approach, method=candidate.method.name, fits=True,
+                                   peak_gib=round(trial.estimate.memory.peak_gib, 2),
+                                   why_not=f"a smaller model that fits this hardware: {entry.id} "
+                                           f"({entry.architecture.total_params() / 1e9:.1f}B parameters)",
+                                   config={"model": entry.id, **trial.fit.request.model_dump(
+                                       include={"batch_size", "seq_len", "optimizer", "sharding"})})
     return None

@@ -20,6 +20,9 @@ class Facts(BaseModel):
 
     # -- what the person told us
     goal: str
+    goals: list[str] = []
+    knowledge_goal: bool = False
+    behavior_goal: bool = False
     task: str
     examples: int
     quality: str
@@ -30,9 +33,23 @@ class Facts(BaseModel):
     num_gpus: int
     model: str
     gpu: str
+    gpu_given: bool = True
+    keep_general_ability: bool = False
+    continual_updates: bool = False
+    corpus_tokens: int = 0
+    language: str = "en"
+    # -- derived from what the person told us
+    effective_examples: int = 0
+    examples_note: str = ""
+    knowledge_changes: bool = False
+    knowledge_scale: str = "small"
+    two_stage: bool = False
+    corpus_only: bool = False
     # -- derived from the catalogs
     params_b: float
     model_kind: str
+    num_layers: int = 0
+    gpu_name: str = ""
     gpu_cuda: bool
     gpu_bf16: bool
     device_memory_gib: float
@@ -46,6 +63,7 @@ class Facts(BaseModel):
     # -- from a data file, when one was given
     data_given: bool = False
     data_labels: Optional[int] = None
+    data_min_label_count: Optional[int] = None
     # -- filled in once a method is chosen
     approach: Optional[str] = None
     method: Optional[str] = None
@@ -55,19 +73,56 @@ class Facts(BaseModel):
     method_capacity: Optional[int] = None
     method_settings: list[str] = []
     fit_changes: list[str] = []
+    seq_len_asked: Optional[int] = None
+    seq_len_fit: Optional[int] = None
+    seq_len_origin: str = "the requested length"
 
 
-def derive_facts(profile: Profile, model: Optional[ModelEntry] = None, data_labels: Optional[int] = None) -> Facts:
+#: How much a labelled example counts for, by quality. 002 § Data Quality Principles: "500 excellent
+#: examples > 5,000 mediocre ones"; a noisy example is worth at most a fifth of a clean one here.
+QUALITY_WEIGHT = {"high": 1.0, "medium": 1.0, "low": 0.2}
+#: Unlabelled corpus tokens worth one labelled example when sizing knowledge (a 500-token passage).
+TOKENS_PER_EXAMPLE = 500
+#: Knowledge evidence (quality-weighted examples, or corpus passages) at which a static corpus is
+#: "medium" and "large": 003 § 1.2 (knowledge injection needs large data), 000 § Domain Adaptation
+#: (100K-1M documents).
+KNOWLEDGE_SCALE = ((100_000, "large"), (10_000, "medium"), (0, "small"))
+#: An unlabelled corpus from this many tokens gets its own continued pre-training stage before task tuning
+#: (000 § Domain Adaptation asks for a large corpus, 100K-1M documents).
+CPT_MIN_TOKENS = 10_000_000
+
+
+def examples_note(examples: int, quality: str, effective: int) -> str:
+    """'150 low-quality examples (worth about 30 clean ones)', or just '3000 examples'."""
+    if quality == "low" and examples:
+        return f"{examples} low-quality examples (worth about {effective} clean ones)"
+    return f"{examples} examples"
+
+
+def derive_facts(profile: Profile, model: Optional[ModelEntry] = None, data_labels: Optional[int] = None,
+                 data_min_label_count: Optional[int] = None) -> Facts:
     """Facts for `profile` (UserError for an unknown model or GPU)."""
     model = model or resolve_model(profile.model)
     gpu = resolve_gpu(profile.gpu)
     task = tasks()[profile.task]
+    goals = profile.all_goals()
+    effective = int(profile.examples * QUALITY_WEIGHT[profile.quality])
+    corpus = profile.corpus_tokens or 0
+    evidence = max(effective, corpus // TOKENS_PER_EXAMPLE)
     return Facts(
-        goal=profile.goal, task=profile.task, examples=profile.examples, quality=profile.quality,
+        goal=goals[0], goals=goals, knowledge_goal="knowledge" in goals, behavior_goal="behavior" in goals,
+        task=profile.task, examples=profile.examples, quality=profile.quality,
         dynamic_knowledge=profile.dynamic_knowledge, one_off=profile.one_off, latency=profile.latency,
         tasks=profile.tasks, num_gpus=profile.num_gpus, model=profile.model, gpu=profile.gpu,
+        gpu_given="gpu" in profile.model_fields_set,
+        keep_general_ability=profile.keep_general_ability, continual_updates=profile.continual_updates,
+        corpus_tokens=corpus, language=profile.language,
+        effective_examples=effective, examples_note=examples_note(profile.examples, profile.quality, effective),
+        knowledge_changes=profile.dynamic_knowledge or (profile.continual_updates and "knowledge" in goals),
+        knowledge_scale=next(name for floor, name in KNOWLEDGE_SCALE if evidence >= floor),
+        two_stage=corpus >= CPT_MIN_TOKENS and profile.examples > 0,
         params_b=model.architecture.total_params() / 1e9,
-        model_kind=model.architecture.kind,
+        model_kind=model.architecture.kind, num_layers=model.architecture.num_layers, gpu_name=gpu.name,
         gpu_cuda=gpu.cuda, gpu_bf16=gpu.bf16,
         device_memory_gib=profile.gpu_memory_gib or gpu.memory_gib,
         task_min_examples=task.min_examples, task_recommended_examples=task.recommended_examples,
@@ -75,7 +130,7 @@ def derive_facts(profile: Profile, model: Optional[ModelEntry] = None, data_labe
         below_minimum=profile.examples < task.min_examples,
         below_recommended=task.min_examples <= profile.examples < task.recommended_examples,
         head="classification" if profile.task == "classification" else "lm",
-        data_given=profile.data is not None, data_labels=data_labels,
+        data_given=profile.data is not None, data_labels=data_labels, data_min_label_count=data_min_label_count,
     )
 
 

@@ -17,7 +17,8 @@ SCHEMA_VERSION = 1
 Goal = Literal["knowledge", "behavior"]
 Task = Literal[
     "classification", "ner", "qa", "generation", "instruction",
-    "reasoning", "domain-adaptation", "vision-language", "preference",
+    "reasoning", "domain-adaptation", "vision-language",
+    "chat", "code", "preference",
 ]
 Quality = Literal["low", "medium", "high"]
 Latency = Literal["strict", "moderate", "relaxed"]
@@ -53,6 +54,18 @@ class Profile(StrictModel):
     method: Optional[str] = Field(None, description="force a method plugin; the plan still estimates and warns")
     data: Optional[str] = Field(None, description="a data file; its validation report fills examples, task and quality")
     price_per_hour: Optional[float] = Field(None, ge=0, description="price of one device-hour, for a cost estimate")
+    # -- added by issue 17; every one has a default, so older profiles read as before
+    goals: list[Goal] = Field(default_factory=list, description="several goals at once (goal is the first when given)")
+    keep_general_ability: bool = Field(False, description="the tuned model must keep its general ability")
+    continual_updates: bool = Field(False, description="the model is updated again and again (e.g. monthly)")
+    corpus_tokens: Optional[int] = Field(None, ge=0, description="unlabelled domain corpus, in tokens, "
+                                         "for continued pre-training before task tuning")
+    language: str = Field("en", description="main language of the data (ISO 639-1 code)")
+
+    def all_goals(self) -> list[str]:
+        """goal and goals together, in order, without repeats."""
+        named = ([self.goal] if "goal" in self.model_fields_set or not self.goals else []) + list(self.goals)
+        return list(dict.fromkeys(named))
 
     @field_validator("model", "gpu")
     @classmethod
@@ -60,6 +73,14 @@ class Profile(StrictModel):
         if not value.strip():
             raise ValueError("must not be empty")
         return value.strip()
+
+    @field_validator("language")
+    @classmethod
+    def _language_code(cls, value: str) -> str:
+        code = value.strip().lower()
+        if not (2 <= len(code) <= 3 and code.isalpha()):
+            raise ValueError("must be an ISO 639 language code such as en, de or zh")
+        return code
 
 
 def validate_profile(values: dict[str, Any]) -> Profile:
@@ -186,6 +207,17 @@ class Training(StrictModel):
     data: DataHandling = Field(default_factory=DataHandling)
 
 
+class PlanStage(StrictModel):
+    """One stage of a multi-stage plan (continued pre-training, then task tuning), in order."""
+
+    name: str
+    purpose: str
+    method: Optional[str] = None
+    examples: int = Field(0, ge=0, description="examples (or corpus sequences) this stage trains on")
+    estimate: Optional[Estimate] = None
+    training: Optional[Training] = None
+
+
 class Plan(StrictModel):
     """`advisor plan --json`: the recommendation, why, what it costs, how to train."""
 
@@ -197,3 +229,5 @@ class Plan(StrictModel):
     alternatives: list[Alternative] = Field(default_factory=list)
     training: Optional[Training] = None
     warnings: list[str] = Field(default_factory=list)
+    stages: list[PlanStage] = Field(default_factory=list, description="ordered stages; empty for a one-stage plan")
+    assumptions: list[str] = Field(default_factory=list, description="what the plan assumed that was not given")

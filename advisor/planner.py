@@ -3,26 +3,32 @@
 Stages: approach (prompting / RAG / fine-tune), method (exclude by metadata,
 select preferred traits), training settings per candidate method, the fit
 search for each (estimator), then data, memory and risk rules for the chosen
-one. Every rule that fires for the chosen plan is in `rationale`, in order.
+one. Every rule that fires for the chosen plan is in `rationale`, in order,
+except a settings rule whose every setting a later rule overrode. Among the
+methods that fit, one that keeps the whole sequence length (QLoRA for LoRA)
+comes before one that only fits by cutting sequences. With a large unlabelled
+corpus the plan has two `stages`: continued pre-training, then task tuning.
 The CLI, the TUI and the demo call `plan_for`; candidates.py configures and
 fit-searches each method.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 from . import rules as rulebook
 from .errors import UserError
 from .candidates import (
-    Candidate, configure, fit_change_kinds, method_hyperparameters, smallest_fitting_hardware,
+    Candidate, configure, fit_change_kinds, method_hyperparameters, smaller_fitting_model,
+    smallest_fitting_hardware,
 )
-from .facts import Facts, derive_facts, method_facts
-from .knowledge_base import method_preference, resolve_model, tasks
+from .facts import CPT_MIN_TOKENS, Facts, derive_facts, method_facts
+from .knowledge_base import ModelEntry, method_preference, resolve_model, tasks
 from .manager import all_methods, get_method
 from .methods import Method
 from .models import (
-    Alternative, DataHandling, ParamGroup, Plan, Profile, Rationale, Recommendation, Training,
+    Alternative, DataHandling, ParamGroup, Plan, PlanStage, Profile, Rationale, Recommendation, Training,
     TrainingHyperparameters, validate_profile,
 )
 from .rules import Rule
@@ -36,9 +42,27 @@ class Trace:
 
     def record(self, rule: Rule, facts: Facts) -> None:
         message = rule.explain(facts)
-        self.rationale.append(Rationale(rule=rule.id, message=message, source=rule.source))
+        self.rationale.append(Rationale(rule=rule.id, message=message, source=rule.citation()))
         if rule.warn:
             self.warnings.append(message)
+
+
+def in_effect(rules: list[Rule]) -> list[Rule]:
+    """`rules` without those whose every setting a later rule in the list overrode."""
+    kept = []
+    for index, rule in enumerate(rules):
+        keys = set((rule.set.model_dump(exclude_none=True) if rule.set else {}))
+        later = {key for other in rules[index + 1:] if other.set for key in other.set.model_dump(exclude_none=True)}
+        if not keys or not keys <= later:
+            kept.append(rule)
+    return kept
+
+
+def label_facts(data_report: Any) -> dict[str, Optional[int]]:
+    """How many labels the data has, and how many rows the rarest one has."""
+    labels = data_report.stats.labels if data_report is not None and data_report.stats.labels else None
+    return {"data_labels": len(labels) if labels else None,
+            "data_min_label_count": min(labels.values()) if labels else None}
 
 
 def plan_for(profile: Profile) -> Plan:
@@ -53,13 +77,21 @@ def plan_for(profile: Profile) -> Plan:
 
 
 def make_plan(profile: Profile, data_report: Any = None) -> Plan:
-    """The plan for `profile`. `data_report` is the validation report of profile.data, if any."""
+    """The plan for `profile`. `data_report` is the validation report of profile.data, if any.
+
+    With no labelled examples but a large unlabelled corpus, the plan is continued pre-training on it.
+    """
+    stated = profile
     model = resolve_model(profile.model)
-    labels = len(data_report.stats.labels) if data_report is not None and data_report.stats.labels else None
-    facts = derive_facts(profile, model, data_labels=labels)
+    corpus_only = profile.examples == 0 and (profile.corpus_tokens or 0) >= CPT_MIN_TOKENS
+    if corpus_only:
+        profile = corpus_profile(profile)
+    facts = derive_facts(profile, model, **label_facts(data_report)).model_copy(update={"corpus_only": corpus_only})
     trace = Trace()
     if data_report is not None:
         trace.warnings.extend(data_report.warnings)
+    assumptions = assumed(facts)
+    trace.warnings.extend(assumptions)  # also a warning: a plan for other hardware may not fit yours
 
     approach, complements = decide_approach(facts, trace)
     fine_tuning = approach == "fine_tune" or profile.method is not None
@@ -71,38 +103,46 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
 
     if not fine_tuning:
         return Plan(
-            profile=profile,
+            profile=stated,
             recommendation=Recommendation(approach=approach, complements=complements,
-                                          summary=summarise_without_training(approach, trace)),
+                                          summary=summarise_without_training(approach, trace, complements)),
             rationale=trace.rationale,
-            alternatives=alternatives(candidates, chosen=None, approach=approach, ranked_by=ranked_by),
+            alternatives=alternatives(candidates, chosen=None, approach=approach, ranked_by=ranked_by, facts=facts),
             warnings=trace.warnings,
+            assumptions=assumptions,
         )
     if approach in ("prompting", "rag"):
         trace.warnings.append(f"--method {profile.method} overrides the rules' recommendation: {approach}")
 
     chosen, changes = choose(order, candidates)
     method = chosen.method
-    facts = facts.model_copy(update=method_facts(method, fit_change_kinds(chosen) + changes))
+    facts = facts.model_copy(update=method_facts(method, fit_change_kinds(chosen) + changes)
+                             | sequence_facts(chosen, profile, data_report))
     for stage in ("training", "data", "memory", "risk"):
-        for rule in rulebook.matching(stage, facts):
+        matched = rulebook.matching(stage, facts)
+        for rule in in_effect(matched) if stage in ("training", "data") else matched:
             trace.record(rule, facts)
-    rows = alternatives(candidates, chosen=method.name, approach=method.approach, ranked_by=ranked_by)
+    rows = alternatives(candidates, chosen=method.name, approach=method.approach, ranked_by=ranked_by, facts=facts)
     if "nothing_fits" in changes:
         # Contract: a method that does not fit is never the recommendation. Say so, keep its
-        # estimate for the numbers, and show the smallest hardware on which something fits.
-        bigger = smallest_fitting_hardware([candidates[name] for name in order], profile, model, data_report)
+        # estimate for the numbers, and show the smallest hardware, and a smaller model, that fit.
+        ranked = [candidates[name] for name in order]
+        bigger = smallest_fitting_hardware(ranked, profile, model, data_report)
+        smaller = smaller_fitting_model(ranked, profile, model, data_report)
         return Plan(
-            profile=profile,
+            profile=stated,
             recommendation=Recommendation(approach=method.approach, method=None, complements=complements,
-                                          summary=summarise_nothing_fits(method, chosen, facts, bigger)),
+                                          summary=summarise_nothing_fits(method, chosen, facts, bigger, smaller)),
             rationale=trace.rationale,
             estimate=chosen.estimate,
-            alternatives=([bigger] if bigger else []) + rows,
+            alternatives=[row for row in (bigger, smaller) if row] + rows,
             warnings=trace.warnings,
+            assumptions=assumptions,
         )
+    training, split_notes = feasible_split(build_training(chosen, facts, data_report), facts)
+    stages = two_stages(chosen, training, profile, model, facts) if facts.two_stage else []
     return Plan(
-        profile=profile,
+        profile=stated,
         recommendation=Recommendation(
             approach=method.approach, method=method.name, complements=complements,
             summary=summarise(method, chosen, facts, complements),
@@ -110,8 +150,10 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
         rationale=trace.rationale,
         estimate=chosen.estimate,
         alternatives=rows,
-        training=build_training(chosen, facts, data_report),
-        warnings=trace.warnings,
+        training=training,
+        warnings=trace.warnings + split_notes,
+        stages=stages,
+        assumptions=assumptions,
     )
 
 
@@ -123,6 +165,24 @@ def methods_for_objective(profile: Profile) -> dict[str, Method]:
         raise UserError(f"method '{profile.method}' trains on {wanted[get_method(profile.method).objective]} and "
                         f"task '{profile.task}' on {wanted[objective]}: choose another --method or --task")
     return {name: method for name, method in all_methods().items() if method.objective == objective}
+
+
+def assumed(facts: Facts) -> list[str]:
+    """What the plan took for granted because the profile did not say it."""
+    if facts.gpu_given:
+        return []
+    return [f"No --gpu given: planned for {facts.num_gpus} x {facts.gpu} ({facts.gpu_name}, "
+            f"{facts.device_memory_gib:.0f} GiB), the default; pass --gpu (see `advisor gpus`) for your hardware."]
+
+
+def sequence_facts(chosen: Candidate, profile: Profile, data_report: Any) -> dict[str, Any]:
+    """The sequence length asked, where it came from, and the one that fits (memory.shorter-sequences)."""
+    origin = ("the --seq-len you asked" if profile.seq_len
+              else "your data's 95th-percentile length" if data_report is not None
+              and getattr(data_report.stats, "token_lengths", None)
+              else f"the {profile.task} default length")
+    fitted = chosen.fit.request.seq_len if chosen.fit else None
+    return {"seq_len_asked": chosen.request.seq_len, "seq_len_fit": fitted, "seq_len_origin": origin}
 
 
 # -- stage: approach ----------------------------------------------------------------
@@ -178,27 +238,49 @@ def by_preference(names: list[str], methods: dict[str, Method]) -> list[str]:
 
 # -- choosing -----------------------------------------------------------------------
 def choose(order: list[str], candidates: dict[str, Candidate]) -> tuple[Candidate, list[str]]:
-    """The first candidate (in preference order) that fits; what changed to get there."""
+    """The first candidate (in preference order) that fits; what changed to get there.
+
+    Cutting sequences below the length asked costs the result more than another method of the same
+    family does (QLoRA keeps LoRA's update at 4-bit base precision), so when the first that fits cuts
+    sequences, a same-family method (or LoRA / QLoRA, for a full fine-tune) that keeps more of the
+    length comes first.
+    """
     preferred = candidates[order[0]]
-    for name in order:
-        candidate = candidates[name]
-        if candidate.fit is None:
-            continue
-        if name == preferred.method.name:
-            return candidate, []
-        kind = "quantized" if candidate.method.quantized and not preferred.method.quantized else "method"
-        return candidate, [kind]
-    return preferred, ["nothing_fits"]
+    fitting = [candidates[name] for name in order if candidates[name].fit is not None]
+    if not fitting:
+        return preferred, ["nothing_fits"]
+    candidate = fitting[0]
+    if cuts_sequences(candidate):
+        related = [other for other in fitting
+                   if other.method.family in (preferred.method.family, "reparameterisation")]
+        longest = max(related, key=lambda other: other.fit.request.seq_len, default=candidate)
+        if longest.fit.request.seq_len > candidate.fit.request.seq_len:
+            candidate = longest
+    if candidate is preferred:
+        return candidate, []
+    kind = "quantized" if candidate.method.quantized and not preferred.method.quantized else "method"
+    return candidate, [kind]
 
 
-def summarise_nothing_fits(method: Method, chosen: Candidate, facts: Facts, bigger: Optional[Alternative]) -> str:
+def cuts_sequences(candidate: Candidate) -> bool:
+    return candidate.fit is not None and candidate.fit.request.seq_len < candidate.request.seq_len
+
+
+def summarise_nothing_fits(method: Method, chosen: Candidate, facts: Facts, bigger: Optional[Alternative],
+                           smaller: Optional[Alternative]) -> str:
+    least = chosen.smallest or chosen.estimate
+    meanwhile = ("use RAG for the knowledge and prompt the base model for the rest meanwhile"
+                 if facts.knowledge_goal else "prompt the base model meanwhile")
     text = (f"Nothing fits {facts.device_memory_gib:.1f} GiB x {facts.num_gpus} on {facts.gpu}: {method.name} on "
-            f"{facts.model} needs {chosen.estimate.memory.peak_gib:.1f} GiB per device as asked, and no compromise "
-            f"(checkpointing, micro-batch 1, 8-bit optimizer, sharding, shorter sequences, another method) brings "
-            f"it within the device. Do not fine-tune on this hardware; prompt the base model or use RAG meanwhile.")
+            f"{facts.model} needs {least.memory.peak_gib + least.memory.overhead_gib:.1f} GiB per device even at its "
+            f"smallest (checkpointing, micro-batch 1, 8-bit optimizer, sharding, sequences of "
+            f"{least.config.get('seq_len', '?')} tokens), and no other method fits either. Do not fine-tune "
+            f"on this hardware; {meanwhile}.")
     if bigger:
-        text += (f" The smallest configuration that fits: {bigger.method} on {bigger.config['num_gpus']} x "
+        text += (f" The smallest hardware that fits: {bigger.method} on {bigger.config['num_gpus']} x "
                  f"{bigger.config['gpu']}.")
+    if smaller:
+        text += f" A smaller model that fits this hardware: {smaller.config['model']} with {smaller.method}."
     return text
 
 
@@ -231,7 +313,7 @@ def build_training(chosen: Candidate, facts: Facts, data_report: Any) -> Trainin
     )
     data = DataHandling(
         validation_ratio=settings.get("validation_ratio", 0.2),
-        kfold=settings.get("kfold"),
+        kfold=settings.get("kfold") or None,
         stratify=settings.get("stratify", False),
         seq_len=hyperparameters.seq_len,
     )
@@ -240,17 +322,21 @@ def build_training(chosen: Candidate, facts: Facts, data_report: Any) -> Trainin
 
 
 def alternatives(candidates: dict[str, Candidate], chosen: Optional[str], approach: str,
-                 ranked_by: str) -> list[Alternative]:
+                 ranked_by: str, facts: Facts) -> list[Alternative]:
     rows = []
     for name, candidate in candidates.items():
         if name == chosen:
             continue
         estimate = candidate.estimate
         if candidate.excluded_by:
-            why = f"excluded: {rulebook.rule(candidate.excluded_by).message.split(':')[0]} ({candidate.excluded_by})"
+            reason = rulebook.rule(candidate.excluded_by).explain(facts).split(":")[0]
+            why = f"excluded: {reason} ({candidate.excluded_by})"
         elif candidate.fit is None:
-            why = (f"does not fit: needs {estimate.memory.peak_gib + estimate.memory.overhead_gib:.1f} GiB "
-                   f"of {estimate.device_memory_gib:.1f} GiB even with every compromise")
+            least = candidate.smallest or estimate
+            why = (f"does not fit: needs {least.memory.peak_gib + least.memory.overhead_gib:.1f} GiB "
+                   f"of {estimate.device_memory_gib:.1f} GiB even at its smallest (micro-batch "
+                   f"{least.config.get('batch_size')}, sequences of {least.config.get('seq_len')} tokens, "
+                   f"every memory compromise)")
         elif approach in ("prompting", "rag"):
             why = f"the rules recommend {approach} for this profile"
         else:
@@ -262,11 +348,69 @@ def alternatives(candidates: dict[str, Candidate], chosen: Optional[str], approa
     return rows
 
 
-def summarise_without_training(approach: str, trace: Trace) -> str:
+def summarise_without_training(approach: str, trace: Trace, complements: list[str]) -> str:
     reason = trace.rationale[0].message if trace.rationale else ""
     what = {"prompting": "Do not fine-tune: prompt the base model.",
             "rag": "Do not fine-tune for this: use retrieval-augmented generation (RAG)."}[approach]
-    return f"{what} {reason}"
+    extra = [c for c in complements if c != approach]
+    also = f" Complement it with {', '.join(extra)}." if extra else ""
+    return f"{what} {reason}{also}"
+
+
+def feasible_split(training: Training, facts: Facts) -> tuple[Training, list[str]]:
+    """The split made one that `execute` can make with the data given, and what changed, naming the plan.json key.
+
+    A stratified hold-out needs every label on both sides: at least two rows of each, and a share of at
+    least labels/rows on each side (advisor/data/split.py refuses anything less).
+    """
+    data = training.data
+    if not (data.stratify and facts.data_labels and facts.examples and not data.kfold):
+        return training, []
+    labels, rows = facts.data_labels, facts.examples
+    needed = labels / rows
+    if (facts.data_min_label_count or 0) < 2 or needed > 0.5:
+        change = {"stratify": False}
+        note = (f"{labels} labels in {rows} rows (the rarest has {facts.data_min_label_count}): no stratified split "
+                f"can put every label on both sides, so the plan splits without stratification "
+                f"(training.data.stratify = false in plan.json); label more rows of the rare labels.")
+    elif data.validation_ratio < needed:
+        share = min(0.5, math.ceil(needed * 20) / 20)
+        change = {"validation_ratio": share}
+        note = (f"{labels} labels in {rows} rows: a stratified {data.validation_ratio:.0%} hold-out cannot hold every "
+                f"label, so the plan holds out {share:.0%} (training.data.validation_ratio = {share:g} in plan.json; "
+                f"anything between {needed:.3g} and {1 - needed:.3g} works).")
+    else:
+        return training, []
+    return training.model_copy(update={"data": data.model_copy(update=change)}), [note]
+
+
+def corpus_profile(profile: Profile) -> Profile:
+    """The profile of continued pre-training on profile.corpus_tokens: domain adaptation over its sequences."""
+    seq_len = profile.seq_len or tasks()["domain-adaptation"].seq_len
+    return profile.model_copy(update={"task": "domain-adaptation", "examples": max(1, profile.corpus_tokens // seq_len),
+                                      "seq_len": seq_len, "corpus_tokens": None, "quality": "medium", "data": None})
+
+
+def two_stages(chosen: Candidate, training: Training, profile: Profile, model: ModelEntry,
+               facts: Facts) -> list[PlanStage]:
+    """Continued pre-training on the corpus with the chosen method, then the task tuning already planned."""
+    stage_profile = corpus_profile(profile)
+    sequences = stage_profile.examples
+    stage_facts = derive_facts(stage_profile, model)
+    pretraining = configure(chosen.method, stage_profile, model, stage_facts, None, None)
+    stage_facts = stage_facts.model_copy(update=method_facts(chosen.method, fit_change_kinds(pretraining)))
+    first = PlanStage(
+        name="continued-pretraining",
+        purpose=f"next-token training on the {facts.corpus_tokens:,}-token domain corpus "
+                f"({sequences:,} sequences of {stage_profile.seq_len}) at a lower learning rate",
+        method=chosen.method.name if pretraining.fit else None, examples=sequences,
+        estimate=pretraining.estimate,
+        training=build_training(pretraining, stage_facts, None) if pretraining.fit else None,
+    )
+    second = PlanStage(name="task-tuning", purpose=f"{profile.task} tuning on the {profile.examples:,} examples, "
+                       "starting from the stage-1 model", method=training.method, examples=profile.examples,
+                       estimate=chosen.estimate, training=training)
+    return [first, second]
 
 
 def summarise(method: Method, chosen: Candidate, facts: Facts, complements: list[str]) -> str:

@@ -2,7 +2,9 @@
 
 A rule has an id, a stage, a condition (`when`: facts that must hold), an
 effect (an approach, method traits to select or exclude, settings, a
-warning) and a `source` citing a seed document and section. The planner
+warning) and a `source`: a seed document and section ("FILE § Heading"), or,
+for a rule grounded in practice rather than in the seeds, its own reference
+("ref:ID", a paper or documentation page listed in knowledge/sources.toml). The planner
 asks `matching(stage, facts)` for the rules that fire, in file order, and
 applies their effects; every rule that fires goes into the plan's rationale.
 The loader refuses unknown keys, unknown facts, duplicate ids and citations
@@ -112,8 +114,9 @@ class Settings(StrictData):
     num_virtual_tokens: Optional[int] = None
     trainable_layers: Optional[int] = None
     validation_ratio: Optional[float] = None
-    kfold: Optional[int] = None
+    kfold: Optional[int] = Field(None, ge=0, description="0 = no k-fold (a later rule turning it off)")
     stratify: Optional[bool] = None
+    compute_dtype: Optional[Literal["bfloat16", "float16", "float32"]] = None
 
 
 class Rule(StrictData):
@@ -140,12 +143,49 @@ class Rule(StrictData):
     def applies(self, facts: Facts) -> bool:
         return all(matcher_holds(matcher, getattr(facts, name)) for name, matcher in self.when.items())
 
+    def citation(self) -> str:
+        """The source as a person reads it: the seed section, or the reference's title and address."""
+        if self.source.startswith(REFERENCE_PREFIX):
+            reference = references()[self.source[len(REFERENCE_PREFIX):]]
+            return f"{reference.title} <{reference.url}>"
+        return self.source
+
     def explain(self, facts: Facts) -> str:
         """The message with {fact} placeholders filled in."""
         try:
             return self.message.format(**facts.model_dump())
         except (KeyError, IndexError, ValueError):
             return self.message
+
+
+REFERENCE_PREFIX = "ref:"
+
+
+class Reference(StrictData):
+    """A paper or documentation page a rule cites when the seeds do not say what it does."""
+
+    id: str = Field(pattern=r"^[a-z0-9\-]+$")
+    title: str = Field(min_length=5)
+    url: str = Field(pattern=r"^https://\S+$")
+    supports: str = Field(min_length=10, description="what the reference says that the citing rules rely on")
+
+
+@functools.cache
+def references() -> dict[str, Reference]:
+    """Reference id -> Reference (knowledge/sources.toml [[reference]]), validated."""
+    rows = read_toml("sources.toml").get("reference", [])
+    found: dict[str, Reference] = {}
+    for index, row in enumerate(rows):
+        try:
+            reference = Reference.model_validate(row)
+        except ValidationError as error:
+            label = row.get("id", f"#{index + 1}")
+            raise RuntimeError(f"knowledge/sources.toml reference {label}: "
+                               f"{describe_validation_error(error, Reference)}")
+        if reference.id in found:
+            raise RuntimeError(f"knowledge/sources.toml: duplicate reference id {reference.id!r}")
+        found[reference.id] = reference
+    return found
 
 
 def parse_source(source: str) -> tuple[str, list[str]]:
@@ -161,10 +201,16 @@ def documents() -> dict[str, set[str]]:
 
 
 def check_source(rule: Rule, file_name: str) -> None:
+    if rule.source.startswith(REFERENCE_PREFIX):
+        if rule.source[len(REFERENCE_PREFIX):] not in references():
+            raise RuntimeError(f"knowledge/{file_name} rule {rule.id}: no [[reference]] "
+                               f"{rule.source[len(REFERENCE_PREFIX):]!r} in knowledge/sources.toml")
+        return
     file, headings = parse_source(rule.source)
     known = documents()
     if file not in known or not headings:
-        raise RuntimeError(f"knowledge/{file_name} rule {rule.id}: source must be '<seed file> § <heading>'; "
+        raise RuntimeError(f"knowledge/{file_name} rule {rule.id}: source must be '<seed file> § <heading>' "
+                           f"or 'ref:<reference id>'; "
                            f"got {rule.source!r}")
     missing = [heading for heading in headings if heading not in known[file]]
     if missing:

@@ -37,6 +37,9 @@ def test_human_output_shows_recommendation_rationale_and_sources(capsys):
         (["--examples", "-3"], "'examples'"),
         (["--method", "loar"], "unknown method 'loar'"),
         (["--profile", "missing.toml"], "cannot read 'missing.toml'"),
+        (["--language", "klingon"], "'language'"),
+        (["--corpus-tokens", "-5"], "'corpus_tokens'"),
+        (["--task", "poetry"], "argument --task: invalid choice: 'poetry'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, expected):
@@ -104,3 +107,29 @@ def test_typo_in_a_nested_plan_key_gets_did_you_mean():
     with pytest.raises(ValidationError) as caught:
         Plan.model_validate(document)
     assert describe_validation_error(caught.value, Plan).endswith("did you mean 'learning_rate'?")
+
+
+def test_new_inputs_from_flags_and_from_a_profile_file(tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "plan", "--goal", "knowledge", "--goal", "behavior", "--task", "chat",
+                           "--examples", "4000", "--keep-general-ability", "--continual-updates", "--language", "DE",
+                           "--corpus-tokens", "50000000", "--model", "llama-3.2-1b", "--gpu", "a100-80gb", "--json")
+    assert code == 0
+    plan = json.loads(out)
+    profile = plan["profile"]
+    assert profile["goal"] == "knowledge" and profile["goals"] == ["knowledge", "behavior"]
+    assert profile["keep_general_ability"] and profile["continual_updates"] and profile["language"] == "de"
+    assert [stage["name"] for stage in plan["stages"]] == ["continued-pretraining", "task-tuning"]
+    assert plan["recommendation"]["complements"] == ["rag"]
+    file = tmp_path / "profile.json"
+    file.write_text(json.dumps({"goals": ["knowledge", "behavior"], "examples": 4000, "gpu": "l4"}))
+    code, out, _ = run_cli(capsys, "plan", "--profile", str(file), "--json")
+    assert code == 0 and json.loads(out)["recommendation"]["complements"] == ["rag"]
+
+
+def test_a_plan_without_gpu_says_what_it_assumed(capsys):
+    code, out, _ = run_cli(capsys, "plan", "--examples", "3000")
+    assert code == 0 and "assumed:" in out and out.count("No --gpu given") == 1
+    code, out, _ = run_cli(capsys, "plan", "--examples", "3000", "--json")
+    assert any("No --gpu given" in warning for warning in json.loads(out)["warnings"])
+    code, out, _ = run_cli(capsys, "plan", "--examples", "3000", "--gpu", "l4", "--json")
+    assert json.loads(out)["assumptions"] == []

@@ -8,17 +8,17 @@ Exit 1 when nothing fits the hardware.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, get_args
 
 from ..errors import EXIT_NO
-from ..models import Profile, validate_profile
+from ..models import Goal, Profile, Task, validate_profile
 from ..documents import print_json, read_structured_file
 
 #: flag -> (Profile field, argparse options). Defaults are SUPPRESS so only given flags count.
 FLAGS: dict[str, dict[str, Any]] = {
-    "--goal": dict(choices=["knowledge", "behavior"], help="knowledge injection vs behaviour alignment"),
-    "--task": dict(choices=["classification", "ner", "qa", "generation", "instruction", "reasoning",
-                            "domain-adaptation", "vision-language"], help="task family"),
+    "--goal": dict(choices=list(get_args(Goal)), action="append",
+                   help="knowledge injection vs behaviour alignment; repeat for both"),
+    "--task": dict(choices=list(get_args(Task)), help="task family"),
     "--examples": dict(type=int, help="labelled examples available"),
     "--quality": dict(choices=["low", "medium", "high"], help="data quality"),
     "--dynamic-knowledge": dict(action="store_true", help="the facts change often"),
@@ -34,6 +34,10 @@ FLAGS: dict[str, dict[str, Any]] = {
     "--method": dict(help="force a method plugin (see `advisor plugins`)"),
     "--data": dict(help="a data file: its validation fills examples, task and quality"),
     "--price-per-hour": dict(type=float, help="price of one device-hour, for a cost estimate"),
+    "--keep-general-ability": dict(action="store_true", help="the tuned model must keep its general ability"),
+    "--continual-updates": dict(action="store_true", help="the model is updated again and again (e.g. monthly)"),
+    "--corpus-tokens": dict(type=int, help="unlabelled domain corpus in tokens: continued pre-training first"),
+    "--language": dict(help="main language of the data, an ISO 639 code (default en)"),
 }
 
 
@@ -54,6 +58,10 @@ def profile_from_args(args: argparse.Namespace) -> Profile:
         field = flag.lstrip("-").replace("-", "_")
         if hasattr(args, field):
             values[field] = getattr(args, field)
+    goals = values.pop("goal", None) if isinstance(values.get("goal"), list) else None
+    if goals:  # --goal given once or more: the first is `goal`, all of them `goals`
+        values["goal"] = goals[0]
+        values["goals"] = list(dict.fromkeys(goals)) if len(goals) > 1 else values.get("goals", [])
     return validate_profile(values)
 
 

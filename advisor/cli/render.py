@@ -6,6 +6,8 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from ..errors import UserError
+from ..knowledge_base import resolve_gpu
 from ..models import Plan
 
 
@@ -26,8 +28,9 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
         memory = plan.estimate.memory
         fits = plan.estimate.fits
         verdict = "[green]fits[/green]" if fits else "[red]does not fit[/red]" if fits is False else "no device given"
-        console.print(f"Memory per device: {memory.peak_gib:.2f} GiB peak (+{memory.overhead_gib:.2f} GiB CUDA "
-                      f"context and allocator slack) of {plan.estimate.device_memory_gib or 0:.1f} GiB: {verdict}")
+        slack = "CUDA context and allocator slack" if on_cuda(plan) else "allocator slack"
+        console.print(f"Memory per device: {memory.peak_gib:.2f} GiB peak (+{memory.overhead_gib:.2f} GiB {slack}) "
+                      f"of {plan.estimate.device_memory_gib or 0:.1f} GiB: {verdict}")
         table = Table("part", "GiB")
         for part, gib in memory.breakdown.items():
             table.add_row(part, f"{gib:.2f}")
@@ -54,6 +57,17 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
         split = f"{data.kfold}-fold" if data.kfold else f"{1 - data.validation_ratio:.0%}/{data.validation_ratio:.0%}"
         console.print(f"Data: {split} split" + (", stratified" if data.stratify else "") + f", seed {data.seed}")
 
+    for number, stage in enumerate(plan.stages, 1):
+        line = f"Stage {number}, {stage.name}: {stage.purpose}; {stage.method or 'does not fit'}"
+        if stage.training:
+            hp = stage.training.hyperparameters
+            line += f", lr {hp.learning_rate:g}, {hp.epochs:g} epochs, seq {hp.seq_len}"
+        if stage.estimate:
+            line += f", peak {stage.estimate.memory.peak_gib:.1f} GiB"
+            if stage.estimate.time:
+                line += f", ~{stage.estimate.time.hours:.1f} h"
+        console.print(line)
+
     if plan.alternatives:
         table = Table("method", "approach", "fits", "peak GiB", "why not", title="Alternatives", title_justify="left")
         for alt in plan.alternatives:
@@ -62,5 +76,16 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
             table.add_row(alt.method or alt.approach, alt.approach, fits, peak, alt.why_not)
         console.print(table)
 
+    for assumption in plan.assumptions:
+        console.print(f"[cyan]assumed:[/cyan] {assumption}")
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        if warning not in plan.assumptions:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def on_cuda(plan: Plan) -> bool:
+    """Whether the plan's device runs CUDA (a CPU plan has no CUDA context to report)."""
+    try:
+        return resolve_gpu(plan.profile.gpu).cuda
+    except UserError:
+        return True

@@ -7,6 +7,10 @@ peft refuses to checkpoint), a smaller micro-batch with
 gradient accumulation (same effective batch), an 8-bit then a paged 8-bit
 optimizer, sharding across the GPUs when there are several (no quality cost),
 and last shorter sequences (a quality trade-off: longer examples get cut).
+Once a configuration fits, the compromises made before the one that made it
+fit are undone where it still fits without them (sharding often makes the
+8-bit optimizer, checkpointing and a small micro-batch unnecessary). `smallest_tried` is the
+least memory the search reached, for "needs X GiB" when nothing fits.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..models import Estimate
 from . import EstimateRequest
-from .estimator import estimate
+from .estimator import device_memory, estimate
 
 #: Shortest sequence the search proposes.
 MIN_SEQ_LEN = 128
@@ -47,13 +51,66 @@ def best_fit(request: EstimateRequest, effective_batch: Optional[int] = None) ->
     """
     effective = effective_batch or request.batch_size * request.gradient_accumulation_steps
     for candidate, changes in _candidates(request, effective):
-        result = estimate(candidate)
+        result = _memory_estimate(candidate)
         if result.fits is None or result.fits:
+            candidate = _relax(candidate, request)
+            result = estimate(candidate)
+            notes: dict[str, str] = {}
+            _note_batch(notes, request, candidate)  # the micro-batch after relaxing, not before
             return FitResult(
                 request=candidate, estimate=result,
-                gradient_accumulation_steps=candidate.gradient_accumulation_steps, changes=changes,
+                gradient_accumulation_steps=candidate.gradient_accumulation_steps,
+                changes=[note for note in changes if not note.startswith("micro-batch")
+                         and _still_made(note, candidate, request)] + list(notes.values()),
             )
     return None
+
+
+def smallest_tried(request: EstimateRequest, effective_batch: Optional[int] = None) -> Estimate:
+    """The estimate of the search's most compromised configuration (the least memory it reached)."""
+    effective = effective_batch or request.batch_size * request.gradient_accumulation_steps
+    last = request
+    for last, _ in _candidates(request, effective):
+        pass
+    return estimate(last)
+
+
+def _relax(fitting: EstimateRequest, asked: EstimateRequest) -> EstimateRequest:
+    """Undo the optimizer, checkpointing and micro-batch compromises where the configuration still fits
+    without them at the whole sequence length (once sequences are cut, memory goes to length first)."""
+    if fitting.seq_len < asked.seq_len:
+        return fitting
+    for field in ("optimizer", "gradient_checkpointing"):
+        value = getattr(asked, field)
+        if getattr(fitting, field) == value:
+            continue
+        trial = fitting.model_copy(update={field: value})
+        if _memory_estimate(trial).fits:
+            fitting = trial
+    effective = fitting.batch_size * fitting.gradient_accumulation_steps
+    while fitting.batch_size * 2 <= min(asked.batch_size, effective):
+        trial = _with_batch(fitting, fitting.batch_size * 2, effective)
+        if not _memory_estimate(trial).fits:
+            break
+        fitting = trial
+    return fitting
+
+
+def _memory_estimate(request: EstimateRequest) -> Estimate:
+    """The estimate without the speed part, which the search does not need and which costs as much as the
+    memory part (measured: about half of a plan's time). A CUDA device's only other effect, the CUDA
+    context in the overhead, is what estimate() assumes for a request without a GPU."""
+    if request.gpu is not None and request.gpu.cuda:
+        request = request.model_copy(update={"gpu": None, "device_memory_gib": device_memory(request)})
+    return estimate(request)
+
+
+def _still_made(note: str, fitting: EstimateRequest, asked: EstimateRequest) -> bool:
+    if note.startswith(tuple(why for _, why in OPTIMIZERS)):
+        return fitting.optimizer != asked.optimizer
+    if note.startswith("gradient checkpointing"):
+        return fitting.gradient_checkpointing != asked.gradient_checkpointing
+    return True
 
 
 def _candidates(request: EstimateRequest, effective: int) -> Iterator[tuple[EstimateRequest, list[str]]]:
