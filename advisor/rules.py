@@ -77,6 +77,7 @@ class MethodTraits(StrictData):
     quantized: Optional[bool] = None
     capacity_min: Optional[int] = None
     capacity_max: Optional[int] = None
+    objective: Optional[str] = None
 
     def matches(self, method: Method) -> bool:
         wanted = [
@@ -87,6 +88,7 @@ class MethodTraits(StrictData):
             (self.quantized, lambda v: method.quantized == v),
             (self.capacity_min, lambda v: method.capacity >= v),
             (self.capacity_max, lambda v: method.capacity <= v),
+            (self.objective, lambda v: method.objective == v),
         ]
         return all(check(value) for value, check in wanted if value is not None)
 

@@ -245,8 +245,10 @@ PANEL = [
     Scenario("code completion", dict(task="code", examples=20000, model="llama-3.1-8b", gpu="h100"), "peft",
              "lora", {"training.rank-complex": "LoRA: The Most Popular PEFT Method"},
              settings={"training.hyperparameters.method.r": 16, "training.hyperparameters.epochs": 2}),
-    Scenario("preference pairs", dict(task="preference", examples=12000, gpu="a100-40gb"), "peft", "lora",
-             {"risk.preference-objective": "arxiv.org/abs/2305.18290"}, says=("DPO",)),
+    Scenario("preference pairs", dict(task="preference", examples=12000, gpu="a100-40gb"), "peft", "dpo",
+             {"method.preference-pairs": "RLHF", "training.epochs-preference": "arxiv.org/abs/2310.16944",
+              "risk.preference-objective": "arxiv.org/abs/2305.18290"},
+             absent=("method.lora-default",), says=("DPO",)),
     # -- general ability, continual updates, language
     Scenario("a 0.5B model that must keep its general ability", dict(examples=5000, model="qwen2.5-0.5b", gpu="l4",
                                                                      keep_general_ability=True),

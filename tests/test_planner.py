@@ -63,9 +63,14 @@ CASES = [
      ["data.low-quality"]),
     ("gpt2 on a T4 (no bf16)", dict(task="generation", examples=20000, model="gpt2", gpu="t4"),
      "full_finetune", "full", ["training.precision-fp16", "method.full-small-model"]),
-    ("small model, full FT too big for 3 GiB", dict(task="generation", examples=20000, model="qwen2.5-0.5b",
-                                                    gpu="t4", gpu_memory_gib=3), "peft", "lora",
+    # A T4 has no bf16: the run keeps fp32 weights under fp16 autocast (advisor.precision), so full
+    # fine-tuning's fp32 weights, gradients and AdamW states overflow 6 GiB while LoRA's frozen base fits.
+    ("small model, full FT too big for 6 GiB", dict(task="generation", examples=20000, model="qwen2.5-0.5b",
+                                                    gpu="t4", gpu_memory_gib=6), "peft", "lora",
      ["method.full-small-model", "memory.smaller-method", "training.rank-complex"]),
+    ("small model, LoRA too big for 4 GiB", dict(task="generation", examples=20000, model="qwen2.5-0.5b",
+                                                  gpu="t4", gpu_memory_gib=4), "peft", "qlora",
+     ["method.full-small-model", "memory.quantized-fallback"]),
     ("reasoning, 8B on an H100", dict(task="reasoning", examples=20000, model="llama-3.1-8b", gpu="h100"),
      "peft", "lora", ["training.rank-very-complex", "training.epochs-llm-sft-large"]),
     ("8B on 4 x 24 GB", dict(examples=3000, model="llama-3.1-8b", gpu="rtx4090", num_gpus=4, seq_len=4096),
