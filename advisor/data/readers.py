@@ -19,9 +19,10 @@ import csv
 import io
 import json
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ..errors import UserError
 from .records import json_type
@@ -43,9 +44,16 @@ class RawTable:
     lines: list[int] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
     problems: list[RecordError] = field(default_factory=list)
+    #: `columns` as a set, so that adding a row is linear in its columns (100k-column CSVs exist).
+    _known: set[str] = field(default_factory=set, repr=False)
+
+    def add_columns(self, columns: Iterable[str]) -> None:
+        new = [column for column in columns if column not in self._known]
+        self.columns.extend(new)
+        self._known.update(new)
 
     def add(self, row: dict[str, Any], line: int) -> None:
-        self.columns.extend(column for column in row if column not in self.columns)
+        self.add_columns(row)
         self.rows.append(row)
         self.lines.append(line)
 
@@ -175,10 +183,10 @@ def _scan_csv(lines: list[str], bad_lines: dict[int, str], table: RawTable, deli
     header = [name.strip() for name in header]
     if not any(header):
         raise UserError(f"cannot read '{table.path}': the first line must be a header of column names")
-    duplicated = sorted({name for name in header if header.count(name) > 1})
+    duplicated = sorted(name for name, count in Counter(header).items() if count > 1)
     if duplicated:
         raise UserError(f"cannot read '{table.path}': duplicate column(s) {', '.join(duplicated)} in the header")
-    table.columns.extend(header)
+    table.add_columns(header)
     previous_end = reader.line_num
     while True:
         start = previous_end + 1
