@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from ..errors import UserError
 from ..knowledge_base import resolve_model
+from ..manager import plugin_call
 from ..methods import Method, MethodHyperparameters
 from .hardware import Precision
 from .tasks import PEFT_TASK_TYPES
@@ -85,7 +86,8 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     options: dict[str, Any] = {"dtype": getattr(torch, precision.weights), "output_loading_info": True}
-    options.update(method.load_options(method_hp, plan_precision))
+    with plugin_call(method, "load_options()"):
+        options.update(method.load_options(method_hp, plan_precision))
     if kind == "classification":
         options.update(
             num_labels=len(labels or []),
@@ -102,7 +104,8 @@ def load_model(
     if pad_token_id is not None and model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id
     loaded = pretrained_names(model, info.get("missing_keys", ()))
-    return method.build(model, method_hp, PEFT_TASK_TYPES[kind]), loaded
+    with plugin_call(method, "build()"):
+        return method.build(model, method_hp, PEFT_TASK_TYPES[kind]), loaded
 
 
 def pretrained_names(model: Any, missing_keys: Iterable[str]) -> set[str]:

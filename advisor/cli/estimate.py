@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import describe_validation_error
     from ..estimate import EstimateRequest, estimate
     from ..knowledge_base import resolve_gpu, resolve_model
-    from ..manager import get_method
+    from ..manager import footprint_of, get_method
 
     model = resolve_model(args.model)
     method = get_method(args.method)
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"invalid value {args.price_per_hour} for --price-per-hour: expected a number >= 0")
     request = EstimateRequest(
         architecture=model.architecture,
-        footprint=method.footprint(model.architecture, hp),
+        footprint=footprint_of(method, model.architecture, hp),
         precision=args.precision,
         batch_size=args.batch_size,
         seq_len=args.seq_len,
