@@ -50,7 +50,7 @@ def describe_validation_error(error: ValidationError, model: type | None = None)
         return f"unknown key '{location}'{did_you_mean(key, known)}"
     if first["type"] == "missing":
         return f"missing required key '{location}'"
-    message = first["msg"]
+    message = first["msg"].removeprefix("Value error, ")  # our own validators' ValueError text
     if first["type"] in ("enum", "literal_error"):
         return f"invalid value {first['input']!r} for '{location}': {message.lower()}"
     return f"invalid value {first.get('input')!r} for '{location}': {message}"
