@@ -16,6 +16,40 @@ from pydantic import BaseModel, ValidationError
 from .errors import UserError, describe_validation_error
 from .models import Plan
 
+#: The deepest nesting of arrays/objects accepted in anything a person gives (data rows, profiles,
+#: plans, --set values). Real documents stay far below; deeper ones would exhaust Python's
+#: recursion limit in the parsers, pydantic or json.dumps.
+MAX_NESTING = 100
+TOO_DEEP = f"nested more than {MAX_NESTING} levels deep"
+
+
+class TooDeep(ValueError):
+    """A document nested deeper than MAX_NESTING."""
+
+    def __init__(self) -> None:
+        super().__init__(TOO_DEEP)
+
+
+def parse_json(text: str) -> Any:
+    """json.loads, refusing documents nested deeper than MAX_NESTING (TooDeep) instead of overflowing."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise TooDeep() from None
+    check_nesting(value)
+    return value
+
+
+def check_nesting(value: Any) -> None:
+    """TooDeep when lists/dicts inside `value` nest deeper than MAX_NESTING (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list, tuple)):
+            if depth > MAX_NESTING:
+                raise TooDeep()
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+
 
 def print_json(document: Any) -> None:
     """Write one JSON document to stdout (the contract: nothing else on stdout with --json)."""
@@ -31,11 +65,11 @@ def read_structured_file(path: str) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
         raise UserError(f"cannot read '{path}': no such file")
-    text = file.read_text(encoding="utf-8", errors="strict")
+    text = read_text(file)
     suffix = file.suffix.lower()
     try:
         if suffix == ".json":
-            data = json.loads(text)
+            data = parse_json(text)
         elif suffix == ".toml":
             import tomllib
 
@@ -46,13 +80,29 @@ def read_structured_file(path: str) -> dict[str, Any]:
             data = yaml.safe_load(text)
         else:
             raise UserError(f"cannot read '{path}': unknown format '{suffix}'; accepted: .json, .toml, .yaml, .yml")
+        check_nesting(data)
     except UserError:
         raise
+    except RecursionError:  # the TOML and YAML parsers recurse per level
+        raise UserError(f"cannot parse '{path}': {TOO_DEEP}")
     except Exception as error:  # each parser has its own error type; the message is what matters
-        raise UserError(f"cannot parse '{path}': {str(error).splitlines()[0]}")
+        raise UserError(f"cannot parse '{path}': {(str(error).strip() or type(error).__name__).splitlines()[0]}")
     if not isinstance(data, dict):
         raise UserError(f"'{path}' must hold a mapping of keys to values")
     return data
+
+
+def read_text(file: Path) -> str:
+    """The UTF-8 text of a file a person gave; one line (UserError) when it is unreadable or not UTF-8."""
+    try:
+        data = file.read_bytes()
+    except OSError as error:
+        raise UserError(f"cannot read '{file}': {error.strerror or error}")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UserError(f"cannot read '{file}': not UTF-8 text (byte 0x{data[error.start]:02x} at offset "
+                        f"{error.start}); save it as UTF-8")
 
 
 def load_plan(path: str) -> Plan:
@@ -61,6 +111,16 @@ def load_plan(path: str) -> Plan:
         return Plan.model_validate(read_structured_file(path))
     except ValidationError as error:
         raise UserError(f"plan '{path}': {describe_validation_error(error, Plan)}") from None
+
+
+def write_new_file(path: Path, text: str) -> None:
+    """Write `text` to `path`, which must not exist yet; one line (UserError) when it cannot be written."""
+    refuse_existing(path, overwrite=False)
+    try:
+        with path.open("x", encoding="utf-8") as file:  # "x": never replace a file that appeared meanwhile
+            file.write(text)
+    except OSError as error:
+        raise UserError(f"cannot write '{path}': {error.strerror or error}")
 
 
 def refuse_existing(path: Path, overwrite: bool) -> None:

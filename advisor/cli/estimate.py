@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+import math
+from typing import Any, Callable
 
 from ..errors import EXIT_NO, UserError
-from ..documents import print_json
+from ..documents import TooDeep, parse_json, print_json
+from ..models import MAX_BATCH_SIZE, MAX_GPU_MEMORY_GIB, MAX_GPUS, MAX_PRICE_PER_HOUR, MAX_SEQ_LEN, MAX_STEPS, MAX_TASKS
 
 #: Shortcut flag (argparse dest) -> the method hyperparameter it sets.
 SHORTCUTS = {"lora_rank": "r", "num_virtual_tokens": "num_virtual_tokens", "trainable_layers": "trainable_layers"}
+#: Bounds of the flags the Profile does not bound: the method's own model bounds its hyperparameters
+#: further; these keep the estimator's arithmetic finite.
+MAX_HYPERPARAMETER = 2**20
+MAX_LABELS = 10**6
+MAX_TOKENS = 10**18
 
 
 def register(subparsers) -> None:
@@ -27,38 +34,59 @@ def register(subparsers) -> None:
     parser.add_argument("--method", required=True, help="a method plugin name (see `advisor plugins`)")
     parser.add_argument("--precision", choices=["bf16", "mixed", "fp32"], default="bf16",
                         help="bf16: weights, gradients and states in bf16; mixed: fp32 weights + bf16 autocast")
-    parser.add_argument("--batch-size", type=_positive, default=1, help="micro-batch per device")
-    parser.add_argument("--seq-len", type=_positive, default=512, help="tokens per example")
+    parser.add_argument("--batch-size", type=_whole(MAX_BATCH_SIZE), default=1, help="micro-batch per device")
+    parser.add_argument("--seq-len", type=_whole(MAX_SEQ_LEN), default=512, help="tokens per example")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
-    parser.add_argument("--gradient-accumulation-steps", type=_positive, default=1, help="micro-batches per step")
-    parser.add_argument("--lora-rank", type=_positive, help="LoRA rank (the method's 'r')")
-    parser.add_argument("--num-virtual-tokens", type=_positive, help="soft-prompt length (prefix, prompt tuning)")
-    parser.add_argument("--trainable-layers", type=_positive, help="last layers trained (freeze)")
+    parser.add_argument("--gradient-accumulation-steps", type=_whole(MAX_STEPS), default=1, help="micro-batches per step")
+    parser.add_argument("--lora-rank", type=_whole(MAX_HYPERPARAMETER), help="LoRA rank (the method's 'r')")
+    parser.add_argument("--num-virtual-tokens", type=_whole(MAX_HYPERPARAMETER), help="soft-prompt length (prefix, prompt tuning)")
+    parser.add_argument("--trainable-layers", type=_whole(MAX_HYPERPARAMETER), help="last layers trained (freeze)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any method hyperparameter (repeatable); the value is JSON or a plain string")
     parser.add_argument("--head", choices=["lm", "classification"], default="lm", help="language-model or classifier head")
-    parser.add_argument("--num-labels", type=_positive, default=2, help="classes of a classification head")
+    parser.add_argument("--num-labels", type=_whole(MAX_LABELS), default=2, help="classes of a classification head")
     parser.add_argument("--gpu", help="accelerator catalog id (see `advisor gpus`); gives `fits` and time")
-    parser.add_argument("--gpu-memory-gib", type=float, help="overrides the catalog's memory per device")
-    parser.add_argument("--num-gpus", type=_positive, default=1, help="devices (data parallel)")
+    parser.add_argument("--gpu-memory-gib", type=_finite(0, MAX_GPU_MEMORY_GIB, low_included=False), help="overrides the catalog's memory per device")
+    parser.add_argument("--num-gpus", type=_whole(MAX_GPUS), default=1, help="devices (data parallel)")
     parser.add_argument("--sharding", choices=["none", "ddp", "fsdp", "zero2", "zero3"], default=None,
                         help="multi-GPU scheme (default: ddp with several GPUs)")
     parser.add_argument("--optimizer", choices=["adamw", "adamw_8bit", "paged_adamw_8bit"], default="adamw")
-    parser.add_argument("--tasks", type=_positive, default=1, help="tasks/variants stored (storage total)")
-    parser.add_argument("--tokens", type=_positive, help="training tokens of the whole run (for hours and cost)")
-    parser.add_argument("--price-per-hour", type=float, help="price of one device-hour (for the cost)")
+    parser.add_argument("--tasks", type=_whole(MAX_TASKS), default=1, help="tasks/variants stored (storage total)")
+    parser.add_argument("--tokens", type=_whole(MAX_TOKENS), help="training tokens of the whole run (for hours and cost)")
+    parser.add_argument("--price-per-hour", type=_finite(0, MAX_PRICE_PER_HOUR, low_included=True), help="price of one device-hour (for the cost)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=run)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value '{text}': expected a whole number >= 1")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value '{text}': expected a whole number >= 1")
-    return value
+def _whole(limit: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to `limit`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if not 1 <= value <= limit:
+            raise argparse.ArgumentTypeError(f"invalid value '{text}': expected a whole number from 1 to {limit}")
+        return value
+
+    return parse
+
+
+def _finite(low: float, limit: float, low_included: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number above `low` (or equal, when `low_included`) and at most `limit`."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        above = value >= low if low_included else value > low
+        if not (above and value <= limit):  # NaN fails every comparison; inf fails the limit
+            relation = ">=" if low_included else ">"
+            raise argparse.ArgumentTypeError(f"invalid value '{text}': expected a number {relation} {low:g} "
+                                             f"and <= {limit:g}")
+        return value
+
+    return parse
 
 
 def method_values(args: argparse.Namespace, accepted: list[str], method: str) -> dict[str, Any]:
@@ -69,7 +97,9 @@ def method_values(args: argparse.Namespace, accepted: list[str], method: str) ->
         if not sep or not key:
             raise UserError(f"invalid --set '{item}': expected KEY=VALUE")
         try:
-            values[key.strip()] = json.loads(text)
+            values[key.strip()] = parse_json(text)
+        except TooDeep as error:
+            raise UserError(f"invalid --set '{key.strip()}': the value is {error}")
         except json.JSONDecodeError:
             values[key.strip()] = text
     for dest, key in SHORTCUTS.items():
@@ -98,10 +128,6 @@ def run(args: argparse.Namespace) -> int:
         hp = method.hyperparameters(values)
     except ValidationError as error:
         raise UserError(describe_validation_error(error, method.Hyperparameters))
-    if args.gpu_memory_gib is not None and args.gpu_memory_gib <= 0:
-        raise UserError(f"invalid value {args.gpu_memory_gib} for --gpu-memory-gib: expected a number > 0")
-    if args.price_per_hour is not None and args.price_per_hour < 0:
-        raise UserError(f"invalid value {args.price_per_hour} for --price-per-hour: expected a number >= 0")
     request = EstimateRequest(
         architecture=model.architecture,
         footprint=footprint_of(method, model.architecture, hp),

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..documents import TooDeep, parse_json
 from ..errors import UserError
 from .records import json_type
 from .report import RecordError
@@ -137,9 +138,12 @@ def _scan_jsonl(lines: list[str], bad_lines: dict[int, str], table: RawTable) ->
             table.problem(number, bad_lines[number])
             continue
         try:
-            row = json.loads(line.rstrip("\r\n"))
+            row = parse_json(line.rstrip("\r\n"))
         except json.JSONDecodeError as error:
             table.problem(number, f"invalid JSON: {error.msg} (column {error.colno})")
+            continue
+        except TooDeep as error:
+            table.problem(number, str(error))
             continue
         if not isinstance(row, dict):
             table.problem(number, f"expected a JSON object, got {json_type(row)}")
@@ -154,7 +158,9 @@ def _read_json_document(path: Path, lines: list[str], bad_lines: dict[int, str],
         raise UserError(f"cannot read '{path}': line {number} is {bad_lines[number]}")
     text = "".join(lines)
     try:
-        document = json.loads(text)
+        document = parse_json(text)
+    except TooDeep as error:
+        raise UserError(f"cannot read '{path}': {error}")
     except json.JSONDecodeError as error:
         if text.lstrip().startswith("{") and sum(1 for line in lines if line.strip()) > 1:
             table.kind = "jsonl"
