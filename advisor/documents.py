@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
 
@@ -21,30 +21,48 @@ from .models import Plan
 #: recursion limit in the parsers, pydantic or json.dumps.
 MAX_NESTING = 100
 TOO_DEEP = f"nested more than {MAX_NESTING} levels deep"
+#: The most values a profile or plan file may hold, counting every use of a YAML alias: a
+#: "billion laughs" file is a few lines that expand to 10^9 values.
+MAX_SETTINGS_VALUES = 100_000
 
 
 class TooDeep(ValueError):
-    """A document nested deeper than MAX_NESTING."""
+    """A document nested deeper than MAX_NESTING (or holding more values than allowed)."""
 
-    def __init__(self) -> None:
-        super().__init__(TOO_DEEP)
+    def __init__(self, message: str = TOO_DEEP) -> None:
+        super().__init__(message)
 
 
 def parse_json(text: str) -> Any:
-    """json.loads, refusing documents nested deeper than MAX_NESTING (TooDeep) instead of overflowing."""
+    """Strict JSON: json.loads without NaN/Infinity (not JSON, though Python writes them) and refusing
+    documents nested deeper than MAX_NESTING (TooDeep) instead of overflowing the stack."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_not_json)
     except RecursionError:
         raise TooDeep() from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as error:  # NaN/Infinity, or an integer longer than Python converts (4300 digits)
+        constant = next((name for name in ("-Infinity", "Infinity", "NaN") if name in str(error)), None)
+        raise json.JSONDecodeError(str(error), text, text.find(constant) if constant else 0) from None
     check_nesting(value)
     return value
 
 
-def check_nesting(value: Any) -> None:
-    """TooDeep when lists/dicts inside `value` nest deeper than MAX_NESTING (iterative: no recursion)."""
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (write null, or a number)")
+
+
+def check_nesting(value: Any, max_values: Optional[int] = None) -> None:
+    """TooDeep when lists/dicts inside `value` nest deeper than MAX_NESTING, or hold more than
+    `max_values` values in all (iterative: no recursion)."""
     stack = [(value, 1)]
+    seen = 0
     while stack:
         item, depth = stack.pop()
+        seen += 1
+        if max_values is not None and seen > max_values:
+            raise TooDeep(f"holds more than {max_values:,} values")
         if isinstance(item, (dict, list, tuple)):
             if depth > MAX_NESTING:
                 raise TooDeep()
@@ -80,7 +98,7 @@ def read_structured_file(path: str) -> dict[str, Any]:
             data = yaml.safe_load(text)
         else:
             raise UserError(f"cannot read '{path}': unknown format '{suffix}'; accepted: .json, .toml, .yaml, .yml")
-        check_nesting(data)
+        check_nesting(data, MAX_SETTINGS_VALUES)
     except UserError:
         raise
     except RecursionError:  # the TOML and YAML parsers recurse per level

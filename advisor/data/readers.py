@@ -95,7 +95,8 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
         import datasets
 
         datasets.disable_progress_bars()
-        datasets.logging.set_verbosity_error()
+        # Its reader logs a broken file at ERROR before raising; our one line says it instead.
+        datasets.logging.set_verbosity(datasets.logging.CRITICAL)
         with tempfile.TemporaryDirectory(prefix="advisor-datasets-") as cache_dir:
             return datasets.load_dataset(
                 "parquet", data_files=str(path), split="train", cache_dir=cache_dir, keep_in_memory=True
@@ -186,6 +187,8 @@ def _scan_csv(lines: list[str], bad_lines: dict[int, str], table: RawTable, deli
         header = next(reader)
     except StopIteration:
         header = []
+    except csv.Error as error:
+        raise UserError(f"cannot read '{table.path}': the header line is not valid CSV ({error})")
     header = [name.strip() for name in header]
     if not any(header):
         raise UserError(f"cannot read '{table.path}': the first line must be a header of column names")
