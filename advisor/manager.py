@@ -268,6 +268,23 @@ def all_methods() -> dict[str, Method]:
     return load_plugins().methods()
 
 
+def usable_methods(arch: Architecture, forced: Optional[str] = None) -> dict[str, Method]:
+    """all_methods() less the third-party ones whose footprint fails or refuses `arch`, each named on
+    stderr. The `forced` method (--method) is not left out: its failure is the command's one error line."""
+    registry = load_plugins()
+    usable = {}
+    for name, method in registry.methods().items():
+        provider = registry.provider_of(method)
+        if name != forced and provider is not None and provider.package != BUILTIN_DISTRIBUTION:
+            try:
+                footprint_of(method, arch, method.hyperparameters({}))
+            except UserError as error:  # PluginError included
+                print(f"warning: {error.message}; method '{name}' is left out of this plan", file=sys.stderr)
+                continue
+        usable[name] = method
+    return usable
+
+
 def plugin_infos() -> list[PluginInfo]:
     """One PluginInfo per registered method, in the order of all_methods()."""
     return load_plugins().infos()

@@ -18,7 +18,7 @@ from .candidates import (
 )
 from .facts import Facts, derive_facts, method_facts
 from .knowledge_base import method_preference, resolve_model, tasks
-from .manager import all_methods, get_method
+from .manager import get_method, usable_methods
 from .methods import Method
 from .models import (
     Alternative, DataHandling, ParamGroup, Plan, Profile, Rationale, Recommendation, Training,
@@ -62,7 +62,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
 
     approach, complements = decide_approach(facts, trace)
     fine_tuning = approach == "fine_tune" or profile.method is not None
-    methods = all_methods()
+    methods = usable_methods(model.architecture, forced=profile.method)
     # Method rules explain a fine-tune; a prompting/RAG plan ranks methods only for its alternatives.
     order, excluded, ranked_by = rank_methods(methods, facts, trace if fine_tuning else Trace(), profile.method)
     candidates = {name: configure(methods[name], profile, model, facts, data_report, excluded.get(name))
