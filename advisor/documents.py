@@ -95,7 +95,9 @@ def read_structured_file(path: str) -> dict[str, Any]:
         elif suffix in (".yaml", ".yml"):
             import yaml
 
-            data = yaml.safe_load(text)
+            # libyaml's loader when built: the pure-Python scanner is quadratic in the nesting depth
+            # (1,500 levels take 6 s), libyaml refuses deep nesting at once.
+            data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         else:
             raise UserError(f"cannot read '{path}': unknown format '{suffix}'; accepted: .json, .toml, .yaml, .yml")
         check_nesting(data, MAX_SETTINGS_VALUES)

@@ -72,8 +72,9 @@ LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
 HOSTILE_SETTINGS = {
     "deep.json": ('{"goal": ' + nested(100_000) + "}").encode(),
     "deep-but-parsable.json": ('{"goal": ' + nested(500) + "}").encode(),
-    "deep.yaml": ("goal: " + nested(5000) + "\n").encode(),
-    "deep.toml": ("goal = " + nested(5000) + "\n").encode(),
+    "deep.yaml": ("goal: " + nested(50_000) + "\n").encode(),
+    "deep-block.yaml": ("goal:\n" + "".join(" " * level + "- \n" for level in range(1, 1500))).encode(),
+    "deep.toml": ("goal = " + nested(1500) + "\n").encode(),
     "latin1.json": '{"goal": "café"}'.encode("latin-1"),
     "latin1.yaml": "goal: café\n".encode("latin-1"),
     "utf16.json": '{"goal": "behavior"}'.encode("utf-16"),
@@ -139,10 +140,9 @@ def _replace(document, path, value):
     return document
 
 
-@FUZZ
-@given(st.data())
-def test_mutated_plan_files_are_refused_or_run(tmp_path, data):
-    """One leaf of a real plan replaced by a hostile value, then `execute --dry-run` (the plan is read first)."""
+def _mutated_plan_case(tmp_path, data, refused_only: bool):
+    """One to three leaves of a real plan replaced by hostile values, then `execute --dry-run` (the plan
+    is read first). `refused_only`: skip plans that still load (running them imports the training stack)."""
     document = json.loads(_plan_document())
     paths = sorted(_leaves(document), key=str)
     for _ in range(data.draw(st.integers(1, 3))):
@@ -151,12 +151,38 @@ def test_mutated_plan_files_are_refused_or_run(tmp_path, data):
     folder = _fresh(tmp_path, "plan")
     plan = folder / "plan.json"
     plan.write_text(json.dumps(document), encoding="utf-8")
+    if refused_only and _loads(plan):
+        return
     (folder / "data.jsonl").write_text('{"text": "hi", "label": "a"}\n{"text": "yo", "label": "b"}\n', encoding="utf-8")
     before = fingerprint(folder)
     outcome = run_cli(["execute", str(plan), "--data", str(folder / "data.jsonl"), "--output-dir",
                        str(folder / "run"), "--dry-run", "--no-probe", "--json"])
     assert_contract(outcome)
     assert_unchanged(before, folder)
+
+
+def _loads(plan: Path) -> bool:
+    from advisor.documents import load_plan
+    from advisor.errors import UserError
+
+    try:
+        load_plan(str(plan))
+    except UserError:
+        return False
+    return True
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_plan_files_are_refused_in_one_line(tmp_path, data):
+    _mutated_plan_case(tmp_path, data, refused_only=True)
+
+
+@pytest.mark.slow
+@settings(FUZZ, max_examples=100)
+@given(st.data())
+def test_mutated_plan_files_are_refused_or_run(tmp_path, data):
+    _mutated_plan_case(tmp_path, data, refused_only=False)
 
 
 PLAN_EDITS = {
@@ -170,13 +196,17 @@ PLAN_EDITS = {
     "lr-nan": (("training", "hyperparameters", "learning_rate"), float("nan")),
     "examples-true": (("profile", "examples"), True),
     "kfold-huge": (("training", "data", "kfold"), 10**9),
+}
+#: Plans that load, refused when the run is prepared (which imports the training stack: slow).
+PLAN_EDITS_AT_PREPARE = {
     "method-hp-deep": (("training", "hyperparameters", "method"), {"r": json.loads(nested(90))}),
 }
 
 
-@pytest.mark.parametrize("edit", sorted(PLAN_EDITS))
+@pytest.mark.parametrize("edit", [*sorted(PLAN_EDITS),
+                                  *(pytest.param(edit, marks=pytest.mark.slow) for edit in PLAN_EDITS_AT_PREPARE)])
 def test_plan_numbers_out_of_range_are_one_line(tmp_path, edit):
-    path, value = PLAN_EDITS[edit]
+    path, value = {**PLAN_EDITS, **PLAN_EDITS_AT_PREPARE}[edit]
     document = _replace(json.loads(_plan_document()), path, value)
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps(document), encoding="utf-8")
