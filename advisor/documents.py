@@ -82,7 +82,7 @@ def read_structured_file(path: str) -> dict[str, Any]:
     """A JSON, TOML or YAML mapping from `path`, chosen by its extension."""
     file = Path(path)
     if not file.is_file():
-        raise UserError(f"cannot read '{path}': no such file")
+        raise UserError(f"cannot read '{path}': {'not a regular file' if file.exists() else 'no such file'}")
     text = read_text(file)
     suffix = file.suffix.lower()
     try:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import EXIT_NO, UserError
 from ..documents import TooDeep, parse_json, print_json
 from ..models import MAX_BATCH_SIZE, MAX_GPU_MEMORY_GIB, MAX_GPUS, MAX_PRICE_PER_HOUR, MAX_SEQ_LEN, MAX_STEPS, MAX_TASKS
+from .numbers import finite, whole
 
 #: Shortcut flag (argparse dest) -> the method hyperparameter it sets.
 SHORTCUTS = {"lora_rank": "r", "num_virtual_tokens": "num_virtual_tokens", "trainable_layers": "trainable_layers"}
@@ -34,59 +34,28 @@ def register(subparsers) -> None:
     parser.add_argument("--method", required=True, help="a method plugin name (see `advisor plugins`)")
     parser.add_argument("--precision", choices=["bf16", "mixed", "fp32"], default="bf16",
                         help="bf16: weights, gradients and states in bf16; mixed: fp32 weights + bf16 autocast")
-    parser.add_argument("--batch-size", type=_whole(MAX_BATCH_SIZE), default=1, help="micro-batch per device")
-    parser.add_argument("--seq-len", type=_whole(MAX_SEQ_LEN), default=512, help="tokens per example")
+    parser.add_argument("--batch-size", type=whole(1, MAX_BATCH_SIZE), default=1, help="micro-batch per device")
+    parser.add_argument("--seq-len", type=whole(1, MAX_SEQ_LEN), default=512, help="tokens per example")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
-    parser.add_argument("--gradient-accumulation-steps", type=_whole(MAX_STEPS), default=1, help="micro-batches per step")
-    parser.add_argument("--lora-rank", type=_whole(MAX_HYPERPARAMETER), help="LoRA rank (the method's 'r')")
-    parser.add_argument("--num-virtual-tokens", type=_whole(MAX_HYPERPARAMETER), help="soft-prompt length (prefix, prompt tuning)")
-    parser.add_argument("--trainable-layers", type=_whole(MAX_HYPERPARAMETER), help="last layers trained (freeze)")
+    parser.add_argument("--gradient-accumulation-steps", type=whole(1, MAX_STEPS), default=1, help="micro-batches per step")
+    parser.add_argument("--lora-rank", type=whole(1, MAX_HYPERPARAMETER), help="LoRA rank (the method's 'r')")
+    parser.add_argument("--num-virtual-tokens", type=whole(1, MAX_HYPERPARAMETER), help="soft-prompt length (prefix, prompt tuning)")
+    parser.add_argument("--trainable-layers", type=whole(1, MAX_HYPERPARAMETER), help="last layers trained (freeze)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any method hyperparameter (repeatable); the value is JSON or a plain string")
     parser.add_argument("--head", choices=["lm", "classification"], default="lm", help="language-model or classifier head")
-    parser.add_argument("--num-labels", type=_whole(MAX_LABELS), default=2, help="classes of a classification head")
+    parser.add_argument("--num-labels", type=whole(1, MAX_LABELS), default=2, help="classes of a classification head")
     parser.add_argument("--gpu", help="accelerator catalog id (see `advisor gpus`); gives `fits` and time")
-    parser.add_argument("--gpu-memory-gib", type=_finite(0, MAX_GPU_MEMORY_GIB, low_included=False), help="overrides the catalog's memory per device")
-    parser.add_argument("--num-gpus", type=_whole(MAX_GPUS), default=1, help="devices (data parallel)")
+    parser.add_argument("--gpu-memory-gib", type=finite(0, MAX_GPU_MEMORY_GIB, low_included=False), help="overrides the catalog's memory per device")
+    parser.add_argument("--num-gpus", type=whole(1, MAX_GPUS), default=1, help="devices (data parallel)")
     parser.add_argument("--sharding", choices=["none", "ddp", "fsdp", "zero2", "zero3"], default=None,
                         help="multi-GPU scheme (default: ddp with several GPUs)")
     parser.add_argument("--optimizer", choices=["adamw", "adamw_8bit", "paged_adamw_8bit"], default="adamw")
-    parser.add_argument("--tasks", type=_whole(MAX_TASKS), default=1, help="tasks/variants stored (storage total)")
-    parser.add_argument("--tokens", type=_whole(MAX_TOKENS), help="training tokens of the whole run (for hours and cost)")
-    parser.add_argument("--price-per-hour", type=_finite(0, MAX_PRICE_PER_HOUR, low_included=True), help="price of one device-hour (for the cost)")
+    parser.add_argument("--tasks", type=whole(1, MAX_TASKS), default=1, help="tasks/variants stored (storage total)")
+    parser.add_argument("--tokens", type=whole(1, MAX_TOKENS), help="training tokens of the whole run (for hours and cost)")
+    parser.add_argument("--price-per-hour", type=finite(0, MAX_PRICE_PER_HOUR, low_included=True), help="price of one device-hour (for the cost)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=run)
-
-
-def _whole(limit: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from 1 to `limit`."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if not 1 <= value <= limit:
-            raise argparse.ArgumentTypeError(f"invalid value '{text}': expected a whole number from 1 to {limit}")
-        return value
-
-    return parse
-
-
-def _finite(low: float, limit: float, low_included: bool) -> Callable[[str], float]:
-    """An argparse type: a finite number above `low` (or equal, when `low_included`) and at most `limit`."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        above = value >= low if low_included else value > low
-        if not (above and value <= limit):  # NaN fails every comparison; inf fails the limit
-            relation = ">=" if low_included else ">"
-            raise argparse.ArgumentTypeError(f"invalid value '{text}': expected a number {relation} {low:g} "
-                                             f"and <= {limit:g}")
-        return value
-
-    return parse
 
 
 def method_values(args: argparse.Namespace, accepted: list[str], method: str) -> dict[str, Any]:

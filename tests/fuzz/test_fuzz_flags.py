@@ -105,11 +105,43 @@ def test_split_flags(tmp_path, flags, overwrite):
      "invalid value"),
     (["estimate", "--model", "~nosuchuser", "--method", "lora"], "unknown model"),
     (["plan", "--model", "~nosuchuser/x"], "unknown model"),
+    (["plan", "--profile", "/"], "not a regular file"),
+    (["validate", "/", "--seq-len", "99999999999999999999"], "from 1 to 1048576"),
+    (["validate", "/", "--max-listed", "-1"], "from 0 to"),
+    (["split", "/", "--out", "o", "--kfold", "1000000000"], "from 2 to 100"),
+    (["split", "/", "--out", "o", "--kfold", "inf"], "from 2 to 100"),
 ])
 def test_issue_15_numbers_are_one_line(argv, message):
     outcome = run_cli(argv)
     assert_contract(outcome, codes=[2])
     assert message in outcome.err, str(outcome)
+
+
+MODEL_CONFIGS = {
+    "list": b"[]",
+    "empty-object": b"{}",
+    "utf16": '{"model_type": "llama"}'.encode("utf-16"),
+    "latin1": '{"model_type": "llamé"}'.encode("latin-1"),
+    "deep": ('{"model_type": ' + "[" * 100_000 + "]" * 100_000 + "}").encode(),
+    "huge-layers": b'{"model_type": "llama", "num_hidden_layers": 1e300, "hidden_size": 64, "intermediate_size": 128,'
+                   b' "num_attention_heads": 4, "vocab_size": 100}',
+    "negative": b'{"model_type": "llama", "num_hidden_layers": -1, "hidden_size": 64, "intermediate_size": 128,'
+                b' "num_attention_heads": 4, "vocab_size": 100}',
+    "strings": b'{"model_type": "llama", "num_hidden_layers": "two", "hidden_size": 64, "intermediate_size": 128,'
+               b' "num_attention_heads": 4, "vocab_size": 100}',
+    "not-json": b"model_type: llama",
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_CONFIGS))
+def test_a_local_model_directory_with_a_hostile_config(tmp_path, name):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_bytes(MODEL_CONFIGS[name])
+    before = fingerprint(tmp_path)
+    for argv in (["plan", "--model", str(tmp_path / "model"), "--json"],
+                 ["estimate", "--model", str(tmp_path / "model"), "--method", "lora", "--json"]):
+        assert_contract(run_cli(argv), codes=[2])
+    assert_unchanged(before, tmp_path)
 
 
 @pytest.mark.parametrize("seed", ["-1", "4294967296", "99999999999999999999", "1.5", "nan"])
