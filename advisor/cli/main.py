@@ -62,9 +62,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _one_line(f"cannot use {where}: {error.strerror or error}", EXIT_USAGE)
 
 
+#: An error line longer than this is cut: listing 100,000 column names helps nobody.
+LONGEST_ERROR = 2000
+
+
 def _one_line(message: str, exit_code: int) -> int:
     """The contract: one `error:` line on stderr, whatever the message holds."""
     text = " ".join(message.split()) or "unknown error"
+    if len(text) > LONGEST_ERROR:
+        text = f"{text[:LONGEST_ERROR]}... ({len(text) - LONGEST_ERROR:,} more characters)"
     print(f"error: {text}", file=sys.stderr)
     return exit_code
 

@@ -317,6 +317,25 @@ def test_hostile_data_files(tmp_path, name):
     assert_unchanged(before, tmp_path / "in")
 
 
+def test_a_100k_column_csv_is_read_in_seconds(tmp_path):
+    """The readers are linear in columns: 100,000 columns once took forever (quadratic header checks)."""
+    import time
+
+    data = tmp_path / "wide.csv"
+    data.write_bytes(_wide_csv(100_000))
+    started = time.perf_counter()
+    outcome = run_cli(["validate", str(data), "--json"])
+    elapsed = time.perf_counter() - started
+    assert_contract(outcome, codes=[0])
+    assert len(json.loads(outcome.out)["columns"]) == 100_002
+    assert elapsed < 30, f"{elapsed:.1f} s"  # ~1 s on an idle core; quadratic took hours
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_bytes(_wide_csv(100_000).replace(b"text,label,", b"a,b,", 1))
+    refused = run_cli(["validate", str(unknown)])
+    assert_contract(refused, codes=[2])
+    assert len(refused.err) < 2200
+
+
 def test_a_fifo_is_refused_not_waited_on(tmp_path):
     """Reading a named pipe would wait forever for a writer."""
     fifo = tmp_path / "data.jsonl"
