@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from advisor.cli.estimate import SHORTCUTS
 from advisor.cli.plan import FLAGS
 
 from .contract import assert_contract, assert_unchanged, fingerprint, numbers, run_cli, words

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -120,7 +119,7 @@ BROKEN_METHODS = {
 @pytest.mark.parametrize("name", sorted(BROKEN_METHODS))
 def test_a_method_that_cannot_be_sized_is_dropped_and_named(install, name):
     source, detail = BROKEN_METHODS[name]
-    install(source + f'''
+    install(source + '''
 
 def _bad(name):
     return Bad(name=name, description="broken", family="additive", mergeable=False, learning_rate=(1e-4, 1e-3))
@@ -128,8 +127,8 @@ def _bad(name):
 
 @hookimpl
 def advisor_register_methods(register):
-    register(_bad("{{name}}"))
-    register(tiny("{{name}}-good"))
+    register(_bad("{name}"))
+    register(tiny("{name}-good"))
 ''', name)
     outcome = run_cli(["plugins", "--json"])
     assert_contract(outcome, codes=[0])
