@@ -45,7 +45,8 @@ def parse_json(text: str) -> Any:
     except ValueError as error:  # NaN/Infinity, or an integer longer than Python converts (4300 digits)
         constant = next((name for name in ("-Infinity", "Infinity", "NaN") if name in str(error)), None)
         raise json.JSONDecodeError(str(error), text, text.find(constant) if constant else 0) from None
-    check_nesting(value)
+    if text.count("[") + text.count("{") > MAX_NESTING:  # fewer brackets cannot nest deeper: skip the walk
+        check_nesting(value)
     return value
 
 

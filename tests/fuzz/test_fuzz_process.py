@@ -42,3 +42,26 @@ def test_json_from_a_real_process_is_one_document(tmp_path):
         outcome = run_process(argv)
         assert_contract(outcome, codes=[0])
         json.loads(outcome.out)
+
+
+# -- the last line of defence in advisor.cli.main ------------------------------------------
+@pytest.mark.parametrize("raised, message", [
+    (RecursionError("maximum recursion depth exceeded"), "error: an input is nested more than 100 levels deep"),
+    (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), "error: an input is not UTF-8 text"),
+    (PermissionError(13, "Permission denied", "/locked/plan.json"), "error: cannot use '/locked/plan.json': "
+                                                                    "Permission denied"),
+    (__import__("advisor.errors", fromlist=["UserError"]).UserError("two\nlines\n" + "x" * 5000),
+     "error: two lines xxx"),
+])
+def test_what_slips_through_is_still_one_line(monkeypatch, raised, message):
+    from advisor.cli import plugins
+
+    from .contract import run_cli
+
+    def handler(args):
+        raise raised
+
+    monkeypatch.setattr(plugins, "run", handler)
+    outcome = run_cli(["plugins"])
+    assert_contract(outcome, codes=[2])
+    assert outcome.err.startswith(message) and len(outcome.err) < 2100
