@@ -105,7 +105,10 @@ def load_model(
         model.config.pad_token_id = pad_token_id
     loaded = pretrained_names(model, info.get("missing_keys", ()))
     with plugin_call(method, "build()"):
-        return method.build(model, method_hp, PEFT_TASK_TYPES[kind]), loaded
+        trainable = method.build(model, method_hp, PEFT_TASK_TYPES[kind])
+        if not isinstance(trainable, torch.nn.Module):
+            raise TypeError(f"build() returned {type(trainable).__name__}, not a torch module")
+    return trainable, loaded
 
 
 def pretrained_names(model: Any, missing_keys: Iterable[str]) -> set[str]:

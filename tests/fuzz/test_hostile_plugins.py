@@ -282,3 +282,54 @@ def test_plugin_call_sends_plugin_output_to_stderr(capsys):
         print("from the plugin")
     captured = capsys.readouterr()
     assert captured.out == "" and "from the plugin" in captured.err
+
+
+@pytest.mark.slow  # imports torch and transformers
+@pytest.mark.parametrize("misbehaviour, detail", [
+    ("build_raises", "failed in build(): RuntimeError: cannot wrap"),
+    ("build_none", "failed in build(): TypeError: build() returned NoneType, not a torch module"),
+    ("build_exits", "failed in build(): SystemExit"),
+    ("options_none", "failed in load_options(): TypeError"),
+])
+def test_build_and_load_options_failures_name_the_plugin(tmp_path, misbehaviour, detail):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from advisor.backends.hardware import Precision
+    from advisor.backends.loading import load_model
+    from advisor.methods import Footprint, Method
+
+    class Hostile(Method):
+        def footprint(self, arch, hp):
+            return Footprint(trainable_params=1)
+
+        def build(self, model, hp, task_type="CAUSAL_LM"):
+            if misbehaviour == "build_raises":
+                raise RuntimeError("cannot wrap")
+            if misbehaviour == "build_exits":
+                raise SystemExit(1)
+            return None if misbehaviour == "build_none" else model
+
+        def load_options(self, hp, precision="bf16"):
+            return None if misbehaviour == "options_none" else {}
+
+    LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=1)).save_pretrained(tmp_path)
+    method = Hostile(name="hostile", description="x", family="additive", mergeable=False, learning_rate=(1e-4, 1e-3))
+    with manager.registered_plugin(types_namespace(method), name="hostile_plugin", package="hostile-package"):
+        with pytest.raises(PluginError) as error:
+            load_model(str(tmp_path), "causal_lm", Precision(weights="float32"), "bf16", method, method.hyperparameters())
+    assert error.value.message.startswith("method 'hostile' (plugin 'hostile_plugin', package hostile-package) ")
+    assert detail in error.value.message
+
+
+def types_namespace(method):
+    """A plugin object registering `method`."""
+    import types
+
+    from advisor import hookimpl
+
+    @hookimpl
+    def advisor_register_methods(register):
+        register(method)
+
+    return types.SimpleNamespace(advisor_register_methods=advisor_register_methods)
