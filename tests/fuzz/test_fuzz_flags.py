@@ -179,3 +179,27 @@ def test_plan_out_in_a_read_only_folder_is_one_line(tmp_path):
     outcome = run_cli(["plan", "--out", str(folder / "plan.json")])
     assert_contract(outcome, codes=[2])
     assert "cannot write" in outcome.err
+
+
+EXECUTE_FLAGS = ["--max-steps", "--save-steps", "--backend", "--output-dir", "--data"]
+
+
+@pytest.mark.slow  # execute imports torch before it looks at the plan's recommendation
+@FUZZ
+@given(st.lists(st.tuples(st.sampled_from(EXECUTE_FLAGS), st.one_of(numbers, words)), max_size=3),
+       st.lists(st.sampled_from(["--dry-run", "--no-probe", "--json", "--resume", "--overwrite"]), unique=True))
+def test_execute_flags(tmp_path, flags, switches):
+    """A plan with nothing to train: every run ends in exit 1 (nothing to train) or 2 (bad flags), files intact."""
+    from advisor.models import Plan, Profile, Recommendation
+
+    plan = tmp_path / "plan.json"
+    data = tmp_path / "data.jsonl"
+    if not plan.exists():
+        plan.write_text(Plan(profile=Profile(), recommendation=Recommendation(approach="prompting", summary="x"))
+                        .model_dump_json(), encoding="utf-8")
+        data.write_text('{"text": "hi", "label": "a"}\n{"text": "yo", "label": "b"}\n', encoding="utf-8")
+    before = fingerprint(tmp_path)
+    argv = ["execute", str(plan), "--data", str(data), "--output-dir", str(tmp_path / "run"), *switches]
+    outcome = run_cli(argv + [f"{flag}={value}" for flag, value in flags])
+    assert_contract(outcome, codes=[1, 2])
+    assert_unchanged(before, tmp_path)
