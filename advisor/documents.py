@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from .errors import UserError, describe_validation_error
 from .models import Plan
@@ -72,11 +73,21 @@ def check_nesting(value: Any, max_values: Optional[int] = None) -> None:
 
 def print_json(document: Any) -> None:
     """Write one JSON document to stdout (the contract: nothing else on stdout with --json)."""
+    sys.stdout.write(json_text(document) + "\n")
+
+
+def json_text(document: Any) -> str:
+    """A model or plain data as indented JSON.
+
+    A file name that is not UTF-8 reaches Python as lone surrogates (surrogateescape); pydantic's
+    serializer refuses them, json.dumps writes them as \\u escapes, which is still valid JSON.
+    """
     if isinstance(document, BaseModel):
-        text = document.model_dump_json(indent=2)
-    else:
-        text = json.dumps(document, indent=2, default=str)
-    sys.stdout.write(text + "\n")
+        try:
+            return document.model_dump_json(indent=2)
+        except PydanticSerializationError:
+            document = document.model_dump(mode="json")
+    return json.dumps(document, indent=2, default=str)
 
 
 def read_structured_file(path: str) -> dict[str, Any]:

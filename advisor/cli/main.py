@@ -57,6 +57,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UnicodeDecodeError as error:
         return _one_line(f"an input is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8",
                          EXIT_USAGE)
+    except UnicodeEncodeError:  # a name from the command line that is not UTF-8, on a strict stdout
+        return _one_line("cannot print a file or column name that is not valid UTF-8; rename it", EXIT_USAGE)
     except OSError as error:
         where = f"'{error.filename}'" if error.filename is not None else "a file"
         return _one_line(f"cannot use {where}: {error.strerror or error}", EXIT_USAGE)

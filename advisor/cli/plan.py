@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         from pathlib import Path
 
-        from ..documents import write_new_file
+        from ..documents import json_text, write_new_file
 
-        write_new_file(Path(args.out), plan.model_dump_json(indent=2) + "\n")
+        write_new_file(Path(args.out), json_text(plan) + "\n")
     if args.json:
         print_json(plan)
     else:

@@ -336,6 +336,24 @@ def test_a_100k_column_csv_is_read_in_seconds(tmp_path):
     assert len(refused.err) < 2200
 
 
+def test_file_names_that_are_not_utf8(tmp_path):
+    """Linux allows any bytes in a name; Python hands them over as lone surrogates, which JSON must escape."""
+    folder = tmp_path / os.fsdecode(b"caf\xe9")
+    folder.mkdir()
+    data = folder / os.fsdecode(b"\xfe.csv")
+    data.write_text("text,label\n" + "".join(f"row {i},{'ab'[i % 2]}\n" for i in range(10)), encoding="utf-8")
+    before = fingerprint(folder)
+    for argv in (["validate", str(data), "--json"], ["plan", "--data", str(data), "--json"],
+                 ["split", str(data), "--out", str(tmp_path / os.fsdecode(b"out\xff")), "--json"],
+                 ["plan", "--data", str(data), "--out", str(tmp_path / os.fsdecode(b"plan\xfd.json"))],
+                 ["validate", str(data), "--text-column", os.fsdecode(b"\xff")], ["validate", str(data)]):
+        outcome = run_cli(argv)
+        assert_contract(outcome, codes=[0, 2])
+        assert outcome.code == (2 if "--text-column" in argv else 0), str(outcome)
+    assert_unchanged(before, folder)
+    assert json.loads((tmp_path / os.fsdecode(b"plan\xfd.json")).read_text(encoding="utf-8"))["profile"]["data"] == str(data)
+
+
 def test_a_fifo_is_refused_not_waited_on(tmp_path):
     """Reading a named pipe would wait forever for a writer."""
     fifo = tmp_path / "data.jsonl"
