@@ -203,3 +203,19 @@ def test_execute_flags(tmp_path, flags, switches):
     outcome = run_cli(argv + [f"{flag}={value}" for flag, value in flags])
     assert_contract(outcome, codes=[1, 2])
     assert_unchanged(before, tmp_path)
+
+
+LONG = "a" * 5000
+
+
+@pytest.mark.parametrize("argv", [
+    ["plan", "--model", LONG], ["validate", LONG + ".csv"], ["plan", "--profile", LONG + ".json"],
+    ["split", "data.csv", "--out", LONG], ["plan", "--out", LONG], ["estimate", "--model", LONG, "--method", "lora"],
+    ["plan", "--data", LONG + ".csv"], ["validate", "data.csv", "--against", LONG + ".csv"],
+])
+def test_names_too_long_for_the_file_system_are_one_line(tmp_path, argv):
+    (tmp_path / "data.csv").write_text("text,label\n" + "".join(f"r{i},{'ab'[i % 2]}\n" for i in range(8)),
+                                       encoding="utf-8")
+    outcome = run_cli(argv)
+    assert_contract(outcome, codes=[2])
+    assert len(outcome.err) < 2100
