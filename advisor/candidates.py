@@ -18,6 +18,7 @@ from .estimate import EstimateRequest, estimate
 from .estimate.search import FitResult, best_fit, smallest_tried
 from .facts import Facts, derive_facts, method_facts
 from .knowledge_base import ModelEntry, gpus, models, resolve_gpu, tasks
+from .manager import footprint_of
 from .methods import Method
 from .models import Alternative, Estimate, Profile
 from .rules import Settings
@@ -96,7 +97,7 @@ def configure(method: Method, profile: Profile, model: ModelEntry, facts: Facts,
     train_examples = profile.examples * (1 - settings.get("validation_ratio", 0.2))
     request = EstimateRequest(
         architecture=model.architecture,
-        footprint=method.footprint(model.architecture, hp),
+        footprint=footprint_of(method, model.architecture, hp),
         precision=settings.get("precision", "bf16"),
         batch_size=profile.batch_size or effective,
         seq_len=seq_len,

@@ -50,10 +50,16 @@ def describe_validation_error(error: ValidationError, model: type | None = None)
         return f"unknown key '{location}'{did_you_mean(key, known)}"
     if first["type"] == "missing":
         return f"missing required key '{location}'"
-    message = first["msg"]
+    message = first["msg"].removeprefix("Value error, ")  # our own validators' ValueError text
     if first["type"] in ("enum", "literal_error"):
-        return f"invalid value {first['input']!r} for '{location}': {message.lower()}"
-    return f"invalid value {first.get('input')!r} for '{location}': {message}"
+        return f"invalid value {_shown(first['input'])} for '{location}': {message.lower()}"
+    return f"invalid value {_shown(first.get('input'))} for '{location}': {message}"
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """repr(value), cut to `limit` characters: a megabyte of input is not an error line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _field_names(model: type, path: tuple) -> list[str]:

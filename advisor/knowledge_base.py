@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -111,14 +112,18 @@ def resolve_model(model: str) -> ModelEntry:
     catalog = models()
     if model in catalog:
         return catalog[model]
-    directory = Path(model).expanduser()
+    directory = Path(os.path.expanduser(model))  # unlike Path.expanduser, leaves an unknown ~user as it is
     config_file = directory / "config.json"
     if directory.is_dir() and config_file.is_file():
         try:
             config = json.loads(config_file.read_text(encoding="utf-8"))
+            if not isinstance(config, dict):
+                raise ValueError("config.json is not a JSON object")
             architecture = Architecture.from_hf_config(config)
-        except (ValueError, KeyError, ValidationError) as error:
-            raise UserError(f"cannot read model directory '{model}': {error}")
+        except ValidationError as error:
+            raise UserError(f"cannot read model directory '{model}': {describe_validation_error(error)}")
+        except (ValueError, KeyError, TypeError, RecursionError, OSError) as error:
+            raise UserError(f"cannot read model directory '{model}': {type(error).__name__}: {error}")
         return ModelEntry(id=directory.name, path=str(directory.resolve()), architecture=architecture)
     raise UserError(
         f"unknown model '{model}'; known: {', '.join(catalog)} (or pass a local model directory with a config.json)"

@@ -15,15 +15,15 @@ from typing import Any, ClassVar, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from .architecture import Architecture
+from .models import StrictModel
 from .precision import Dtypes
 
 MethodFamily = Literal["full", "partial", "additive", "reparameterisation", "soft-prompt"]
 
 
-class MethodHyperparameters(BaseModel):
-    """Base of every method's own settings (rank, virtual tokens, layers...): unknown keys refused."""
-
-    model_config = ConfigDict(extra="forbid")
+class MethodHyperparameters(StrictModel):
+    """Base of every method's own settings (rank, virtual tokens, layers...): unknown keys, infinities,
+    and booleans for numbers (or numbers for booleans) refused, like every input model."""
 
 
 class Footprint(BaseModel):

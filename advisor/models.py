@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 SCHEMA_VERSION = 1
 
@@ -27,11 +27,48 @@ Precision = Literal["bf16", "mixed", "fp16", "fp32"]
 Sharding = Literal["none", "ddp", "fsdp", "zero2", "zero3"]
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
 
+#: Upper bounds of the numbers a person gives: far above any real run, low enough that the
+#: estimator's arithmetic stays finite. pydantic's message names the limit.
+MAX_EXAMPLES = 10**12
+MAX_CORPUS_TOKENS = 10**15
+MAX_SEQ_LEN = 2**20
+MAX_BATCH_SIZE = 2**16
+MAX_GPUS = 4096
+MAX_TASKS = 10**6
+MAX_GPU_MEMORY_GIB = 10_000.0
+MAX_PRICE_PER_HOUR = 1_000_000.0
+MAX_EPOCHS = 10_000.0
+MAX_STEPS = 2**16
+MAX_SEED = 2**32 - 1  # numpy and torch seeds are unsigned 32-bit
+MAX_FOLDS = 100
+
 
 class StrictModel(BaseModel):
-    """Base of every input/output model: unknown keys are refused."""
+    """Base of every input/output model: unknown keys, infinities and NaN are refused."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_and_booleans_stay_apart(cls, value: Any, info: ValidationInfo) -> Any:
+        """JSON `true` is not the number 1, nor 1 a yes: pydantic's lax mode would convert both."""
+        annotation = cls.model_fields[info.field_name].annotation if info.field_name else None
+        if isinstance(value, bool) and _holds(annotation, (int, float)):
+            raise ValueError("expected a number, got a true/false value")
+        if _holds(annotation, (bool,)) and not isinstance(value, bool) and value is not None:
+            raise ValueError("expected true or false")
+        return value
+
+
+def _holds(annotation: Any, kinds: tuple[type, ...]) -> bool:
+    """The annotation is one of `kinds`, or a union (Optional) holding one."""
+    import types
+    import typing
+
+    if annotation in kinds:
+        return True
+    is_union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return is_union and any(arg in kinds for arg in typing.get_args(annotation))
 
 
 class Profile(StrictModel):
@@ -39,26 +76,26 @@ class Profile(StrictModel):
 
     goal: Goal = Field("behavior", description="knowledge injection vs behaviour alignment (style, format, task skill)")
     task: Task = Field("instruction", description="task family")
-    examples: int = Field(1000, ge=0, description="labelled examples available")
+    examples: int = Field(1000, ge=0, le=MAX_EXAMPLES, description="labelled examples available")
     quality: Quality = Field("medium", description="data quality")
     dynamic_knowledge: bool = Field(False, description="the facts change often (news, prices, catalogue)")
     one_off: bool = Field(False, description="a one-off or rarely repeated task")
     model: str = Field("llama-3.2-1b", description="model catalog id, or a local directory with a config.json")
     gpu: str = Field("a10g", description="accelerator catalog id per device (cpu for none)")
-    gpu_memory_gib: Optional[float] = Field(None, gt=0, description="overrides the catalog's memory per device")
-    num_gpus: int = Field(1, ge=1, description="devices on the machine")
+    gpu_memory_gib: Optional[float] = Field(None, gt=0, le=MAX_GPU_MEMORY_GIB, description="overrides the catalog's memory per device")
+    num_gpus: int = Field(1, ge=1, le=MAX_GPUS, description="devices on the machine")
     latency: Latency = Field("moderate", description="strict = no added inference latency allowed")
-    tasks: int = Field(1, ge=1, description="tasks/variants served from one base model")
-    seq_len: Optional[int] = Field(None, ge=8, description="training sequence length (default chosen by the plan)")
-    batch_size: Optional[int] = Field(None, ge=1, description="micro-batch size per device (default chosen by the plan)")
+    tasks: int = Field(1, ge=1, le=MAX_TASKS, description="tasks/variants served from one base model")
+    seq_len: Optional[int] = Field(None, ge=8, le=MAX_SEQ_LEN, description="training sequence length (default chosen by the plan)")
+    batch_size: Optional[int] = Field(None, ge=1, le=MAX_BATCH_SIZE, description="micro-batch size per device (default chosen by the plan)")
     method: Optional[str] = Field(None, description="force a method plugin; the plan still estimates and warns")
     data: Optional[str] = Field(None, description="a data file; its validation report fills examples, task and quality")
-    price_per_hour: Optional[float] = Field(None, ge=0, description="price of one device-hour, for a cost estimate")
+    price_per_hour: Optional[float] = Field(None, ge=0, le=MAX_PRICE_PER_HOUR, description="price of one device-hour, for a cost estimate")
     # -- added by issue 17; every one has a default, so older profiles read as before
     goals: list[Goal] = Field(default_factory=list, description="several goals at once (goal is the first when given)")
     keep_general_ability: bool = Field(False, description="the tuned model must keep its general ability")
     continual_updates: bool = Field(False, description="the model is updated again and again (e.g. monthly)")
-    corpus_tokens: Optional[int] = Field(None, ge=0, description="unlabelled domain corpus, in tokens, "
+    corpus_tokens: Optional[int] = Field(None, ge=0, le=MAX_CORPUS_TOKENS, description="unlabelled domain corpus, in tokens, "
                                          "for continued pre-training before task tuning")
     language: str = Field("en", description="main language of the data (ISO 639-1 code)")
 
@@ -159,10 +196,10 @@ class Alternative(StrictModel):
 class DataHandling(StrictModel):
     validation_ratio: float = Field(0.2, ge=0, lt=1)
     test_ratio: float = Field(0.0, ge=0, lt=1)
-    kfold: Optional[int] = Field(None, ge=2)
+    kfold: Optional[int] = Field(None, ge=2, le=MAX_FOLDS)
     stratify: bool = False
-    seed: int = 42
-    seq_len: Optional[int] = None
+    seed: int = Field(42, ge=0, le=MAX_SEED)
+    seq_len: Optional[int] = Field(None, ge=1, le=MAX_SEQ_LEN)
 
 
 class ParamGroup(StrictModel):
@@ -172,26 +209,26 @@ class ParamGroup(StrictModel):
         description="new: parameters the run initialises (task head, adapter/LoRA weights, soft prompts); "
         "pretrained: trainable weights that came with the base model"
     )
-    learning_rate: float = Field(gt=0)
+    learning_rate: float = Field(gt=0, le=1)
     rule: str = Field(description="id of the rule that chose this rate")
 
 
 class TrainingHyperparameters(StrictModel):
     """Everything the backend needs to configure the Trainer; chosen by the rules."""
 
-    learning_rate: float = Field(gt=0, description="rate of the pretrained group (or the only group)")
+    learning_rate: float = Field(gt=0, le=1, description="rate of the pretrained group (or the only group)")
     param_groups: list[ParamGroup] = Field(default_factory=list)
-    epochs: float = Field(3.0, gt=0)
-    batch_size: int = Field(8, ge=1, description="micro-batch per device")
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    seq_len: int = Field(512, ge=8)
+    epochs: float = Field(3.0, gt=0, le=MAX_EPOCHS)
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH_SIZE, description="micro-batch per device")
+    gradient_accumulation_steps: int = Field(1, ge=1, le=MAX_STEPS)
+    seq_len: int = Field(512, ge=8, le=MAX_SEQ_LEN)
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of steps (TrainingArguments.warmup_steps takes it)")
     scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    max_grad_norm: float = Field(1.0, gt=0, le=1e6)
     gradient_checkpointing: bool = False
     optimizer: Optimizer = "adamw"
-    early_stopping_patience: Optional[int] = Field(2, ge=1, description="evaluations without improvement; null = off")
+    early_stopping_patience: Optional[int] = Field(2, ge=1, le=MAX_STEPS, description="evaluations without improvement; null = off")
     eval_metric: str = Field("loss", description="what early stopping and best-checkpoint selection watch")
     method: dict[str, Any] = Field(default_factory=dict, description="the method plugin's own hyperparameters")
     packing: Optional[bool] = Field(

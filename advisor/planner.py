@@ -25,7 +25,7 @@ from .candidates import (
 )
 from .facts import CPT_MIN_TOKENS, Facts, derive_facts, method_facts
 from .knowledge_base import ModelEntry, method_preference, resolve_model, tasks
-from .manager import all_methods, get_method
+from .manager import get_method, usable_methods
 from .methods import Method
 from .models import (
     Alternative, DataHandling, ParamGroup, Plan, PlanStage, Profile, Rationale, Recommendation, Training,
@@ -95,7 +95,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
 
     approach, complements = decide_approach(facts, trace)
     fine_tuning = approach == "fine_tune" or profile.method is not None
-    methods = methods_for_objective(profile)
+    methods = methods_for_objective(profile, model)
     # Method rules explain a fine-tune; a prompting/RAG plan ranks methods only for its alternatives.
     order, excluded, ranked_by = rank_methods(methods, facts, trace if fine_tuning else Trace(), profile.method)
     candidates = {name: configure(methods[name], profile, model, facts, data_report, excluded.get(name))
@@ -157,14 +157,15 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
     )
 
 
-def methods_for_objective(profile: Profile) -> dict[str, Method]:
-    """The methods that train on the profile's kind of data: preference pairs, or supervised examples."""
+def methods_for_objective(profile: Profile, model: ModelEntry) -> dict[str, Method]:
+    """The usable methods that train on the profile's kind of data: preference pairs, or supervised examples."""
     objective = "preference" if profile.task == "preference" else "supervised"
     if profile.method is not None and get_method(profile.method).objective != objective:
         wanted = {"preference": "preference pairs (chosen/rejected)", "supervised": "supervised examples"}
         raise UserError(f"method '{profile.method}' trains on {wanted[get_method(profile.method).objective]} and "
                         f"task '{profile.task}' on {wanted[objective]}: choose another --method or --task")
-    return {name: method for name, method in all_methods().items() if method.objective == objective}
+    usable = usable_methods(model.architecture, forced=profile.method)
+    return {name: method for name, method in usable.items() if method.objective == objective}
 
 
 def assumed(facts: Facts) -> list[str]:

@@ -21,7 +21,6 @@ config generated on a laptop is right for the cluster it names.
 from __future__ import annotations
 
 import importlib.util
-import json
 import shlex
 import signal
 import subprocess
@@ -32,7 +31,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import UserError
-from ..knowledge_base import resolve_gpu, resolve_model
+from ..knowledge_base import resolve_gpu
 from ..precision import resolve_dtypes
 from . import artifacts
 from .manifest import check_resume

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from ..errors import UserError
 from ..knowledge_base import resolve_model
+from ..manager import plugin_call
 from ..methods import Method, MethodHyperparameters
 from ..precision import Dtypes
 from .tasks import PEFT_TASK_TYPES
@@ -86,7 +87,8 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     options: dict[str, Any] = {"dtype": getattr(torch, precision.weights), "output_loading_info": True}
-    options.update(method.load_options(method_hp, precision))
+    with plugin_call(method, "load_options()"):
+        options.update(method.load_options(method_hp, precision))
     if kind == "classification":
         options.update(
             num_labels=len(labels or []),
@@ -103,7 +105,11 @@ def load_model(
     if pad_token_id is not None and model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id
     loaded = pretrained_names(model, info.get("missing_keys", ()))
-    return method.build(model, method_hp, PEFT_TASK_TYPES[kind]), loaded
+    with plugin_call(method, "build()"):
+        trainable = method.build(model, method_hp, PEFT_TASK_TYPES[kind])
+        if not isinstance(trainable, torch.nn.Module):
+            raise TypeError(f"build() returned {type(trainable).__name__}, not a torch module")
+    return trainable, loaded
 
 
 def pretrained_names(model: Any, missing_keys: Iterable[str]) -> set[str]:

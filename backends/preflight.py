@@ -34,6 +34,7 @@ from typing import Any, Iterator, NamedTuple, Optional
 from ..data import RecordError
 from ..data.report import TokenLengths
 from ..knowledge_base import resolve_gpu, resolve_model
+from ..manager import footprint_of
 from ..models import Estimate
 from .downshift import next_shape
 from .models import Downshift, TrainShape
@@ -208,7 +209,7 @@ def estimate_at(prepared: Prepared, batch_size: int, seq_len: int, gradient_chec
     architecture = resolve_model(profile.model).architecture
     planned = plan.estimate.config if plan.estimate else {}
     request = EstimateRequest(
-        architecture=architecture, footprint=prepared.method.footprint(architecture, prepared.method_hp),
+        architecture=architecture, footprint=footprint_of(prepared.method, architecture, prepared.method_hp),
         precision=precision or plan.training.precision, batch_size=batch_size, seq_len=seq_len,
         gradient_checkpointing=gradient_checkpointing, optimizer=prepared.hp.optimizer,
         num_gpus=profile.num_gpus, sharding=planned.get("sharding", "ddp" if profile.num_gpus > 1 else "none"),

@@ -15,10 +15,17 @@ import json
 from typing import Any
 
 from ..errors import EXIT_NO, UserError
-from ..documents import print_json
+from ..documents import TooDeep, parse_json, print_json
+from ..models import MAX_BATCH_SIZE, MAX_GPU_MEMORY_GIB, MAX_GPUS, MAX_PRICE_PER_HOUR, MAX_SEQ_LEN, MAX_STEPS, MAX_TASKS
+from .numbers import finite, whole
 
 #: Shortcut flag (argparse dest) -> the method hyperparameter it sets.
 SHORTCUTS = {"lora_rank": "r", "num_virtual_tokens": "num_virtual_tokens", "trainable_layers": "trainable_layers"}
+#: Bounds of the flags the Profile does not bound: the method's own model bounds its hyperparameters
+#: further; these keep the estimator's arithmetic finite.
+MAX_HYPERPARAMETER = 2**20
+MAX_LABELS = 10**6
+MAX_TOKENS = 10**18
 
 
 def register(subparsers) -> None:
@@ -27,38 +34,28 @@ def register(subparsers) -> None:
     parser.add_argument("--method", required=True, help="a method plugin name (see `advisor plugins`)")
     parser.add_argument("--precision", choices=["bf16", "mixed", "fp32"], default="bf16",
                         help="bf16: weights, gradients and states in bf16; mixed: fp32 weights + bf16 autocast")
-    parser.add_argument("--batch-size", type=_positive, default=1, help="micro-batch per device")
-    parser.add_argument("--seq-len", type=_positive, default=512, help="tokens per example")
+    parser.add_argument("--batch-size", type=whole(1, MAX_BATCH_SIZE), default=1, help="micro-batch per device")
+    parser.add_argument("--seq-len", type=whole(1, MAX_SEQ_LEN), default=512, help="tokens per example")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
-    parser.add_argument("--gradient-accumulation-steps", type=_positive, default=1, help="micro-batches per step")
-    parser.add_argument("--lora-rank", type=_positive, help="LoRA rank (the method's 'r')")
-    parser.add_argument("--num-virtual-tokens", type=_positive, help="soft-prompt length (prefix, prompt tuning)")
-    parser.add_argument("--trainable-layers", type=_positive, help="last layers trained (freeze)")
+    parser.add_argument("--gradient-accumulation-steps", type=whole(1, MAX_STEPS), default=1, help="micro-batches per step")
+    parser.add_argument("--lora-rank", type=whole(1, MAX_HYPERPARAMETER), help="LoRA rank (the method's 'r')")
+    parser.add_argument("--num-virtual-tokens", type=whole(1, MAX_HYPERPARAMETER), help="soft-prompt length (prefix, prompt tuning)")
+    parser.add_argument("--trainable-layers", type=whole(1, MAX_HYPERPARAMETER), help="last layers trained (freeze)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any method hyperparameter (repeatable); the value is JSON or a plain string")
     parser.add_argument("--head", choices=["lm", "classification"], default="lm", help="language-model or classifier head")
-    parser.add_argument("--num-labels", type=_positive, default=2, help="classes of a classification head")
+    parser.add_argument("--num-labels", type=whole(1, MAX_LABELS), default=2, help="classes of a classification head")
     parser.add_argument("--gpu", help="accelerator catalog id (see `advisor gpus`); gives `fits` and time")
-    parser.add_argument("--gpu-memory-gib", type=float, help="overrides the catalog's memory per device")
-    parser.add_argument("--num-gpus", type=_positive, default=1, help="devices (data parallel)")
+    parser.add_argument("--gpu-memory-gib", type=finite(0, MAX_GPU_MEMORY_GIB, low_included=False), help="overrides the catalog's memory per device")
+    parser.add_argument("--num-gpus", type=whole(1, MAX_GPUS), default=1, help="devices (data parallel)")
     parser.add_argument("--sharding", choices=["none", "ddp", "fsdp", "zero2", "zero3"], default=None,
                         help="multi-GPU scheme (default: ddp with several GPUs)")
     parser.add_argument("--optimizer", choices=["adamw", "adamw_8bit", "paged_adamw_8bit"], default="adamw")
-    parser.add_argument("--tasks", type=_positive, default=1, help="tasks/variants stored (storage total)")
-    parser.add_argument("--tokens", type=_positive, help="training tokens of the whole run (for hours and cost)")
-    parser.add_argument("--price-per-hour", type=float, help="price of one device-hour (for the cost)")
+    parser.add_argument("--tasks", type=whole(1, MAX_TASKS), default=1, help="tasks/variants stored (storage total)")
+    parser.add_argument("--tokens", type=whole(1, MAX_TOKENS), help="training tokens of the whole run (for hours and cost)")
+    parser.add_argument("--price-per-hour", type=finite(0, MAX_PRICE_PER_HOUR, low_included=True), help="price of one device-hour (for the cost)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=run)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value '{text}': expected a whole number >= 1")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value '{text}': expected a whole number >= 1")
-    return value
 
 
 def method_values(args: argparse.Namespace, accepted: list[str], method: str) -> dict[str, Any]:
@@ -69,7 +66,9 @@ def method_values(args: argparse.Namespace, accepted: list[str], method: str) ->
         if not sep or not key:
             raise UserError(f"invalid --set '{item}': expected KEY=VALUE")
         try:
-            values[key.strip()] = json.loads(text)
+            values[key.strip()] = parse_json(text)
+        except TooDeep as error:
+            raise UserError(f"invalid --set '{key.strip()}': the value is {error}")
         except json.JSONDecodeError:
             values[key.strip()] = text
     for dest, key in SHORTCUTS.items():
@@ -89,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import describe_validation_error
     from ..estimate import EstimateRequest, estimate
     from ..knowledge_base import resolve_gpu, resolve_model
-    from ..manager import get_method
+    from ..manager import footprint_of, get_method
 
     model = resolve_model(args.model)
     method = get_method(args.method)
@@ -98,13 +97,9 @@ def run(args: argparse.Namespace) -> int:
         hp = method.hyperparameters(values)
     except ValidationError as error:
         raise UserError(describe_validation_error(error, method.Hyperparameters))
-    if args.gpu_memory_gib is not None and args.gpu_memory_gib <= 0:
-        raise UserError(f"invalid value {args.gpu_memory_gib} for --gpu-memory-gib: expected a number > 0")
-    if args.price_per_hour is not None and args.price_per_hour < 0:
-        raise UserError(f"invalid value {args.price_per_hour} for --price-per-hour: expected a number >= 0")
     request = EstimateRequest(
         architecture=model.architecture,
-        footprint=method.footprint(model.architecture, hp),
+        footprint=footprint_of(method, model.architecture, hp),
         precision=args.precision,
         batch_size=args.batch_size,
         seq_len=args.seq_len,

@@ -96,9 +96,12 @@ def _check_output_dir(request) -> None:
 
 
 def _check_method_runs_here(plan: Plan) -> None:
-    """A CUDA-only method on a machine without CUDA is refused before the data is read."""
+    """A CUDA-only method or optimizer on a machine without it is refused before the data is read."""
     if plan.training is None:
         return
+    optimizer = plan.training.hyperparameters.optimizer
+    if optimizer in ("adamw_8bit", "paged_adamw_8bit"):  # bitsandbytes kernels; without it the Trainer fails mid-setup
+        require("cuda", f"the optimizer '{optimizer}'")
     from ..backends.hardware import check_method_runs_here, detect_device
     from ..manager import get_method
 

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 from pydantic import ValidationError
 
+from ..documents import TOO_DEEP
 from ..errors import EXIT_USAGE, UserError, describe_validation_error
 
 #: Command modules under advisor.cli, in the order `advisor --help` lists them.
@@ -43,14 +44,37 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(args_list)
         return int(args.handler(args) or 0)
     except UserError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        return error.exit_code
+        return _one_line(error.message, error.exit_code)
     except ValidationError as error:
-        print(f"error: {describe_validation_error(error)}", file=sys.stderr)
-        return EXIT_USAGE
+        return _one_line(describe_validation_error(error), EXIT_USAGE)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    # The causes below are handled where input is read (documents.py, data/readers.py); these
+    # catch what a path not yet covered lets through, so a person still gets one line, not a traceback.
+    except RecursionError:
+        return _one_line(f"an input is {TOO_DEEP}", EXIT_USAGE)
+    except UnicodeDecodeError as error:
+        return _one_line(f"an input is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8",
+                         EXIT_USAGE)
+    except UnicodeEncodeError:  # a name from the command line that is not UTF-8, on a strict stdout
+        return _one_line("cannot print a file or column name that is not valid UTF-8; rename it", EXIT_USAGE)
+    except OSError as error:
+        where = f"'{error.filename}'" if error.filename is not None else "a file"
+        return _one_line(f"cannot use {where}: {error.strerror or error}", EXIT_USAGE)
+
+
+#: An error line longer than this is cut: listing 100,000 column names helps nobody.
+LONGEST_ERROR = 2000
+
+
+def _one_line(message: str, exit_code: int) -> int:
+    """The contract: one `error:` line on stderr, whatever the message holds."""
+    text = " ".join(message.split()) or "unknown error"
+    if len(text) > LONGEST_ERROR:
+        text = f"{text[:LONGEST_ERROR]}... ({len(text) - LONGEST_ERROR:,} more characters)"
+    print(f"error: {text}", file=sys.stderr)
+    return exit_code
 
 
 def run() -> None:

@@ -72,11 +72,9 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         from pathlib import Path
 
-        from ..documents import refuse_existing
+        from ..documents import json_text, write_new_file
 
-        out = Path(args.out)
-        refuse_existing(out, overwrite=False)
-        out.write_text(plan.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        write_new_file(Path(args.out), json_text(plan) + "\n")
     if args.json:
         print_json(plan)
     else:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from ..errors import EXIT_NO, UserError
 from ..documents import print_json
+from ..models import MAX_FOLDS, MAX_SEED
+from .numbers import whole
 from .validate import FORMAT_HELP, add_data_arguments
 
 #: The flags recorded in manifest.json ("the exact arguments"); output-only flags are left out.
@@ -41,8 +43,8 @@ def register(subparsers) -> None:
                           "(default: the label, for classification data)")
     stratify.add_argument("--no-stratify", action="store_true", help="do not stratify classification data by its label")
     parser.add_argument("--group-by", metavar="COLUMN", help="records with the same COLUMN value stay on one side (no group on both sides)")
-    parser.add_argument("--kfold", type=int, metavar="K", help="write K folds instead of one train/validation split")
-    parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    parser.add_argument("--kfold", type=whole(2, MAX_FOLDS), metavar="K", help="write K folds instead of one train/validation split")
+    parser.add_argument("--seed", type=whole(0, MAX_SEED), default=42, help=f"random seed, 0 to {MAX_SEED} (default 42)")
     parser.add_argument("--overwrite", action="store_true", help="replace the split files in an existing DIR")
     parser.add_argument("--drop-invalid", action="store_true", help="leave invalid records out instead of refusing the data")
     parser.add_argument("--json", action="store_true", help="print manifest.json")

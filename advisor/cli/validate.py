@@ -15,6 +15,8 @@ from typing import Callable
 from ..errors import EXIT_NO, EXIT_OK
 from ..data.formats import FORMATS
 from ..documents import print_json
+from ..models import MAX_SEQ_LEN
+from .numbers import whole
 
 FORMAT_HELP = """\
 formats (--format auto detects them from the column names):
@@ -31,6 +33,7 @@ or the element number in a JSON array, or the row number in Parquet.
 """
 
 LABELS_SHOWN = 10
+MAX_LISTED = 10**9
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,12 +56,12 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_data_arguments(parser)
-    parser.add_argument("--seq-len", type=int, metavar="N", help="count the records longer than N tokens (truncated in training)")
+    parser.add_argument("--seq-len", type=whole(1, MAX_SEQ_LEN), metavar="N", help="count the records longer than N tokens (truncated in training)")
     parser.add_argument("--against", metavar="TEST_FILE", help="a held-out file: report its records that also occur in DATA")
     parser.add_argument("--tokenizer", metavar="MODEL_ID_OR_DIR",
                         help="count tokens with this model's tokenizer (a catalog id or a local directory; offline); "
                         "default: estimate ceil(UTF-8 bytes / 4)")
-    parser.add_argument("--max-listed", type=int, default=50, metavar="N", help="list at most N bad records (default 50)")
+    parser.add_argument("--max-listed", type=whole(0, MAX_LISTED), default=50, metavar="N", help="list at most N bad records (default 50)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON document")
     parser.set_defaults(handler=run)
 

@@ -19,10 +19,12 @@ import csv
 import io
 import json
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
+from ..documents import TooDeep, parse_json
 from ..errors import UserError
 from .records import json_type
 from .report import RecordError
@@ -43,9 +45,16 @@ class RawTable:
     lines: list[int] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
     problems: list[RecordError] = field(default_factory=list)
+    #: `columns` as a set, so that adding a row is linear in its columns (100k-column CSVs exist).
+    _known: set[str] = field(default_factory=set, repr=False)
+
+    def add_columns(self, columns: Iterable[str]) -> None:
+        new = [column for column in columns if column not in self._known]
+        self.columns.extend(new)
+        self._known.update(new)
 
     def add(self, row: dict[str, Any], line: int) -> None:
-        self.columns.extend(column for column in row if column not in self.columns)
+        self.add_columns(row)
         self.rows.append(row)
         self.lines.append(line)
 
@@ -86,7 +95,8 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
         import datasets
 
         datasets.disable_progress_bars()
-        datasets.logging.set_verbosity_error()
+        # Its reader logs a broken file at ERROR before raising; our one line says it instead.
+        datasets.logging.set_verbosity(datasets.logging.CRITICAL)
         with tempfile.TemporaryDirectory(prefix="advisor-datasets-") as cache_dir:
             return datasets.load_dataset(
                 "parquet", data_files=str(path), split="train", cache_dir=cache_dir, keep_in_memory=True
@@ -129,9 +139,12 @@ def _scan_jsonl(lines: list[str], bad_lines: dict[int, str], table: RawTable) ->
             table.problem(number, bad_lines[number])
             continue
         try:
-            row = json.loads(line.rstrip("\r\n"))
+            row = parse_json(line.rstrip("\r\n"))
         except json.JSONDecodeError as error:
             table.problem(number, f"invalid JSON: {error.msg} (column {error.colno})")
+            continue
+        except TooDeep as error:
+            table.problem(number, str(error))
             continue
         if not isinstance(row, dict):
             table.problem(number, f"expected a JSON object, got {json_type(row)}")
@@ -146,7 +159,9 @@ def _read_json_document(path: Path, lines: list[str], bad_lines: dict[int, str],
         raise UserError(f"cannot read '{path}': line {number} is {bad_lines[number]}")
     text = "".join(lines)
     try:
-        document = json.loads(text)
+        document = parse_json(text)
+    except TooDeep as error:
+        raise UserError(f"cannot read '{path}': {error}")
     except json.JSONDecodeError as error:
         if text.lstrip().startswith("{") and sum(1 for line in lines if line.strip()) > 1:
             table.kind = "jsonl"
@@ -172,13 +187,15 @@ def _scan_csv(lines: list[str], bad_lines: dict[int, str], table: RawTable, deli
         header = next(reader)
     except StopIteration:
         header = []
+    except csv.Error as error:
+        raise UserError(f"cannot read '{table.path}': the header line is not valid CSV ({error})")
     header = [name.strip() for name in header]
     if not any(header):
         raise UserError(f"cannot read '{table.path}': the first line must be a header of column names")
-    duplicated = sorted({name for name in header if header.count(name) > 1})
+    duplicated = sorted(name for name, count in Counter(header).items() if count > 1)
     if duplicated:
         raise UserError(f"cannot read '{table.path}': duplicate column(s) {', '.join(duplicated)} in the header")
-    table.columns.extend(header)
+    table.add_columns(header)
     previous_end = reader.line_num
     while True:
         start = previous_end + 1

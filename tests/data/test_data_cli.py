@@ -56,7 +56,7 @@ def test_validate_human_report_lists_errors(broken, capsys):
     [
         (["validate", "no/such/file.jsonl"], "error: cannot read 'no/such/file.jsonl': no such file or directory"),
         (["validate", "{fixtures}/alpaca.jsonl", "--format", "tabular"], "invalid choice: 'tabular'"),
-        (["validate", "{fixtures}/alpaca.jsonl", "--seq-len", "0"], "--seq-len must be a positive number"),
+        (["validate", "{fixtures}/alpaca.jsonl", "--seq-len", "0"], "--seq-len: invalid value '0': expected a whole number from 1"),
         (["validate", "{fixtures}/alpaca.jsonl", "--tokenizer", "llama-9b"], "unknown model 'llama-9b'"),
         (["split", "{fixtures}/alpaca.jsonl"], "the following arguments are required: --out"),
     ],

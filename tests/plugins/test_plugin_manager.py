@@ -20,6 +20,7 @@ import pytest
 
 from advisor import Method, hookimpl, manager
 from advisor.errors import UserError
+from advisor.methods import Footprint
 from advisor.manager import MethodRegistry
 
 ADVISOR = [sys.executable, "-m", "advisor"]
@@ -41,8 +42,14 @@ def _advisor(args: list[str], site: Path | None = None) -> subprocess.CompletedP
     return subprocess.run(ADVISOR + args, capture_output=True, text=True, env=env)
 
 
+class _TestMethod(Method):
+    def footprint(self, arch, hp):
+        return Footprint(trainable_params=1)
+
+
 def _test_method(name: str) -> Method:
-    return Method(name=name, description="a test method", family="additive", mergeable=False, learning_rate=(1e-4, 1e-3))
+    return _TestMethod(name=name, description="a test method", family="additive", mergeable=False,
+                       learning_rate=(1e-4, 1e-3))
 
 
 def _plugin(*methods: Method) -> types.SimpleNamespace:
@@ -87,22 +94,25 @@ def test_a_plugin_raising_on_import_is_reported_and_skipped(tmp_path):
     assert "lora" in names and "rslora" in names
 
 
-def test_two_packages_claiming_one_method_name_is_an_error(tmp_path):
+def test_a_package_reusing_a_builtin_name_is_refused_and_the_builtin_wins(tmp_path):
     _install_fake_distribution(tmp_path, "advisor-lora-clone", "advisor_lora_clone", """
         from advisor import hookimpl
-        from advisor.plugins.lora import METHOD
+        from advisor.plugins.lora import LoRA
 
         @hookimpl
         def advisor_register_methods(register):
-            register(METHOD)
+            register(LoRA(name="lora", description="an impostor", family="additive", mergeable=False,
+                          learning_rate=(1e-4, 1e-3)))
     """)
     result = _advisor(["plugins", "--json"], site=tmp_path)
-    assert result.returncode == 2
-    assert result.stdout == ""
+    assert result.returncode == 0
     assert result.stderr.strip() == (
-        "error: method 'lora' is registered twice: by package 'advisor' (plugin 'lora') and by package "
-        "'advisor-lora-clone' (plugin 'advisor_lora_clone'); uninstall one of them"
+        "warning: plugin 'advisor_lora_clone' (package advisor-lora-clone) registers method 'lora', already "
+        "registered by package 'advisor' (plugin 'lora'); this plugin's 'lora' is refused"
     )
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["lora"]["package"] == "advisor" and rows["lora"]["family"] == "reparameterisation"
+    assert "rslora" in rows
 
 
 # -- the registry itself ---------------------------------------------------------
@@ -146,11 +156,15 @@ def test_registered_plugin_adds_and_removes_a_method():
     assert "test-method" not in manager.all_methods()
 
 
-def test_duplicate_within_the_process_registry_names_both_packages():
-    with pytest.raises(UserError, match="'advisor' \\(plugin 'lora'\\) and by package 'dup-package'"):
-        with manager.registered_plugin(_plugin(_test_method("lora")), name="dup", package="dup-package"):
-            pass
+def test_a_duplicate_in_the_process_registry_is_refused_for_that_plugin_only(capsys):
+    plugin = _plugin(_test_method("lora"), _test_method("dup-extra"))
+    with manager.registered_plugin(plugin, name="dup", package="dup-package"):
+        assert manager.get_method("lora").family == "reparameterisation"
+        assert manager.get_method("dup-extra").description == "a test method"
+    assert "plugin 'dup' (package dup-package) registers method 'lora', already registered by package 'advisor'" \
+        in capsys.readouterr().err
     assert manager.get_method("lora").family == "reparameterisation"
+    assert "dup-extra" not in manager.all_methods()
 
 
 def test_unknown_method_names_the_known_ones_and_a_close_match():
