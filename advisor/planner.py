@@ -17,6 +17,7 @@ from .candidates import (
     Candidate, configure, fit_change_kinds, method_hyperparameters, smallest_fitting_hardware,
 )
 from .facts import Facts, derive_facts, method_facts
+from .errors import UserError
 from .knowledge_base import method_preference, resolve_model, tasks
 from .manager import all_methods, get_method
 from .methods import Method
@@ -67,6 +68,13 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
     order, excluded, ranked_by = rank_methods(methods, facts, trace if fine_tuning else Trace(), profile.method)
     candidates = {name: configure(methods[name], profile, model, facts, data_report, excluded.get(name))
                   for name in methods}
+    if profile.method and candidates[profile.method].unavailable:
+        raise UserError(f"--method {profile.method} cannot be planned for {profile.model} "
+                        f"(task {profile.task}, gpu {profile.gpu}): {candidates[profile.method].unavailable}")
+    order = [name for name in order if not candidates[name].unavailable]
+    if not order:
+        reasons = "; ".join(f"{name}: {candidate.unavailable}" for name, candidate in candidates.items())
+        raise UserError(f"no method can train {profile.model} for task {profile.task}: {reasons}")
 
     if not fine_tuning:
         return Plan(
@@ -237,6 +245,8 @@ def alternatives(candidates: dict[str, Candidate], chosen: Optional[str], approa
         estimate = candidate.estimate
         if candidate.excluded_by:
             why = f"excluded: {rulebook.rule(candidate.excluded_by).message.split(':')[0]} ({candidate.excluded_by})"
+        elif candidate.unavailable:
+            why = f"unavailable: {candidate.unavailable}"
         elif candidate.fit is None:
             why = (f"does not fit: needs {estimate.memory.peak_gib + estimate.memory.overhead_gib:.1f} GiB "
                    f"of {estimate.device_memory_gib:.1f} GiB even with every compromise")
@@ -246,8 +256,9 @@ def alternatives(candidates: dict[str, Candidate], chosen: Optional[str], approa
             why = f"fits, but {chosen} ranks first ({ranked_by})"
         config = candidate.fit.request.model_dump(include={"batch_size", "seq_len", "gradient_checkpointing",
                                                            "optimizer", "sharding"}) if candidate.fit else {}
+        peak_gib = round(estimate.memory.peak_gib, 2) if estimate else None
         rows.append(Alternative(approach=candidate.method.approach, method=name, fits=candidate.fit is not None,
-                                peak_gib=round(estimate.memory.peak_gib, 2), why_not=why, config=config))
+                                peak_gib=peak_gib, why_not=why, config=config))
     return rows
 
 

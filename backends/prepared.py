@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..data import LoadedData, SplitPlan, load_records, split_records
 from ..errors import EXIT_NO, UserError, describe_validation_error
+from ..knowledge_base import resolve_model
 from ..manager import get_method
 from ..methods import Method, MethodHyperparameters
 from ..models import DataHandling, TrainingHyperparameters
@@ -105,8 +106,9 @@ def prepare(request: ExecuteRequest) -> Prepared:
         raise UserError(f"'{request.data}' holds no valid record", EXIT_NO)
     kind = task_kind(data.format, plan.profile.task)
     tokenizer = load_tokenizer(source)
-    if kind == "causal_lm":
-        ensure_pad_token(tokenizer)
+    ensure_pad_token(tokenizer)  # batches need one; decoders (GPT-2, Llama, Qwen) often ship without
+    if kind == "classification" and reads_a_padded_last_position(plan.profile.model, method, method_hp):
+        tokenizer.padding_side = "left"
     labels = label_names(data.records) if kind == "classification" else []
     hp = training.hyperparameters
     encoded = encode_records(
@@ -118,6 +120,14 @@ def prepare(request: ExecuteRequest) -> Prepared:
         tokenizer=tokenizer, labels=labels, encoded=encoded, split=make_split(data, training.data, kind),
         metric=watched_metric(hp.eval_metric, kind),
     )
+
+
+def reads_a_padded_last_position(model: str, method: Method, method_hp: MethodHyperparameters) -> bool:
+    """A decoder's classifier reads the last token that is not padding; it finds it in the input ids, but prompt
+    tuning feeds embeddings (virtual tokens first), so it reads the last position, padding or not: pad left."""
+    arch = resolve_model(model).architecture
+    footprint = method.footprint(arch, method_hp)
+    return arch.kind == "decoder" and footprint.virtual_tokens > 0 and footprint.virtual_tokens_in == "sequence"
 
 
 def make_split(data: LoadedData, handling: DataHandling, kind: TaskKind) -> SplitPlan:
