@@ -105,10 +105,9 @@ def prepare(request: ExecuteRequest) -> Prepared:
     if not data.records:
         raise UserError(f"'{request.data}' holds no valid record", EXIT_NO)
     kind = task_kind(data.format, plan.profile.task)
-    tokenizer = load_tokenizer(source)
+    pad_left = kind == "classification" and reads_a_padded_last_position(plan.profile.model, method, method_hp)
+    tokenizer = load_tokenizer(source, pad_left=pad_left)
     ensure_pad_token(tokenizer)  # batches need one; decoders (GPT-2, Llama, Qwen) often ship without
-    if kind == "classification" and reads_a_padded_last_position(plan.profile.model, method, method_hp):
-        tokenizer.padding_side = "left"
     labels = label_names(data.records) if kind == "classification" else []
     hp = training.hyperparameters
     encoded = encode_records(
@@ -123,8 +122,9 @@ def prepare(request: ExecuteRequest) -> Prepared:
 
 
 def reads_a_padded_last_position(model: str, method: Method, method_hp: MethodHyperparameters) -> bool:
-    """A decoder's classifier reads the last token that is not padding; it finds it in the input ids, but prompt
-    tuning feeds embeddings (virtual tokens first), so it reads the last position, padding or not: pad left."""
+    """A decoder's classifier reads the last token that is not padding. It finds it in the input ids, but prompt
+    tuning feeds embeddings (virtual tokens first), so it reads the last position, padding or not: pad left.
+    (The virtual tokens then sit before the padding: a padded text is further from them than alone.)"""
     arch = resolve_model(model).architecture
     footprint = method.footprint(arch, method_hp)
     return arch.kind == "decoder" and footprint.virtual_tokens > 0 and footprint.virtual_tokens_in == "sequence"
