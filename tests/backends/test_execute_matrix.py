@@ -100,8 +100,8 @@ def data_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     with open(classification, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text", "label"])
-        for index in range(24):
-            label = CLASS_LABELS[index % 3]
+        for index in range(24):  # 24 distinct rows, 8 of each label
+            label = CLASS_LABELS[(index + index // len(THINGS)) % 3]
             writer.writerow([f"the {THINGS[index % len(THINGS)]} is {label}", label])
     return {
         "alpaca": write_jsonl(root / "alpaca.jsonl", alpaca),
@@ -204,6 +204,7 @@ def _classify(out: Path, base_source: Path, method: str, decoder: bool) -> None:
         logits = model(**tokenizer(texts, return_tensors="pt", padding=True)).logits
         alone = torch.cat([model(**tokenizer([text], return_tensors="pt")).logits for text in texts])
     assert logits.shape == (2, len(CLASS_LABELS))
+    assert model.config.pad_token_id == tokenizer.pad_token_id is not None  # a decoder finds the text's end by it
     assert {model.config.id2label[int(i)] for i in logits.argmax(-1)} <= set(CLASS_LABELS)
     if method == "prompt_tuning" and decoder:
         # transformers cannot find the padding in the embeddings prompt tuning feeds a decoder: it reads the
