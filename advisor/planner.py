@@ -1,7 +1,9 @@
 """The planner: Profile -> Plan, by running the rules stage by stage and asking the estimator.
 
 Stages: approach (prompting / RAG / fine-tune), method (exclude by metadata,
-select preferred traits), training settings per candidate method, the fit
+select preferred traits; a method unavailable for this model, task or GPU is
+never a candidate, and --method refuses it with the reason), training
+settings per candidate method, the fit
 search for each (estimator), then data, memory and risk rules for the chosen
 one. Every rule that fires for the chosen plan is in `rationale`, in order.
 The CLI, the TUI and the demo call `plan_for`; candidates.py configures and
@@ -16,8 +18,8 @@ from . import rules as rulebook
 from .candidates import (
     Candidate, configure, fit_change_kinds, method_hyperparameters, smallest_fitting_hardware,
 )
-from .facts import Facts, derive_facts, method_facts
 from .errors import UserError
+from .facts import Facts, derive_facts, method_facts
 from .knowledge_base import method_preference, resolve_model, tasks
 from .manager import all_methods, get_method
 from .methods import Method
@@ -73,7 +75,8 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
                         f"(task {profile.task}, gpu {profile.gpu}): {candidates[profile.method].unavailable}")
     order = [name for name in order if not candidates[name].unavailable]
     if not order:
-        reasons = "; ".join(f"{name}: {candidate.unavailable}" for name, candidate in candidates.items())
+        reasons = "; ".join(f"{name}: {candidate.unavailable or f'excluded by {candidate.excluded_by}'}"
+                            for name, candidate in candidates.items())
         raise UserError(f"no method can train {profile.model} for task {profile.task}: {reasons}")
 
     if not fine_tuning:
