@@ -149,7 +149,8 @@ def test_plan_execute_reload_predict(method, task_kind, tiny_models, data_files,
     assert [loss["step"] for loss in metrics["main"]["losses"]] == [1, 2]
     scored = {"accuracy", "macro_f1"} if task == "classification" else {"token_accuracy", "perplexity"}
     assert scored <= set(metrics["main"]["final_eval"])
-    assert any(out.rglob("checkpoint-*")) or metrics["main"].get("best_checkpoint"), sorted(out.iterdir())
+    assert [evaluation["step"] for evaluation in metrics["main"]["evaluations"]] == [1, 2]
+    assert list((out / "checkpoints").glob("checkpoint-[12]/trainer_state.json"))  # the Trainer keeps the best
 
     if task == "classification":
         _classify(out, model, method, decoder=model_name != "bert")
@@ -177,9 +178,8 @@ def _load(out: Path, base_source: Path, auto: type, method: str):
         task_type = "SEQ_CLS" if auto is transformers.AutoModelForSequenceClassification else "CAUSAL_LM"
         model = plugin.build(auto.from_pretrained(base_source, config=transformers.AutoConfig.from_pretrained(out)),
                              hp, task_type)
-        model.load_state_dict(load_file(out / "model.safetensors"), strict=False)  # tied weights are saved once
-        saved = load_file(out / "model.safetensors")
-        assert all(torch.equal(model.state_dict()[name], tensor) for name, tensor in saved.items())
+        loaded = model.load_state_dict(load_file(out / "model.safetensors"), strict=False)
+        assert not loaded.unexpected_keys and set(loaded.missing_keys) <= {"lm_head.weight"}  # tied: saved once
         return model
     model, info = auto.from_pretrained(out, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"], info
