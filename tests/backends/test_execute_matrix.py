@@ -218,3 +218,18 @@ def _classify(out: Path, base_source: Path, method: str, decoder: bool) -> None:
 def test_qlora_is_refused_at_plan_time_without_cuda(tiny_models, tmp_path, capsys):
     code, stderr = _plan(capsys, tiny_models["llama"], "instruction", "qlora", tmp_path / "plan.json")
     assert code == 2 and "--method qlora cannot be planned" in stderr and "needs a CUDA GPU" in stderr, stderr
+
+
+def test_prompt_tuning_logits_are_scored_on_the_positions_of_the_labels():
+    """peft puts the virtual tokens in front of the logits: the last positions are the ones the labels describe."""
+    from advisor.backends.metrics import TokenAccuracyScorer, argmax_logits
+
+    labels = torch.tensor([[-100, 1, 2, 3]])
+    virtual = torch.zeros(1, 3, 5)
+    virtual[..., 0] = 9.0  # the virtual positions predict token 0, which is never right
+    text = torch.nn.functional.one_hot(torch.tensor([[1, 2, 3, 4]]), 5).float()  # each position: the next token
+    predicted = argmax_logits(torch.cat([virtual, text], dim=1), labels)
+    assert predicted.tolist() == [[1, 2, 3, 4]]
+    scorer = TokenAccuracyScorer()
+    result = scorer(transformers.EvalPrediction(predictions=predicted, label_ids=labels), compute_result=True)
+    assert result == {"token_accuracy": 1.0}
