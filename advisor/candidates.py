@@ -3,7 +3,10 @@
 The planner configures every registered method this way (the recommendation
 and its alternatives), and searches other hardware with it when nothing fits.
 Settings come from the training and data rules for that method; the shape
-comes from the estimator's what-fits search.
+comes from the estimator's what-fits search. A method that cannot serve the
+model, the task or the hardware (or whose settings do not fit the model) is
+configured as unavailable, with the reason: it is never chosen, and it never
+stops the other methods from being planned.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import rules as rulebook
 from .estimate import EstimateRequest, estimate
+from .errors import UserError, describe_validation_error
 from .estimate.search import FitResult, best_fit, smallest_tried
 from .facts import Facts, derive_facts, method_facts
 from .knowledge_base import ModelEntry, gpus, models, resolve_gpu, tasks
@@ -30,18 +34,19 @@ METHOD_SETTING_FIELDS = {"lora_rank": "r", "lora_alpha": "alpha", "lora_dropout"
 
 
 class Candidate(BaseModel):
-    """One method configured for this profile, and where it fits."""
+    """One method configured for this profile, and where it fits (no estimate when it is unavailable)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     method: Method
     settings: dict[str, Any]
     provenance: dict[str, str]
-    request: EstimateRequest
-    fit: Optional[FitResult]
-    estimate: Estimate
+    request: Optional[EstimateRequest] = None
+    fit: Optional[FitResult] = None
+    estimate: Optional[Estimate] = None
     excluded_by: Optional[str] = None
     smallest: Optional[Estimate] = None
+    unavailable: Optional[str] = Field(None, description="why the method cannot serve this profile at all")
 
 
 def settings_for(method: Method, facts: Facts) -> tuple[dict[str, Any], dict[str, str]]:
@@ -85,10 +90,28 @@ def sequence_length(profile: Profile, model: ModelEntry, data_report: Any) -> in
     return min(length, model.architecture.max_position_embeddings)
 
 
+def unavailable_reason(method: Method, model: ModelEntry, facts: Facts) -> Optional[str]:
+    """Why `method` cannot serve this model, task and hardware at all, or None."""
+    if method.requires_cuda and not facts.gpu_cuda:
+        return f"needs a CUDA GPU and {facts.gpu} is not one"
+    return method.unavailable(model.architecture, "classification" if facts.head == "classification" else "lm")
+
+
 def configure(method: Method, profile: Profile, model: ModelEntry, facts: Facts, data_report: Any,
               excluded_by: Optional[str]) -> Candidate:
     settings, provenance = settings_for(method, facts)
-    hp = method.hyperparameters(method_hyperparameters(method, settings))
+    reason = unavailable_reason(method, model, facts)
+    if reason is None:
+        try:
+            hp = method.hyperparameters(method_hyperparameters(method, settings))
+            footprint = footprint_of(method, model.architecture, hp)
+        except UserError as error:  # a plugin's own failure (PluginError) included
+            reason = f"its settings do not fit this model: {error.message}"
+        except ValidationError as error:
+            reason = f"its settings are invalid: {describe_validation_error(error, method.Hyperparameters)}"
+    if reason is not None:
+        return Candidate(method=method, settings=settings, provenance=provenance, excluded_by=excluded_by,
+                         unavailable=reason)
     seq_len = sequence_length(profile, model, data_report)
     # The rules' effective batch is global: each of the devices takes its share of it.
     effective = max(1, math.ceil(settings.get("effective_batch", 16) / profile.num_gpus))
@@ -97,7 +120,7 @@ def configure(method: Method, profile: Profile, model: ModelEntry, facts: Facts,
     train_examples = profile.examples * (1 - settings.get("validation_ratio", 0.2))
     request = EstimateRequest(
         architecture=model.architecture,
-        footprint=footprint_of(method, model.architecture, hp),
+        footprint=footprint,
         precision=settings.get("precision", "bf16"),
         batch_size=profile.batch_size or effective,
         seq_len=seq_len,

@@ -19,6 +19,8 @@ from .models import StrictModel
 from .precision import Dtypes
 
 MethodFamily = Literal["full", "partial", "additive", "reparameterisation", "soft-prompt"]
+#: The model head a plan trains: a language-model head (causal LM) or a sequence-classification head.
+Head = Literal["lm", "classification"]
 
 
 class MethodHyperparameters(StrictModel):
@@ -97,6 +99,17 @@ class Method(BaseModel):
     def footprint(self, arch: Architecture, hp: MethodHyperparameters) -> Footprint:
         """What training this method on `arch` with `hp` costs (exact parameter counts)."""
         raise NotImplementedError
+
+    def unavailable(self, arch: Architecture, head: Head) -> Optional[str]:
+        """Why this method cannot train `arch` with `head` at all, or None when it can.
+
+        The planner asks before anything else and lists a method with a reason
+        as unavailable (and refuses it under --method), so a method never
+        fails at run time for a model or task it cannot serve. Settings that
+        do not fit the model are `footprint`'s UserError, which the planner
+        treats the same way.
+        """
+        return None
 
     def build(self, model: Any, hp: MethodHyperparameters, task_type: str = "CAUSAL_LM") -> Any:
         """Turn a loaded base model into the trainable model (peft wrap or freezing).

@@ -1,7 +1,9 @@
 """The planner: Profile -> Plan, by running the rules stage by stage and asking the estimator.
 
 Stages: approach (prompting / RAG / fine-tune), method (exclude by metadata,
-select preferred traits), training settings per candidate method, the fit
+select preferred traits; a method unavailable for this model, task or GPU is
+never a candidate, and --method refuses it with the reason), training
+settings per candidate method, the fit
 search for each (estimator), then data, memory and risk rules for the chosen
 one. Every rule that fires for the chosen plan is in `rationale`, in order,
 except a settings rule whose every setting a later rule overrode. Among the
@@ -18,11 +20,11 @@ import math
 from typing import Any, Optional
 
 from . import rules as rulebook
-from .errors import UserError
 from .candidates import (
     Candidate, configure, fit_change_kinds, method_hyperparameters, smaller_fitting_model,
     smallest_fitting_hardware,
 )
+from .errors import UserError
 from .facts import CPT_MIN_TOKENS, Facts, derive_facts, method_facts
 from .knowledge_base import ModelEntry, method_preference, resolve_model, tasks
 from .manager import get_method, usable_methods
@@ -100,6 +102,14 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
     order, excluded, ranked_by = rank_methods(methods, facts, trace if fine_tuning else Trace(), profile.method)
     candidates = {name: configure(methods[name], profile, model, facts, data_report, excluded.get(name))
                   for name in methods}
+    if profile.method and candidates[profile.method].unavailable:
+        raise UserError(f"--method {profile.method} cannot be planned for {profile.model} "
+                        f"(task {profile.task}, gpu {profile.gpu}): {candidates[profile.method].unavailable}")
+    order = [name for name in order if not candidates[name].unavailable]
+    if not order:
+        reasons = "; ".join(f"{name}: {candidate.unavailable or f'excluded by {candidate.excluded_by}'}"
+                            for name, candidate in candidates.items())
+        raise UserError(f"no method can train {profile.model} for task {profile.task}: {reasons}")
 
     if not fine_tuning:
         return Plan(
@@ -332,6 +342,8 @@ def alternatives(candidates: dict[str, Candidate], chosen: Optional[str], approa
         if candidate.excluded_by:
             reason = rulebook.rule(candidate.excluded_by).explain(facts).split(":")[0]
             why = f"excluded: {reason} ({candidate.excluded_by})"
+        elif candidate.unavailable:
+            why = f"unavailable: {candidate.unavailable}"
         elif candidate.fit is None:
             least = candidate.smallest or estimate
             why = (f"does not fit: needs {least.memory.peak_gib + least.memory.overhead_gib:.1f} GiB "
@@ -344,8 +356,9 @@ def alternatives(candidates: dict[str, Candidate], chosen: Optional[str], approa
             why = f"fits, but {chosen} ranks first ({ranked_by})"
         config = candidate.fit.request.model_dump(include={"batch_size", "seq_len", "gradient_checkpointing",
                                                            "optimizer", "sharding"}) if candidate.fit else {}
+        peak_gib = round(estimate.memory.peak_gib, 2) if estimate else None
         rows.append(Alternative(approach=candidate.method.approach, method=name, fits=candidate.fit is not None,
-                                peak_gib=round(estimate.memory.peak_gib, 2), why_not=why, config=config))
+                                peak_gib=peak_gib, why_not=why, config=config))
     return rows
 
 

@@ -69,11 +69,12 @@ def check_reachable(source: str) -> None:
         )
 
 
-def load_tokenizer(source: str) -> Any:
+def load_tokenizer(source: str, pad_left: bool = False) -> Any:
+    """The tokenizer; `pad_left` is an init setting, so the tokenizer saved with the run pads left too."""
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(source)
+        return AutoTokenizer.from_pretrained(source, **({"padding_side": "left"} if pad_left else {}))
     except OSError as error:
         raise UserError(f"cannot load the tokenizer of '{source}': {str(error).splitlines()[0]}") from error
 

@@ -18,9 +18,16 @@ from .tasks import IGNORE_INDEX
 
 
 def argmax_logits(logits: Any, labels: Any) -> Any:
-    """preprocess_logits_for_metrics: the predicted id per position, computed on the batch's device."""
+    """preprocess_logits_for_metrics: the predicted id per position, computed on the batch's device.
+
+    Prompt tuning's logits are longer than the labels: peft puts the virtual
+    tokens in front of the input, so the positions that match the labels are
+    the last ones.
+    """
     if isinstance(logits, (tuple, list)):
         logits = logits[0]
+    if logits.dim() == 3 and labels is not None:
+        logits = logits[:, logits.shape[1] - labels.shape[1]:]
     return logits.argmax(dim=-1)
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..data import LoadedData, SplitPlan, load_records, split_records
 from ..errors import EXIT_NO, UserError, describe_validation_error
+from ..knowledge_base import resolve_model
 from ..manager import get_method
 from ..methods import Method, MethodHyperparameters
 from ..models import DataHandling, TrainingHyperparameters
@@ -112,9 +113,9 @@ def prepare(request: ExecuteRequest) -> Prepared:
             f"plan.json training.method '{method.name}' trains on {method.objective} data but the data is "
             f"'{data.format}'; plan again with the data (`advisor plan --data {request.data}`)"
         )
-    tokenizer = load_tokenizer(source)
-    if kind == "causal_lm":
-        ensure_pad_token(tokenizer)
+    pad_left = kind == "classification" and reads_a_padded_last_position(plan.profile.model, method, method_hp)
+    tokenizer = load_tokenizer(source, pad_left=pad_left)
+    ensure_pad_token(tokenizer)  # batches need one; decoders (GPT-2, Llama, Qwen) often ship without
     labels = label_names(data.records) if kind == "classification" else []
     hp = training.hyperparameters
     encoded = encode_records(
@@ -130,6 +131,15 @@ def prepare(request: ExecuteRequest) -> Prepared:
         metric=watched_metric(hp.eval_metric, kind), packed=hp.packing is not False and refusal is None,
         packing_note="off in the plan" if hp.packing is False else refusal or "",
     )
+
+
+def reads_a_padded_last_position(model: str, method: Method, method_hp: MethodHyperparameters) -> bool:
+    """A decoder's classifier reads the last token that is not padding. It finds it in the input ids, but prompt
+    tuning feeds embeddings (virtual tokens first), so it reads the last position, padding or not: pad left.
+    (The virtual tokens then sit before the padding: a padded text is further from them than alone.)"""
+    arch = resolve_model(model).architecture
+    footprint = method.footprint(arch, method_hp)
+    return arch.kind == "decoder" and footprint.virtual_tokens > 0 and footprint.virtual_tokens_in == "sequence"
 
 
 def make_split(data: LoadedData, handling: DataHandling, kind: TaskKind) -> SplitPlan:

@@ -1,19 +1,42 @@
 """Built-in method `prefix`: trained key/value prefixes in every layer (peft PrefixTuningConfig).
 
 The prefix lengthens each layer's keys and values, not the input sequence.
-Registered through the entry point `advisor.plugins.prefix`.
+Causal LMs only: see `CLASSIFICATION_REFUSED`. Registered through the entry
+point `advisor.plugins.prefix`.
 """
 
 from __future__ import annotations
 
+from typing import Any, Optional
+
 from advisor import Footprint, hookimpl
 from advisor.architecture import Architecture
+from advisor.errors import UserError
+from advisor.methods import Head
 
 from ._peft_common import SoftPrompt, SoftPromptHyperparameters
+
+#: peft 0.21's PeftModelForSequenceClassification passes the prefix only when the model's forward (or its
+#: backbone's) has a parameter named `past_key_values`; transformers 5 renamed it `cache` in every model
+#: (a deprecated alias remains until 5.40), so each classification forward raises "Model does not support
+#: past key values", in training and in plain-peft inference alike. The causal-LM path passes the prefix
+#: by keyword and works.
+CLASSIFICATION_REFUSED = (
+    "prefix tuning cannot train a classification head with peft 0.21 on transformers 5 (peft looks for a "
+    "`past_key_values` argument the models renamed `cache`, so every forward fails); use prompt_tuning or lora"
+)
 
 
 class PrefixTuning(SoftPrompt):
     peft_config = "PrefixTuningConfig"
+
+    def unavailable(self, arch: Architecture, head: Head) -> Optional[str]:
+        return CLASSIFICATION_REFUSED if head == "classification" else None
+
+    def build(self, model: Any, hp: SoftPromptHyperparameters, task_type: str = "CAUSAL_LM") -> Any:
+        if task_type == "SEQ_CLS":  # a hand-made plan: the planner never gives one
+            raise UserError(CLASSIFICATION_REFUSED)
+        return super().build(model, hp, task_type)
 
     def footprint(self, arch: Architecture, hp: SoftPromptHyperparameters) -> Footprint:
         kv_dim = arch.kv_heads * arch.dim_per_head

@@ -49,9 +49,16 @@ def forward_state(family: str, method: str, hp: dict, dtype: str, checkpointing:
     return memory.forward_state(tm.architecture(family), tm.footprint(family, method, **hp), shape, kernel="cpu")
 
 
+#: Prefix tuning cannot train a classification head (plugins/prefix.py): the planner never plans it for BERT here.
+SAVED_TENSOR_CASES = [
+    pytest.param(family, method, hp, id=f"{family}-{method}")
+    for family in FAMILIES for method, hp in METHODS
+    if not (method == "prefix" and tm.head(family) == "classification")
+]
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("method, hp", METHODS, ids=[m for m, _ in METHODS])
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family, method, hp", SAVED_TENSOR_CASES)
 def test_saved_tensors_match_the_formula(family, method, hp, dtype):
     model = tm.build(family, dtype, method, **hp)
     measured = tm.saved_tensor_bytes(model, tm.batch(family, BATCH, SEQ))

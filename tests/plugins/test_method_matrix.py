@@ -90,6 +90,10 @@ def _reload_4bit(model, method, hp, directory):
     return type(model).from_pretrained(directory, **method.load_options(hp, resolve_dtypes("bf16", cuda=True, bf16=torch.cuda.is_bf16_supported())))
 
 
+#: (method, model) pairs the method refuses: the planner never plans them (tests/plugins/test_method_availability.py).
+REFUSED = {("prefix", "gpt2-cls"), ("prefix", "bert-cls")}
+
+
 @pytest.mark.parametrize("model_name", list(TINY_MODELS))
 @pytest.mark.parametrize("method_name", BUILTIN)
 def test_build_counts_and_trains_one_step(method_name, model_name, tmp_path):
@@ -98,6 +102,15 @@ def test_build_counts_and_trains_one_step(method_name, model_name, tmp_path):
     hp = method.hyperparameters(SETTINGS.get(method_name, {}))
     model, config, task_type = _tiny(model_name)
     arch = Architecture.from_hf_config(config.to_dict())
+    if (method_name, model_name) in REFUSED:
+        from advisor.errors import UserError
+
+        reason = method.unavailable(arch, "classification")
+        assert reason
+        with pytest.raises(UserError, match="cannot train a classification head"):
+            method.build(model, hp, task_type)
+        return
+    assert method.unavailable(arch, "classification" if task_type == "SEQ_CLS" else "lm") is None
     assert arch.total_params() + _head_params(model) == sum(p.numel() for p in model.parameters())
     expected = method.footprint(arch, hp).trainable_params + (_head_params(model) if task_type == "SEQ_CLS" else 0)
 
