@@ -300,7 +300,7 @@ def run_generated(
 ) -> int:
     """train.py's body in each launched process: the local backend; one line for a user mistake."""
     from ..documents import load_plan
-    from ..errors import EXIT_INTERRUPTED
+    from ..errors import EXIT_INTERRUPTED, EXIT_NO
     from . import local
     from .models import ExecuteRequest
     from .prepared import prepare
@@ -321,4 +321,19 @@ def run_generated(
     except UserError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return error.exit_code
+    except RuntimeError as error:
+        if local.world_size() > 1 and _peer_exited(error):
+            # Another process of the launch failed (out of memory, a user mistake) and printed why; torchrun's
+            # summary names it. This one stops without a traceback of its own: one error line, not two.
+            return EXIT_NO
+        raise
     return 0
+
+
+def _peer_exited(error: RuntimeError) -> bool:
+    """A collective failed because another process closed its connection (gloo's words, torch 2.13).
+
+    Under NCCL a collective waits instead, until torchrun stops the process
+    (SIGTERM, no traceback); over gloo the socket closes first (measured).
+    """
+    return "closed by peer" in str(error) or "reset by peer" in str(error)
