@@ -165,6 +165,9 @@ def cluster_config(prepared: Prepared) -> tuple[Any, LaunchFiles]:
             "zero3_init_flag": sharding == "zero3",
             "zero3_save_16bit_model": sharding == "zero3",
         }
+    if not gpu.cuda and num_processes > 1 and distributed != DistributedType.NO:
+        notes.append(f"{num_processes} CPU processes over gloo: the config says {distributed.value} with use_cpu, "
+                     "as accelerate launch starts several processes only for a multi-device type")
     mixed = precision.autocast or ("bf16" if precision.weights == "bfloat16" else "no")
     config = ClusterConfig(
         compute_environment=ComputeEnvironment.LOCAL_MACHINE, distributed_type=distributed, mixed_precision=mixed,
@@ -319,7 +322,8 @@ def run_generated(
               file=sys.stderr)
         return EXIT_INTERRUPTED
     except UserError as error:
-        print(f"error: {error.message}", file=sys.stderr)
+        # Another process's progress bar may hold the current line of the shared terminal: start a new one.
+        print(("\n" if local.world_size() > 1 else "") + f"error: {error.message}", file=sys.stderr)
         return error.exit_code
     except RuntimeError as error:
         if local.world_size() > 1 and _peer_exited(error):

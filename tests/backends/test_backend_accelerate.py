@@ -132,6 +132,7 @@ def test_a_cpu_plan_for_two_devices_gets_two_cpu_processes(tmp_path, tiny_llama,
     # accelerate launch starts N processes (torchrun) only for a multi-device type; use_cpu makes them CPU ones.
     assert config["distributed_type"] == distributed_type and config["num_processes"] == 2
     assert config["use_cpu"] is True and config["mixed_precision"] == "no"
+    assert "2 CPU processes over gloo" in stderr
 
 
 def test_fsdp_leaves_activation_checkpointing_to_the_trainer(tmp_path, tiny_llama, alpaca, capsys):
