@@ -6,7 +6,7 @@ which starts the processes with `accelerate launch` (torchrun). Each run
 trains a tiny Llama a few steps, and its output loads with plain
 transformers / peft. The out-of-memory case uses a third-party method plugin
 (launch_plugin/advisor_test_oom.py, found through a dist-info on PYTHONPATH,
-as an installed plugin is): process 1 runs out of memory at step 2, every
+as an installed plugin is): process 1 runs out of memory after step 3, every
 process stops with one error line, and `bash launch.sh --resume` finishes the
 run from the checkpoint of step 2.
 
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 PLUGIN_DIR = Path(__file__).parent / "launch_plugin"
 #: Generous: a loaded CI machine; a hang (processes waiting in a collective) is what it catches.
 LAUNCH_TIMEOUT_S = 900
-STEPS = 3
+STEPS = 4
 
 
 def two_process_plan(model: Path, method: str, sharding: str):
@@ -77,9 +77,9 @@ def run(command: list, env: dict) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
-def execute(tmp_path, env, plan, data, out) -> subprocess.CompletedProcess:
+def execute(tmp_path, env, plan, data, out, *extra) -> subprocess.CompletedProcess:
     return run([sys.executable, "-m", "advisor", "execute", save_plan(plan, tmp_path / "plan.json"), "--data", data,
-                "--output-dir", out, "--backend", "accelerate", "--max-steps", STEPS, "--save-steps", 1], env)
+                "--output-dir", out, "--backend", "accelerate", "--max-steps", STEPS, "--save-steps", 2, *extra], env)
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -145,9 +145,10 @@ def test_two_processes_train_and_save_a_whole_model(tmp_path, tiny_llama, alpaca
     assert_saved_model_loads(out, tiny_llama, method)
 
 
-@pytest.mark.parametrize(("sharding", "method"), [("ddp", "lora"), ("fsdp", "full")])
+@pytest.mark.parametrize(("sharding", "method", "resume_with"),
+                         [("ddp", "lora", "launch.sh"), ("fsdp", "full", "advisor execute")])
 def test_out_of_memory_in_one_process_stops_all_then_resume_finishes(
-    tmp_path, tiny_llama, alpaca, launch_env, sharding, method,
+    tmp_path, tiny_llama, alpaca, launch_env, sharding, method, resume_with,
 ):
     out = tmp_path / "out"
     plan = two_process_plan(tiny_llama, f"oom-{method}", sharding)
@@ -155,17 +156,20 @@ def test_out_of_memory_in_one_process_stops_all_then_resume_finishes(
     assert failed.returncode != 0
     errors = error_lines(failed.stderr)
     assert len(errors) == 1, failed.stderr[-3000:]
-    assert "out of memory at step 2 of main in process 1 of 2" in errors[0] and "plan a smaller" in errors[0]
+    assert "out of memory at step 3 of main in process 1 of 2" in errors[0] and "plan a smaller" in errors[0]
     # No process printed a traceback: the one line is the whole story (torchrun's own summary follows it).
     assert "[rank0]: Traceback" not in failed.stderr and "[rank1]: Traceback" not in failed.stderr
-    assert (out / "checkpoints" / "checkpoint-2").is_dir() and not (out / "checkpoints" / "checkpoint-3").exists()
+    assert (out / "checkpoints" / "checkpoint-2").is_dir() and not (out / "checkpoints" / "checkpoint-4").exists()
 
-    resumed = run(["bash", out / "launch.sh", "--resume"], launch_env)
+    if resume_with == "launch.sh":
+        resumed = run(["bash", out / "launch.sh", "--resume"], launch_env)
+    else:
+        resumed = execute(tmp_path, launch_env, plan, alpaca, out, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     metrics = completed(out)
-    # Continued from the checkpoint of step 2: only step 3 was trained again.
+    # Continued from the checkpoint of step 2 (steps 3 and 4 trained again), not from the start.
     progress = [json.loads(line) for line in (out / "progress.jsonl").read_text().splitlines()]
     trained_steps = [entry["step"] for entry in progress if "loss" in entry]
-    assert trained_steps == [1, 2, 3], trained_steps
-    assert [loss["step"] for loss in metrics["main"]["losses"]] == [1, 2, 3]
+    assert trained_steps.count(1) == 1 and trained_steps[-2:] == [3, 4], trained_steps
+    assert [loss["step"] for loss in metrics["main"]["losses"]] == [1, 2, 3, 4]
     assert_saved_model_loads(out, tiny_llama, method)

@@ -3,7 +3,7 @@
 test_distributed.py puts this directory on PYTHONPATH with a dist-info naming
 this module under the `advisor` entry-point group, so every launched process
 finds the methods the way it finds an installed plugin: advisor itself has no
-test hook. In process 1 (torchrun's RANK), at the start of step OOM_STEP,
+test hook. In process 1 (torchrun's RANK), once OOM_STEP steps are done,
 a callback raises torch.OutOfMemoryError, once: it leaves a marker file
 (ADVISOR_TEST_OOM_MARKER) so that the run continued with --resume goes through.
 """
@@ -17,7 +17,8 @@ from typing import Any
 from advisor import hookimpl
 from advisor.plugins import full, lora
 
-OOM_STEP = 2
+#: After step 3: its collectives guarantee that every process finished writing the checkpoint of step 2.
+OOM_STEP = 3
 
 
 def _out_of_memory_once() -> Any:
