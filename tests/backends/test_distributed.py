@@ -11,7 +11,7 @@ process stops with one error line, and `bash launch.sh --resume` finishes the
 run from the checkpoint of step 2.
 
 Each launch starts three Python processes that import torch and transformers;
-measured on a shared, loaded 2-core machine: 110-130 s for one launch, 180-195 s
+measured on a shared, loaded 2-core machine: 70-130 s for one launch, 110-195 s
 for the out-of-memory run and its resume. Slow tests: CI runs them.
 """
 
