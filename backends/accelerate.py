@@ -16,6 +16,17 @@ into the output directory and runs the second (unless --dry-run):
 The sharding comes from the plan's estimate (`estimate.config.sharding`, what
 the fit search chose) and the mixed precision from the plan's GPU, so a
 config generated on a laptop is right for the cluster it names.
+
+A plan for `--gpu cpu` with `num_gpus` N > 1 gets N CPU processes (gloo): the
+same files, DDP or FSDP2, runnable without a GPU (CI runs them with N=2).
+Under FSDP, checkpoints stay sharded (each process writes its part; --resume
+reads them back) and the final model is gathered whole and written by the
+first process (local._save_model), so plain `from_pretrained` loads it.
+Activation checkpointing under FSDP is the Trainer's alone (the plan's
+`gradient_checkpointing`); the config's `fsdp_activation_checkpointing` stays
+off, as transformers refuses both.
+An out-of-memory error in any process stops the whole launch (local.py):
+the processes cannot change shape one at a time.
 """
 
 from __future__ import annotations
@@ -108,12 +119,14 @@ def cluster_config(prepared: Prepared) -> tuple[Any, LaunchFiles]:
             f"method '{prepared.method.name}' keeps the base in 4 bits, which FSDP and ZeRO-3 cannot shard "
             "here (peft #1844); use ddp (each GPU holds the 4-bit base) or plan lora"
         )
-    num_processes = plan.profile.num_gpus if gpu.cuda else 1
+    num_processes = plan.profile.num_gpus  # on a CPU profile: that many CPU processes
     wrap_class = None
     fsdp_config = deepspeed_config = None
     if sharding == "none" or num_processes == 1 and sharding == "ddp":
         distributed = DistributedType.NO
     elif sharding == "ddp":
+        # Also on CPU (use_cpu: the Trainer's processes join a gloo group): accelerate 1.15 starts N processes
+        # (torchrun) only for a multi-device type; its MULTI_CPU config starts one unless mpirun is set up.
         distributed = DistributedType.MULTI_GPU
     elif sharding.startswith("fsdp"):
         distributed = DistributedType.FSDP
@@ -123,10 +136,15 @@ def cluster_config(prepared: Prepared) -> tuple[Any, LaunchFiles]:
             "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
             "fsdp_transformer_layer_cls_to_wrap": wrap_class,
             "fsdp_reshard_after_forward": sharding == "fsdp",
+            # Checkpoints: each process writes its shard. The final model is gathered whole (local._save_model).
             "fsdp_state_dict_type": "SHARDED_STATE_DICT",
             "fsdp_cpu_ram_efficient_loading": True,
+            "fsdp_sync_module_states": True,  # accelerate launch requires it with cpu_ram_efficient_loading
             "fsdp_offload_params": False,
-            "fsdp_activation_checkpointing": hp.gradient_checkpointing,
+            # Activation checkpointing is the Trainer's (the plan's gradient_checkpointing), never also FSDP's:
+            # transformers refuses both, and FSDP's wraps each layer in a checkpoint wrapper whose module names
+            # peft does not strip, so a LoRA adapter gathered for the final save came out empty (measured).
+            "fsdp_activation_checkpointing": False,
         }
     else:
         distributed = DistributedType.DEEPSPEED
@@ -139,6 +157,9 @@ def cluster_config(prepared: Prepared) -> tuple[Any, LaunchFiles]:
             "zero3_init_flag": sharding == "zero3",
             "zero3_save_16bit_model": sharding == "zero3",
         }
+    if not gpu.cuda and num_processes > 1 and distributed != DistributedType.NO:
+        notes.append(f"{num_processes} CPU processes over gloo: the config says {distributed.value} with use_cpu, "
+                     "as accelerate launch starts several processes only for a multi-device type")
     mixed = precision.autocast or ("bf16" if precision.weights == "bfloat16" else "no")
     config = ClusterConfig(
         compute_environment=ComputeEnvironment.LOCAL_MACHINE, distributed_type=distributed, mixed_precision=mixed,
@@ -274,7 +295,7 @@ def run_generated(
 ) -> int:
     """train.py's body in each launched process: the local backend; one line for a user mistake."""
     from ..documents import load_plan
-    from ..errors import EXIT_INTERRUPTED
+    from ..errors import EXIT_INTERRUPTED, EXIT_NO
     from . import local
     from .models import ExecuteRequest
     from .prepared import prepare
@@ -293,6 +314,23 @@ def run_generated(
               file=sys.stderr)
         return EXIT_INTERRUPTED
     except UserError as error:
-        print(f"error: {error.message}", file=sys.stderr)
+        # Another process's progress bar may hold the current line of the shared terminal: start a new one.
+        print(("\n" if local.world_size() > 1 else "") + f"error: {error.message}", file=sys.stderr)
         return error.exit_code
+    except RuntimeError as error:
+        if local.world_size() > 1 and _peer_exited(error):
+            # Another process of the launch failed (out of memory, a user mistake) and printed why; torchrun's
+            # summary names it. This one stops without a traceback of its own: one error line, not two.
+            return EXIT_NO
+        raise
     return 0
+
+
+def _peer_exited(error: RuntimeError) -> bool:
+    """A collective failed because another process closed its connection (gloo's words, torch 2.13).
+
+    Over gloo the socket closes before torchrun stops this process (measured:
+    RuntimeError "Connection closed by peer"); under NCCL a collective is
+    expected to wait until torchrun's SIGTERM instead (not measured: no GPU).
+    """
+    return "closed by peer" in str(error) or "reset by peer" in str(error)

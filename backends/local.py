@@ -11,7 +11,8 @@ One run:
    train split, watching the validation split;
 3. each model: load the base, apply the method plugin, train with per-group
    learning rates; on out-of-memory, downshift and retry from the last
-   checkpoint; on Ctrl-C, save a checkpoint and raise `RunInterrupted`;
+   checkpoint (in one process; under a multi-process launch the run stops:
+   `RunFailed`); on Ctrl-C, save a checkpoint and raise `RunInterrupted`;
 4. save the model and tokenizer in DIR, score the held-out test split if the
    plan made one, and write metrics.json, loss.png and the model card.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import shutil
 import statistics
 import sys
@@ -73,10 +75,18 @@ class RunFailed(UserError):
 
 
 def is_main_process() -> bool:
-    """False in the other processes of an `accelerate launch`: only the first one writes the run's files."""
-    from accelerate import PartialState
+    """False in the other processes of an `accelerate launch`: only the first one writes the run's files.
 
-    return PartialState().is_main_process
+    Read from torchrun's environment, not from accelerate's PartialState: a state
+    made here, before the TrainingArguments make theirs with use_cpu, is a
+    one-process state on a CPU-only machine, so every CPU process was "main".
+    """
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def world_size() -> int:
+    """How many processes train this run together (torchrun's WORLD_SIZE; 1 without a launcher)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def run(
@@ -202,6 +212,14 @@ def _train_model(
             close_progress(trainer)
         if out_of_memory is not None:
             step = trainer.state.global_step
+            if world_size() > 1:
+                # Downshifting this process alone would leave the others waiting for it in a collective, and
+                # the processes must share one shape: this one exits non-zero and torchrun stops the others.
+                raise RunFailed(
+                    f"out of memory at step {step} of {name} in process {os.environ.get('RANK', '0')} of "
+                    f"{world_size()}: a multi-process run cannot shrink its batch in one process, so every "
+                    "process stops; plan a smaller batch_size or seq_len (or gradient checkpointing) and run again"
+                ) from out_of_memory
             del trainer
             _release_memory()
             shape = _downshift(metrics, name, shape, step, out_of_memory)
@@ -312,6 +330,10 @@ def _summarise_folds(folds: list[TrainResult]) -> dict[str, MetricSummary]:
 
 def _save_model(prepared: Prepared, trainer: Any) -> None:
     out = prepared.output_dir
+    if trainer.is_fsdp_enabled:
+        # Checkpoints stay sharded; the saved model is gathered whole (every process takes part, the first
+        # one writes) so that plain from_pretrained loads it. With SHARDED_STATE_DICT, save_model wrote no weights.
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(out))
     model = trainer.model
     prepared.adapter = hasattr(model, "peft_config")

@@ -1,16 +1,19 @@
-"""The Trainer the backends run: transformers' own, with two hooks overridden and nothing else.
+"""The Trainer the backends run: transformers' own, with three hooks overridden and nothing else.
 
 - `create_optimizer`: one learning rate per parameter group of the plan
   (param_groups.py), the optimizer class still from `TrainingArguments.optim`;
 - `_get_train_sampler`: length-grouped batches reseeded per epoch
-  (sampling.py), so resuming replays the same batches.
+  (sampling.py), so resuming replays the same batches;
+- `save_model`: under FSDP, the checkpoint directory exists in every process
+  before the Trainer looks for it (see there).
 
 Training loop, scheduler, evaluation, checkpoints and resume are the Trainer's.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Optional
 
 from transformers import Trainer
 
@@ -41,3 +44,12 @@ class PlanTrainer(Trainer):
         lengths = [len(ids) for ids in dataset["input_ids"]]
         batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
         return SeededLengthGroupedSampler(batch, lengths, seed=self.args.data_seed or self.args.seed)
+
+    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
+        # With sharded FSDP checkpoints save_model writes nothing: the checkpoint directory appears only when the
+        # shards are written, after the Trainer's barrier-then-os.path.exists that records the best checkpoint.
+        # Measured (2 CPU processes, transformers 5.24): the processes disagreed on it, one loaded the best model
+        # at the end and the other did not, and both hung. Made here in every process, they agree.
+        if self.is_fsdp_enabled and output_dir is not None:
+            os.makedirs(output_dir, exist_ok=True)
+        super().save_model(output_dir, _internal_call)

@@ -12,12 +12,14 @@ out-of-memory downshift). Choices made here, not in the plan:
   validation split (seed 003 §4.2, §5.2);
 - evaluation keeps no logits (metrics.py); losses are logged every step;
 - batches group examples of similar length (sampling.py), longest first;
-- nothing is reported to a tracker or the Hub.
+- nothing is reported to a tracker or the Hub;
+- an FSDP launch on CPU processes shards as on GPUs (`_shard_on_cpu`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -80,7 +82,7 @@ def training_arguments(
     from transformers import TrainingArguments
 
     evaluate = schedule.evaluate
-    return (config_class or TrainingArguments)(
+    args = (config_class or TrainingArguments)(
         output_dir=checkpoint_dir,
         per_device_train_batch_size=shape.batch_size,
         per_device_eval_batch_size=shape.batch_size,
@@ -115,6 +117,27 @@ def training_arguments(
         dataloader_num_workers=0,
         **(extra or {}),
     )
+    if device.kind == "cpu" and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":  # accelerate launch
+        _shard_on_cpu(args)
+    return args
+
+
+def _shard_on_cpu(args: Any) -> None:
+    """Let an FSDP launch on CPU processes (gloo) shard, as it does on GPUs.
+
+    accelerate 1.15 turns a launch into FSDP only from a multi-device state
+    (AcceleratorState.__init__ lists MULTI_GPU, MULTI_XPU, ...; not MULTI_CPU),
+    so an FSDP config with use_cpu silently ran DDP: measured, the Trainer's
+    accelerator had no fsdp_plugin. torch's FSDP2 `fully_shard` runs on CPU over
+    gloo; naming the process group's state multi-device before the Trainer
+    builds its Accelerator takes accelerate's FSDP path. The device stays the CPU.
+    """
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType
+
+    # args.device sets up the process group and its state (TrainingArguments._setup_devices).
+    if args.device.type == "cpu" and args.distributed_state.distributed_type == DistributedType.MULTI_CPU:
+        PartialState._shared_state["distributed_type"] = DistributedType.MULTI_GPU
 
 
 def build_trainer(

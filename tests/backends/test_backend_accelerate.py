@@ -12,8 +12,10 @@ from advisor.models import Estimate, MemoryEstimate
 from conftest import alpaca_records, banking77_sample, make_plan, run_cli, save_plan, write_jsonl
 
 
-def sharded_plan(model: str, sharding: str, method: str = "full", task: str = "instruction", gpus: int = 4):
-    plan = make_plan(model, task=task, method=method, precision="bf16", gradient_accumulation_steps=4)
+def sharded_plan(model: str, sharding: str, method: str = "full", task: str = "instruction", gpus: int = 4,
+                 **hyperparameters):
+    plan = make_plan(model, task=task, method=method, precision="bf16", gradient_accumulation_steps=4,
+                     **hyperparameters)
     plan.profile.gpu, plan.profile.num_gpus = "a100-80gb", gpus
     plan.estimate = Estimate(memory=MemoryEstimate(peak_gib=10.0, per_device_gib=10.0),
                              config={"sharding": sharding, "num_gpus": gpus})
@@ -117,3 +119,28 @@ def test_the_preflight_data_checks_refuse_before_any_launch_file_is_written(tmp_
     code, _, stderr, out = dry_run(capsys, tmp_path, plan, alpaca)
     assert code == 1 and "no token carries loss" in stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("sharding", "distributed_type"), [("ddp", "MULTI_GPU"), ("fsdp", "FSDP")])
+def test_a_cpu_plan_for_two_devices_gets_two_cpu_processes(tmp_path, tiny_llama, alpaca, capsys, sharding,
+                                                            distributed_type):
+    plan = sharded_plan(str(tiny_llama), sharding, gpus=2)
+    plan.profile.gpu = "cpu"
+    code, _, stderr, out = dry_run(capsys, tmp_path, plan, alpaca)
+    assert code == 0, stderr
+    config = config_of(out)
+    # accelerate launch starts N processes (torchrun) only for a multi-device type; use_cpu makes them CPU ones.
+    assert config["distributed_type"] == distributed_type and config["num_processes"] == 2
+    assert config["use_cpu"] is True and config["mixed_precision"] == "no"
+    assert "2 CPU processes over gloo" in stderr
+
+
+def test_fsdp_leaves_activation_checkpointing_to_the_trainer(tmp_path, tiny_llama, alpaca, capsys):
+    plan = sharded_plan(str(tiny_llama), "fsdp", gradient_checkpointing=True)
+    code, _, stderr, out = dry_run(capsys, tmp_path, plan, alpaca)
+    assert code == 0, stderr
+    fsdp = config_of(out)["fsdp_config"]
+    # transformers refuses both switches on; the Trainer's is the plan's (and peft saves what it wraps).
+    assert fsdp["fsdp_activation_checkpointing"] is False
+    assert fsdp["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"  # checkpoints; the final save is gathered whole
+    assert fsdp["fsdp_cpu_ram_efficient_loading"] is True and fsdp["fsdp_sync_module_states"] is True
