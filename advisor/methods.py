@@ -78,6 +78,10 @@ class Method(BaseModel):
         description="how much the method can change the model: 1 soft prompts/IA3 .. 4 full fine-tuning",
     )
     learning_rate: tuple[float, float] = Field(description="usual learning-rate range for this method")
+    plain_checkpoint: bool = Field(
+        True, description="its saved model loads with plain transformers or peft; False: rebuild it with the "
+        "plugin (advisor.backends.reload.load_trained), as for modules no transformers class has"
+    )
     objective: Literal["supervised", "preference"] = Field(
         "supervised",
         description="what the method trains on: supervised examples (the Trainer's loss), or preference pairs "

@@ -138,6 +138,7 @@ def _plot_result(axes: Any, result: TrainResult) -> None:
 
 def model_card(
     metrics: RunMetrics, output_dir: Path, base_source: str, base_id: str, adapter: bool, prompt_format: str,
+    plain_checkpoint: bool = True,
 ) -> str:
     """README.md for the output directory: what was trained, on what, how well, and how to load it."""
     kind = "classification" if metrics.task == "classification" else "causal_lm"
@@ -164,7 +165,7 @@ def model_card(
         "## How to load it",
         "",
         "```python",
-        *_loading_lines(kind, adapter, base_source, output_dir.resolve()),
+        *_loading_lines(kind, adapter, base_source, output_dir.resolve(), plain_checkpoint),
         "```",
     ]
     if adapter:
@@ -201,9 +202,13 @@ def _results_lines(metrics: RunMetrics) -> list[str]:
     return lines or ["- no evaluation split: see the training loss in metrics.json"]
 
 
-def _loading_lines(kind: str, adapter: bool, base_source: str, path: Path) -> list[str]:
+def _loading_lines(kind: str, adapter: bool, base_source: str, path: Path, plain_checkpoint: bool) -> list[str]:
     auto = "AutoModelForSequenceClassification" if kind == "classification" else "AutoModelForCausalLM"
-    if not adapter:
+    if not plain_checkpoint:
+        # Modules no transformers class has: the plugin rebuilds the base, then the weights load strictly.
+        lines = ["from advisor.backends.reload import load_trained", "",
+                 f'model, tokenizer = load_trained("{path}")']
+    elif not adapter:
         lines = [f"from transformers import AutoTokenizer, {auto}", "", f'path = "{path}"',
                  "tokenizer = AutoTokenizer.from_pretrained(path)", f"model = {auto}.from_pretrained(path)"]
     else:

@@ -369,6 +369,7 @@ def _finish(prepared: Prepared, metrics: RunMetrics, started: float, previous: O
         card = artifacts.model_card(
             metrics, out, prepared.source, resolve_model(model).hf_id or model,
             adapter=prepared.adapter, prompt_format=prompt_format(prepared),
+            plain_checkpoint=prepared.method.plain_checkpoint,
         )
         (out / artifacts.MODEL_CARD).write_text(card, encoding="utf-8")
 

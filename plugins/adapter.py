@@ -129,6 +129,7 @@ METHOD = HoulsbyAdapter(
     description="Bottleneck adapters (Houlsby): small MLPs after attention and MLP; add latency, cannot be merged",
     family="additive",
     mergeable=False,
+    plain_checkpoint=False,
     capacity=3,
     learning_rate=(1e-4, 1e-3),
     source="003_483fda984e781d7e.txt §2.3.3 Adapter Modules; 002_cb6d472d11844b9e.txt Adapter Layers; "

@@ -162,25 +162,18 @@ def _load(out: Path, base_source: Path, auto: type, method: str):
     """The model card's recipe: plain transformers, or the base (with the run's config) plus peft.
 
     The bottleneck adapter is plain torch modules inside the layers, which no
-    transformers class has: its checkpoint loads only into the base rebuilt by
-    the plugin (loaded plainly, its projections would be missing and random).
+    transformers class has: its model card points to load_trained, which
+    rebuilds the base with the plugin (loaded plainly, its projections would be
+    missing and random).
     """
     if (out / "adapter_config.json").is_file():
         base = auto.from_pretrained(base_source, config=transformers.AutoConfig.from_pretrained(out))
         return peft.PeftModel.from_pretrained(base, out)
     if method == "adapter":
-        from safetensors.torch import load_file
+        from advisor.backends.reload import load_trained
 
-        from advisor import manager
-
-        plugin = manager.get_method("adapter")
-        hp = plugin.hyperparameters(json.loads((out / "plan.json").read_text())["training"]["hyperparameters"]["method"])
-        task_type = "SEQ_CLS" if auto is transformers.AutoModelForSequenceClassification else "CAUSAL_LM"
-        model = plugin.build(auto.from_pretrained(base_source, config=transformers.AutoConfig.from_pretrained(out)),
-                             hp, task_type)
-        loaded = model.load_state_dict(load_file(out / "model.safetensors"), strict=False)
-        assert not loaded.unexpected_keys and set(loaded.missing_keys) <= {"lm_head.weight"}  # tied: saved once
-        return model
+        assert "load_trained(" in (out / "README.md").read_text()  # what the model card tells the user
+        return load_trained(out)[0]
     model, info = auto.from_pretrained(out, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"], info
     return model
