@@ -7,7 +7,8 @@ Registered through the entry point `advisor.plugins.prefix`.
 from __future__ import annotations
 
 from advisor import Footprint, hookimpl
-from advisor.architecture import Architecture
+from advisor.architecture import MLA, Architecture
+from advisor.errors import UserError
 
 from ._peft_common import SoftPrompt, SoftPromptHyperparameters
 
@@ -16,6 +17,11 @@ class PrefixTuning(SoftPrompt):
     peft_config = "PrefixTuningConfig"
 
     def footprint(self, arch: Architecture, hp: SoftPromptHyperparameters) -> Footprint:
+        if arch.family in MLA:
+            raise UserError(
+                f"prefix tuning cannot extend a {arch.family} model's keys and values: latent attention (MLA) "
+                "does not keep per-head keys/values of one width"
+            )
         kv_dim = arch.kv_heads * arch.dim_per_head
         params = hp.num_virtual_tokens * arch.num_layers * 2 * kv_dim
         return Footprint(

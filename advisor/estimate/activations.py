@@ -25,9 +25,11 @@ from typing import Literal
 from ..architecture import Architecture, LinearSpec
 
 Kernel = Literal["cuda", "cpu"]
-#: Families whose default configs use hidden-state dropout (GPT-2 resid/embd 0.1, BERT hidden 0.1); the
-#: others (llama, qwen2, mistral) have none. Attention dropout costs no saved tensor on CUDA (see above).
-HIDDEN_DROPOUT = {"gpt2": True, "bert": True, "llama": False, "qwen2": False, "mistral": False}
+#: Families whose default configs use hidden-state dropout (GPT-2 resid/embd 0.1, BERT-style encoders hidden
+#: 0.1); the llama-like decoders have none. Attention dropout costs no saved tensor on CUDA (see above).
+HIDDEN_DROPOUT = ("gpt2", "bert", "roberta", "xlm-roberta")
+#: Linears reading something other than the layer input: outputs of attention, MLA's latent up-projections.
+READS_INNER = ("o_proj", "c_proj", "dense", "q_b_proj", "kv_b_proj")
 #: peft keeps adapter weights in fp32 (get_peft_model's autocast_adapter_dtype), so their inputs are cast to fp32.
 ADAPTER_BYTES = 4
 
@@ -134,10 +136,9 @@ def _adapters(ledger: Ledger, arch: Architecture, grads: LayerGrads, t: int, ker
     The dropout mask is kept only where x itself needs a gradient: not for the
     linears reading the layer input when nothing below the layer trains.
     """
-    attention = [linear for linear in arch.layer_linears() if linear.role == "attention"]
-    reads_layer_input = attention[:-1]  # q/k/v, c_attn, query/key/value: all but the output projection
     for linear in grads.adapted:
-        x_grad = grads.input or grads.weights or linear not in reads_layer_input
+        reads_layer_input = linear.role == "attention" and linear.name not in READS_INNER  # q/k/v, c_attn, query...
+        x_grad = grads.input or grads.weights or not reads_layer_input
         mask = t * linear.in_features * _mask(kernel, ADAPTER_BYTES) if x_grad else 0
         ledger.add("adapters", t * linear.in_features * ADAPTER_BYTES + mask + t * grads.rank * ADAPTER_BYTES)
 
@@ -209,7 +210,8 @@ def decoder_layer(arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrad
 
 
 def _llama_layer(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrads, kernel: Kernel):
-    t, h, f = tok.count, arch.hidden_size, arch.intermediate_size
+    """llama/qwen2/mistral op by op; the later families' extra ops through `_family_extras` (see there)."""
+    t, h, f = tok.count, arch.hidden_size, arch.mlp_width
     w = grads.weights
     _norm(ledger, arch, n, t, grads.input, w, kernel)
     if w:
@@ -222,6 +224,35 @@ def _llama_layer(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, g
     if w:
         _linear_inputs(ledger, n, t, h, 2, "mlp")  # gate/up input
         ledger.add("mlp", t * f * c)  # down_proj input
+    _family_extras(ledger, arch, n, tok, w, kernel)
+
+
+def _family_extras(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, weights: bool, kernel: Kernel):
+    """What Qwen3, Gemma, MLA and MoE layers keep beyond a llama layer.
+
+    Written from the modules' forward code, not yet checked tensor by tensor
+    like the llama/qwen2/gpt2/bert layers: q/k norms are RMSNorms over each
+    head; Gemma's post-attention and pre/post-feedforward norms are two more
+    norms on the stream; Gemma 2's soft-capped attention runs eagerly, keeping
+    the scaled scores, their tanh and the softmax (batch x heads x seq x keys
+    each); MLA keeps its latents' RMSNorm inputs; a MoE layer keeps the router's
+    fp32 logits and probabilities, and each routed copy of a token's hidden state
+    and expert output.
+    """
+    t, c = tok.count, (2 if n.autocast else n.compute)
+    if arch.qk_norm:
+        widths = (arch.num_heads + arch.kv_heads) * arch.dim_per_head
+        ledger.add("norms", t * (widths * 4 + (arch.num_heads + arch.kv_heads) * 4))
+    if arch.norms_per_layer == 4:
+        _norm(ledger, arch, n, t, True, weights, kernel)
+        _norm(ledger, arch, n, t, True, weights, kernel)
+    if arch.attn_logit_softcapping:
+        ledger.add("attention", 3 * tok.batch * arch.num_heads * tok.seq * tok.kv_seq * c)
+    if arch.kv_lora_rank:
+        ledger.add("attention", t * ((arch.q_lora_rank or 0) + arch.kv_lora_rank) * 4)
+    if arch.is_moe:
+        ledger.add("router", t * arch.num_experts * 8 + t * arch.experts_per_token * 8)
+        ledger.add("mlp", 2 * t * arch.experts_per_token * arch.hidden_size * c)
 
 
 def _gpt2_layer(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrads, kernel: Kernel):
@@ -312,8 +343,8 @@ def outside_layers(
     if input_leaf:
         ledger.add("inputs", t * h * n.residual)
     if not arch.learned_positions and stream_grad:
-        ledger.add("inputs", 2 * tok.seq * arch.dim_per_head * n.residual)  # rotary cos/sin, shared by all layers
-    if HIDDEN_DROPOUT[arch.family] and embeddings_grad:
+        ledger.add("inputs", 2 * tok.seq * arch.rotary_dim * n.residual)  # rotary cos/sin, shared by all layers
+    if arch.family in HIDDEN_DROPOUT and embeddings_grad:
         ledger.add("dropout", t * h * _mask(kernel, n.residual))
     if arch.kind == "encoder":
         if embeddings_grad:

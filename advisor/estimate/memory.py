@@ -77,8 +77,9 @@ def base_param_bytes(precision: str) -> int:
 
 
 def quantized_params(arch: Architecture) -> int:
-    """The weights bitsandbytes stores in 4 bits: every layer linear's matrix (biases, norms, embeddings stay)."""
-    return arch.num_layers * sum(linear.in_features * linear.out_features for linear in arch.layer_linears())
+    """The weights bitsandbytes stores in 4 bits: every layer nn.Linear's matrix (biases, norms, embeddings, a MoE
+    model's router and 3D expert weights stay in 16 bits)."""
+    return arch.matmul_params(modules_only=True)
 
 
 def parameters(arch: Architecture, fp: Footprint, shape: Shape) -> Parameters:
@@ -104,7 +105,7 @@ def parameters(arch: Architecture, fp: Footprint, shape: Shape) -> Parameters:
     copies = head_copy = 0.0
     if shape.precision == "mixed" and base_trainable:
         head_copy = 2 * arch.vocab_size * arch.hidden_size
-        copies = 2 * layers_trained * sum(linear.params for linear in arch.layer_linears()) + head_copy
+        copies = 2 * arch.top_layers_params(layers_trained, matrices_only=True) + head_copy
     return Parameters(
         weights=weights, upcast=upcast, adapters=adapters, gradients=gradients, optimizer=optimizer,
         layer_gradients=per_layer, head_gradients=head + tied, tied_embedding_gradient=tied,
@@ -128,7 +129,7 @@ def _optimizer_bytes(optimizer: str, trainable: int, gradient_bytes: float) -> f
 def trains_base_weights(arch: Architecture, fp: Footprint) -> bool:
     """Base weights train (full, freeze), rather than only added parameters (LoRA, prompts)."""
     base_trainable = fp.trainable_params - fp.added_params
-    return base_trainable > 0 and base_trainable * 2 >= arch.layer_params() * trained_layers(arch, fp)
+    return base_trainable > 0 and base_trainable * 2 >= arch.top_layers_params(trained_layers(arch, fp))
 
 
 def trained_layers(arch: Architecture, fp: Footprint) -> int:
@@ -163,7 +164,7 @@ def layer_grads(arch: Architecture, fp: Footprint, checkpointing: bool = False) 
     """What each layer (bottom first) contributes to the backward pass under this method."""
     weights = trains_base_weights(arch, fp)
     first_trained = arch.num_layers - trained_layers(arch, fp)
-    adapted = tuple(linear for linear in arch.layer_linears() if linear.name in set(fp.adapted_linears))
+    adapted = arch.linears_named(fp.adapted_linears)
     input_grad_from_start = embeddings_output_grad(arch, fp, checkpointing)
     grads = []
     for index in range(arch.num_layers):
