@@ -15,6 +15,29 @@ def test_total_params_match_public_figures(model_id, billions):
     assert params / 1e9 == pytest.approx(billions, abs=0.01)
 
 
+@pytest.mark.parametrize(
+    "model_id, params",
+    [
+        ("qwen3-30b-a3b", 30_532_122_624), ("gemma-3-1b", 999_885_952), ("gemma-3-4b", 4_300_079_472),
+        ("gemma-3-12b", 12_187_325_040), ("gemma-3-27b", 27_432_406_640), ("phi-4", 14_659_507_200),
+        ("mistral-small-24b", 23_572_403_200), ("gpt-oss-20b", 20_914_757_184),
+    ],
+)
+def test_current_models_count_what_their_model_cards_say(model_id, params):
+    """Exact totals (the model cards round them: 30.5B, 1B, 4.3B, 12.2B, 27.4B, 14.7B, 24B, 21B)."""
+    assert knowledge_base.resolve_model(model_id).architecture.total_params() == params
+
+
+@pytest.mark.parametrize("model_id", ["gemma-3-4b", "gemma-3-12b", "gemma-3-27b"])
+def test_multimodal_gemma_vision_tower_is_the_siglip_formula(model_id):
+    from advisor.architecture import siglip_vision_params
+
+    arch = knowledge_base.resolve_model(model_id).architecture
+    vision = dict(hidden_size=1152, image_size=896, intermediate_size=4304, num_hidden_layers=27, patch_size=14,
+                  vision_use_head=False)
+    assert arch.vision_params == siglip_vision_params(vision, arch.hidden_size)
+
+
 def test_unknown_model_names_the_known_ones():
     with pytest.raises(UserError, match="unknown model 'llama-9b'; known: gpt2"):
         knowledge_base.resolve_model("llama-9b")
