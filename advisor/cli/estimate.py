@@ -134,6 +134,8 @@ def render(result, model: str, method: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from .render import time_with_band
+
     memory = result.memory
     table = Table("part", "GiB", title=f"{model} / {method}: peak memory per device")
     for part, gib in sorted(memory.breakdown.items(), key=lambda item: -item[1]):
@@ -155,7 +157,5 @@ def render(result, model: str, method: str) -> None:
         time = result.time
         line = f"speed: {time.tokens_per_s:,.0f} tokens/s"
         if time.train_tokens:
-            line += f"; {time.train_tokens:,} tokens take {time.hours:.2f} h"
-        if time.cost is not None:
-            line += f", cost {time.cost:,.2f}"
+            line += f"; {time.train_tokens:,} tokens take {time_with_band(time)}"
         console.print(line)
