@@ -110,6 +110,8 @@ class HoulsbyAdapter(Method):
             added_params=params,
             adapted_linears=[linears[index].name for index in outputs],
             adapter_rank=hp.bottleneck,
+            adapter_kind="bottleneck",
+            adapter_dropout=hp.dropout,
         )
 
     def build(self, model: Any, hp: AdapterHyperparameters, task_type: str = "CAUSAL_LM") -> Any:

@@ -62,13 +62,17 @@ class IA3(Method):
             scaled = [(linears[index], feedforward) for index, feedforward in _PEFT_DEFAULTS[arch.family]]
             params = arch.num_layers * sum(l.in_features if ff else l.out_features for l, ff in scaled)
             names = [linear.name for linear, _ in scaled]
+            input_scaled = [linear.name for linear, ff in scaled if ff]
         else:
             names = [linear.name for linear in adapted_linears(arch, hp.target_modules)]
             params = adapted_params(arch, names, lambda linear: linear.out_features)
+            input_scaled = []
         return Footprint(
             trainable_params=params,
             added_params=params,
             adapted_linears=names,
+            adapter_kind="ia3",
+            input_scaled_linears=input_scaled,
         )
 
     def build(self, model: Any, hp: IA3Hyperparameters, task_type: str = "CAUSAL_LM") -> Any:

@@ -66,6 +66,8 @@ class LoRA(Method):
             added_params=params,
             adapted_linears=names,
             adapter_rank=hp.r,
+            adapter_kind="dora" if magnitude else "lora",
+            adapter_dropout=hp.dropout,
         )
 
     def build(self, model: Any, hp: LoraHyperparameters, task_type: str = "CAUSAL_LM") -> Any:

@@ -29,7 +29,8 @@ Kernel = Literal["cuda", "cpu"]
 #: 0.1); the llama-like decoders have none. Attention dropout costs no saved tensor on CUDA (see above).
 HIDDEN_DROPOUT = ("gpt2", "bert", "roberta", "xlm-roberta")
 #: Linears reading something other than the layer input: outputs of attention, MLA's latent up-projections.
-READS_INNER = ("o_proj", "c_proj", "dense", "q_b_proj", "kv_b_proj")
+ATTENTION_OUTPUTS = ("o_proj", "c_proj", "dense")
+READS_INNER = ATTENTION_OUTPUTS + ("q_b_proj", "kv_b_proj")
 #: peft keeps adapter weights in fp32 (get_peft_model's autocast_adapter_dtype), so their inputs are cast to fp32.
 ADAPTER_BYTES = 4
 
@@ -60,9 +61,12 @@ class LayerGrads:
 
     weights: bool  # the layer's own weights are trained (full, freeze)
     input: bool  # the layer's input requires grad (something trainable below it)
-    adapted: tuple[LinearSpec, ...] = ()  # linears carrying a LoRA-style adapter
+    adapted: tuple[LinearSpec, ...] = ()  # linears carrying an adapter (LoRA, DoRA, IA3, bottleneck)
     rank: int = 0
     kv_grad: bool = False  # prefix tuning: trained keys/values enter attention
+    kind: str = "lora"  # Footprint.adapter_kind
+    dropout: bool = True  # the adapters apply dropout (p > 0) to their input
+    input_scaled: tuple[str, ...] = ()  # IA3: linears whose input is rescaled (peft's feed-forward modules)
 
     @property
     def active(self) -> bool:
@@ -130,17 +134,66 @@ def _linear_inputs(ledger: Ledger, n: Numerics, t: int, width: int, consumers: i
         ledger.add(part, t * width * n.residual)
 
 
-def _adapters(ledger: Ledger, arch: Architecture, grads: LayerGrads, t: int, kernel: Kernel):
-    """peft LoRA: per adapted linear, dropout(x.to(fp32)) for lora_A, lora_A's output for lora_B.
+def _adapters(ledger: Ledger, arch: Architecture, n: Numerics, grads: LayerGrads, t: int, kernel: Kernel):
+    """What each adapted linear keeps: LoRA/bottleneck, DoRA's magnitude path, or IA3's rescaling.
 
-    The dropout mask is kept only where x itself needs a gradient: not for the
-    linears reading the layer input when nothing below the layer trains.
+    peft LoRA: lora_A keeps its input cast to fp32 (after dropout), lora_B keeps
+    lora_A's output. The dropout mask is kept only where x itself needs a
+    gradient: not for the linears reading the layer input when nothing below
+    the layer trains; at p=0 peft uses nn.Identity and there is no mask. In fp32
+    without dropout the cast is a no-op, so the linears reading one tensor keep
+    it once (q/k/v, gate/up), and o_proj's input is the SDPA output already kept.
     """
+    c = 2 if n.autocast else n.compute
+    shared_inputs = set()
     for linear in grads.adapted:
-        reads_layer_input = linear.role == "attention" and linear.name not in READS_INNER  # q/k/v, c_attn, query...
-        x_grad = grads.input or grads.weights or not reads_layer_input
-        mask = t * linear.in_features * _mask(kernel, ADAPTER_BYTES) if x_grad else 0
-        ledger.add("adapters", t * linear.in_features * ADAPTER_BYTES + mask + t * grads.rank * ADAPTER_BYTES)
+        if grads.kind == "ia3":
+            _ia3(ledger, linear, grads, t, c)
+            continue
+        source = _input_source(arch, linear)
+        x_grad = grads.input or grads.weights or source != "layer input"
+        mask = t * linear.in_features * _mask(kernel, ADAPTER_BYTES) if x_grad and grads.dropout else 0
+        x_kept = t * linear.in_features * ADAPTER_BYTES
+        if n.residual == 4 and not n.autocast and not grads.dropout:
+            if source in shared_inputs or source == "attention output":
+                x_kept = 0
+            shared_inputs.add(source)
+        ledger.add("adapters", x_kept + mask + t * grads.rank * ADAPTER_BYTES)
+        if grads.kind == "dora":
+            _dora(ledger, linear, grads, t, c, weight_copy=x_grad and n.compute == 2 and not n.autocast)
+
+
+def _input_source(arch: Architecture, linear: LinearSpec) -> str:
+    """Which tensor a linear reads, for linears sharing one input (a llama-like layer's four sources)."""
+    if linear.role == "attention":
+        if linear.name not in READS_INNER:
+            return "layer input"
+        if linear.name in ATTENTION_OUTPUTS:
+            return "attention output"  # SDPA's output, which SDPA keeps (the head merge is a view)
+    elif linear.role == "mlp" and linear.in_features == arch.hidden_size:
+        return "mlp input"
+    return f"{linear.role} {linear.name}"  # its own input (gpt2 and BERT reuse names across roles)
+
+
+def _dora(ledger: Ledger, linear: LinearSpec, grads: LayerGrads, t: int, c: int, weight_copy: bool):
+    """peft DoRA on top of LoRA: the base output and the LoRA output, each multiplied by the magnitude scale,
+    are kept, plus the magnitude's scale vectors. With dropout peft recomputes the base output from the
+    dropped-out fp32 input, so it is fp32, and that matmul keeps an fp32 copy of a 16-bit weight when the
+    input needs a gradient. The low-rank weight DoRA rebuilds every step for the weight norm
+    (lora_B(lora_A(eye))) is detached at once, so its graph is freed in the forward pass."""
+    base = 4 if grads.dropout else c
+    i, o = linear.in_features, linear.out_features
+    copy = i * o * 4 if grads.dropout and weight_copy else 0
+    ledger.add("adapters", t * o * (base + ADAPTER_BYTES) + 3 * o * 4 + copy)
+
+
+def _ia3(ledger: Ledger, linear: LinearSpec, grads: LayerGrads, t: int, c: int):
+    """peft IA3: an output-scaled linear keeps its output (for the vector's gradient); a feed-forward one
+    keeps its input cast to the vector's fp32."""
+    if linear.name in grads.input_scaled:
+        ledger.add("adapters", t * linear.in_features * ADAPTER_BYTES)
+    else:
+        ledger.add("adapters", t * linear.out_features * c)
 
 
 def _attention_core(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, masked: bool, kernel: Kernel):
@@ -205,7 +258,7 @@ def decoder_layer(arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrad
         _gpt2_layer(ledger, arch, n, tok, grads, kernel)
     else:
         _llama_layer(ledger, arch, n, tok, grads, kernel)
-    _adapters(ledger, arch, grads, tok.count, kernel)
+    _adapters(ledger, arch, n, grads, tok.count, kernel)
     return ledger
 
 
@@ -306,7 +359,7 @@ def encoder_layer(arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrad
         ledger.add("mlp", t * f * c)  # output.dense input
     ledger.add("dropout", t * h * _mask(kernel, c))
     _norm(ledger, arch, n, t, True, w, kernel)
-    _adapters(ledger, arch, grads, t, kernel)
+    _adapters(ledger, arch, n, grads, t, kernel)
     return ledger
 
 

@@ -169,7 +169,7 @@ def layer_grads(arch: Architecture, fp: Footprint, checkpointing: bool = False) 
     grads = []
     for index in range(arch.num_layers):
         trained = index >= first_trained
-        has_adapters = bool(adapted) and fp.adapter_rank > 0 and trained
+        has_adapters = bool(adapted) and (fp.adapter_rank > 0 or fp.adapter_kind == "ia3") and trained
         prefix = fp.virtual_tokens_in == "kv" and fp.virtual_tokens > 0
         below_trainable = index > first_trained and (weights or has_adapters or prefix)
         grads.append(act.LayerGrads(
@@ -178,6 +178,9 @@ def layer_grads(arch: Architecture, fp: Footprint, checkpointing: bool = False) 
             adapted=adapted if has_adapters else (),
             rank=fp.adapter_rank,
             kv_grad=prefix,
+            kind=fp.adapter_kind,
+            dropout=fp.adapter_dropout > 0 or fp.adapter_kind == "bottleneck",
+            input_scaled=tuple(fp.input_scaled_linears),
         ))
     return grads
 
