@@ -247,8 +247,8 @@ def forward_state(arch: Architecture, fp: Footprint, shape: Shape, kernel: act.K
 def peak_memory(arch: Architecture, fp: Footprint, shape: Shape, kernel: act.Kernel = "cuda") -> Peak:
     """Walk the step's timeline and return its largest moment, per device."""
     params, buffers = shard(
-        parameters(arch, fp, shape), arch, shape.sharding, shape.devices, fp.trainable_params,
-        base_param_bytes(shape.precision),
+        parameters(arch, fp, shape), arch, fp, shape.sharding, shape.devices, base_param_bytes(shape.precision),
+        shape.optimizer, autocast=shape.precision == "mixed",
     )
     state = forward_state(arch, fp, shape, kernel)
     grads = layer_grads(arch, fp, state.checkpointing)
