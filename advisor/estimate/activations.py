@@ -111,7 +111,8 @@ def _norm(ledger: Ledger, arch: Architecture, n: Numerics, t: int, input_grad: b
     """RMSNorm (transformers: fp32 copy, rsqrt, weight * x.to(dtype)) or LayerNorm (input + mean/rstd).
 
     RMSNorm keeps its fp32 input and rsqrt only for the input's gradient, and the
-    normalised tensor only for the weight's; LayerNorm's fused kernel keeps all three.
+    normalised tensor only for the weight's (Gemma's norm multiplies in fp32:
+    an fp32 normalised tensor); LayerNorm's fused kernel keeps all three.
     """
     if not (input_grad or weight_grad):
         return
@@ -120,10 +121,14 @@ def _norm(ledger: Ledger, arch: Architecture, n: Numerics, t: int, input_grad: b
         if input_grad:
             ledger.add("norms", t * (4 * h + 4))
         if weight_grad:
-            ledger.add("norms", t * h * n.residual)
+            ledger.add("norms", t * h * _normalised_bytes(arch, n))
     else:
         stats = 8 if kernel == "cuda" else 2 * n.residual
         ledger.add("norms", t * (h * n.residual + stats))
+
+
+def _normalised_bytes(arch: Architecture, n: Numerics) -> int:
+    return 4 if arch.family in ("gemma2", "gemma3") else n.residual
 
 
 def _linear_inputs(ledger: Ledger, n: Numerics, t: int, width: int, consumers: int, part: str):
@@ -283,8 +288,9 @@ def _llama_layer(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, g
 def _family_extras(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, weights: bool, kernel: Kernel):
     """What Qwen3, Gemma, MLA and MoE layers keep beyond a llama layer.
 
-    Written from the modules' forward code, not yet checked tensor by tensor
-    like the llama/qwen2/gpt2/bert layers: q/k norms are RMSNorms over each
+    Written from the modules' forward code; checked against autograd on tiny
+    Qwen3, Gemma 3, Phi-3, Mixtral and Qwen3-MoE models (tests/estimate/
+    test_family_activations.py, tolerances there): q/k norms are RMSNorms over each
     head; Gemma's post-attention and pre/post-feedforward norms are two more
     norms on the stream; Gemma 2's soft-capped attention runs eagerly, keeping
     the scaled scores, their tanh and the softmax (batch x heads x seq x keys
@@ -296,6 +302,9 @@ def _family_extras(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens,
     if arch.qk_norm:
         widths = (arch.num_heads + arch.kv_heads) * arch.dim_per_head
         ledger.add("norms", t * (widths * 4 + (arch.num_heads + arch.kv_heads) * 4))
+        if weights:
+            normalised = 4 if arch.family == "gemma3" else c
+            ledger.add("norms", t * widths * normalised)
     if arch.norms_per_layer == 4:
         _norm(ledger, arch, n, t, True, weights, kernel)
         _norm(ledger, arch, n, t, True, weights, kernel)

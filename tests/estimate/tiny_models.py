@@ -23,6 +23,18 @@ CONFIGS = {
                  num_attention_heads=4, vocab_size=VOCAB, max_position_embeddings=256,
                  attention_probs_dropout_prob=0.0),
 }
+#: The later families, on llama's tiny shape (special token ids inside the tiny vocabulary).
+_LLAMA_SHAPE = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=176, num_attention_heads=4,
+                    num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=256, pad_token_id=0,
+                    bos_token_id=1, eos_token_id=2)
+CONFIGS.update({
+    "qwen3": dict(_LLAMA_SHAPE, model_type="qwen3", head_dim=16, tie_word_embeddings=True),
+    "gemma3": dict(_LLAMA_SHAPE, model_type="gemma3_text", head_dim=16, sliding_window=512),
+    "phi3": dict(_LLAMA_SHAPE, model_type="phi3"),
+    "mixtral": dict(_LLAMA_SHAPE, model_type="mixtral", num_local_experts=4, num_experts_per_tok=2),
+    "qwen3_moe": dict(_LLAMA_SHAPE, model_type="qwen3_moe", num_experts=4, num_experts_per_tok=2,
+                      moe_intermediate_size=48),
+})
 
 
 def architecture(family: str) -> Architecture:
