@@ -230,7 +230,7 @@ class Architecture(BaseModel):
 
     def linears_named(self, names) -> tuple[LinearSpec, ...]:
         """The top layer's linear modules called one of `names` (a method's adapted linears)."""
-        return tuple(linear for linear in self.layer_linears() if linear.is_module and linear.name in set(names))
+        return _linears_named(self, tuple(names))
 
     @property
     def mlp_width(self) -> int:
@@ -260,10 +260,13 @@ class Architecture(BaseModel):
 
     def layers_params(self) -> int:
         """All transformer layers together."""
-        return sum(count * self.layer_params(linears) for count, linears in self.layer_groups())
+        return _layers_params(self)
 
     def top_layers_params(self, layers: int, matrices_only: bool = False) -> int:
         """The top `layers` layers (what freeze trains): MoE layers first, then dense ones from the top down."""
+        return _top_layers_params(self, layers, matrices_only)
+
+    def _top_layers_params(self, layers: int, matrices_only: bool) -> int:
         total, left = 0, layers
         for count, linears in reversed(self.layer_groups()):
             taken = min(left, count)
@@ -421,6 +424,22 @@ def siglip_vision_params(vision: dict, text_hidden: int) -> int:
     if vision.get("vision_use_head", True):  # attention-pooling head: probe, MultiheadAttention, norm, MLP
         count += h + 3 * h * h + 3 * h + h * h + h + 2 * h + mlp
     return count + h * text_hidden + h  # mm_input_projection_weight, mm_soft_emb_norm
+
+
+@functools.lru_cache(maxsize=256)
+def _layers_params(arch: "Architecture") -> int:
+    return sum(count * arch.layer_params(linears) for count, linears in arch.layer_groups())
+
+
+@functools.lru_cache(maxsize=1024)
+def _top_layers_params(arch: "Architecture", layers: int, matrices_only: bool) -> int:
+    return arch._top_layers_params(layers, matrices_only)
+
+
+@functools.lru_cache(maxsize=1024)
+def _linears_named(arch: "Architecture", names: tuple[str, ...]) -> tuple[LinearSpec, ...]:
+    wanted = set(names)
+    return tuple(linear for linear in arch.layer_linears() if linear.is_module and linear.name in wanted)
 
 
 @functools.lru_cache(maxsize=64)

@@ -61,7 +61,7 @@ def step_cost(arch: Architecture, fp: Footprint, shape: Shape) -> StepCost:
                                                            if fp.quantized_base else 0)
     passes = (layers + 2 * backward_layers + (cal.HOST_RECOMPUTE * backward_layers if checkpointing else 0))
     numerics = act.Numerics.of(shape.precision, fp.upcast_unquantized_fp32)
-    saved = sum(act.layer(arch, numerics, tok, g).total for g in layer_grads(arch, fp, checkpointing))
+    saved = sum(act.layer_bytes(arch, numerics, tok, g) for g in layer_grads(arch, fp, checkpointing))
     logits = act.LogitsBytes.of(arch, numerics, tok, shape.head, shape.num_labels)
     traffic = saved * (2 if checkpointing else 1) + logits.kept + logits.backward_extra
     return StepCost(flops=per_token * tok.count, layer_passes=passes * (1 + extra_kernels), tokens=tok.count,
