@@ -290,6 +290,13 @@ class Architecture(BaseModel):
                 total += count * used * linear.in_features * linear.out_features
         return total / self.num_layers
 
+    def active_params(self) -> int:
+        """Parameters one token uses: all of them, less the routed experts it does not run through."""
+        idle = sum(count * sum(l.params // l.copies * (l.copies - self.experts_per_token)
+                               for l in linears if l.role == "expert")
+                   for count, linears in self.layer_groups())
+        return self.total_params() - idle
+
     def embedding_params(self) -> int:
         """Token embeddings plus learned positions / token types and the embedding norm (encoders)."""
         count = self.vocab_size * self.hidden_size

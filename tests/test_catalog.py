@@ -63,3 +63,12 @@ def test_embedded_model_source_holds_weights_and_tokenizer():
     source = Path(knowledge_base.resolve_model("all-minilm-l6-v2").source)
     assert (source / "config.json").is_file() and (source / "model.safetensors").is_file()
     assert (source / "tokenizer.json").is_file()
+
+
+@pytest.mark.parametrize("model_id, active, uncounted", [("qwen3-30b-a3b", 3.3e9, 0),
+                                                         ("gpt-oss-20b", 3.6e9, 201088 * 2880)])
+def test_moe_active_parameters_are_what_the_model_cards_say(model_id, active, uncounted):
+    """Qwen3-30B-A3B activates 3.3B of 30.5B; gpt-oss-20b 3.6B of 21B, leaving out its input embedding."""
+    arch = knowledge_base.resolve_model(model_id).architecture
+    assert arch.active_params() - uncounted == pytest.approx(active, rel=0.02)
+    assert knowledge_base.resolve_model("qwen3-8b").architecture.active_params() == 8_190_735_360

@@ -116,6 +116,10 @@ def parameters(arch: Architecture, fp: Footprint, shape: Shape) -> Parameters:
 def _optimizer_bytes(optimizer: str, trainable: int, gradient_bytes: float) -> float:
     """AdamW keeps two states per trainable parameter in its dtype; the 8-bit ones one byte each.
 
+    "adamw" is torch's fused kernel (the backend's adamw_torch_fused): it updates
+    in place and allocates nothing during the step. (The foreach variant would add
+    a state-sized temporary for sqrt(v) + eps at the optimizer step; no plan uses it.)
+
     A paged optimizer's states live in CUDA unified memory, outside the caching
     allocator (not in max_memory_allocated) and evictable to the host: 0 here.
     """
