@@ -415,8 +415,10 @@ def _attention_fields(family: str, config: dict) -> dict:
         sliding = config["num_hidden_layers"] if window and family in ("mistral", "phi3") else 0
     return dict(
         sliding_window=window if sliding else None, sliding_layers=sliding,
-        attn_logit_softcapping=config.get("attn_logit_softcapping") if family == "gemma2" else None,
-        final_logit_softcapping=config.get("final_logit_softcapping") if family in ("gemma2", "gemma3") else None,
+        # Gemma 2's config class defaults (50, 30) apply when a config.json leaves them out.
+        attn_logit_softcapping=config.get("attn_logit_softcapping", 50.0) if family == "gemma2" else None,
+        final_logit_softcapping=config.get("final_logit_softcapping", 30.0 if family == "gemma2" else None)
+        if family in ("gemma2", "gemma3") else None,
     )
 
 

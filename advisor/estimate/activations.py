@@ -225,6 +225,27 @@ def _attention_core(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens
         ledger.add("attention", t * _mask_width(tok, kernel) * c)
 
 
+def eager_attention(arch: Architecture) -> bool:
+    """Gemma 2's soft-capped attention scores have no SDPA kernel: transformers runs it eagerly."""
+    return arch.attn_logit_softcapping is not None
+
+
+def _eager_attention(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, weights: bool):
+    """Eager attention keeps the query, keys and values expanded to every head (repeat_kv), the tanh of the
+    soft-capped scores, the fp32 softmax and its 16-bit copy: batch x heads x queries x keys tensors each.
+    Its output is kept only as o_proj's input when o_proj trains."""
+    q_dim = arch.num_heads * arch.dim_per_head
+    t, t_kv = tok.count, tok.batch * tok.kv_seq
+    c = 2 if n.autocast else n.compute
+    ledger.add("attention", t * q_dim * c)
+    if arch.kv_heads != arch.num_heads or not cached(arch, tok):
+        ledger.add("attention", 2 * t_kv * q_dim * c)
+    copy = c if c != 4 else 0  # the softmax's 16-bit copy (in fp32 the cast is a no-op)
+    ledger.add("attention", tok.batch * arch.num_heads * tok.seq * tok.kv_seq * (c + 4 + copy))
+    if weights:
+        ledger.add("attention", t * q_dim * c)
+
+
 def _mask_width(tok: Tokens, kernel: Kernel) -> int:
     """Key positions of the additive mask SDPA saves; CUDA's memory-efficient kernel pads them to 16."""
     return -(-tok.kv_seq // 16) * 16 if kernel == "cuda" else tok.kv_seq
@@ -237,7 +258,8 @@ def cached(arch: Architecture, tok: Tokens) -> bool:
 
 def cache_is_saved(arch: Architecture, tok: Tokens) -> bool:
     """SDPA saves the cache's k/v themselves, unless repeat_kv expanded them (masked attention with GQA)."""
-    return cached(arch, tok) and (tok.kv_seq == tok.seq or arch.kv_heads == arch.num_heads)
+    expanded = tok.kv_seq != tok.seq or eager_attention(arch)
+    return cached(arch, tok) and (not expanded or arch.kv_heads == arch.num_heads)
 
 
 def kv_cache_bytes(arch: Architecture, n: Numerics, tok: Tokens) -> float:
@@ -274,8 +296,11 @@ def _llama_layer(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, g
     _norm(ledger, arch, n, t, grads.input, w, kernel)
     if w:
         _linear_inputs(ledger, n, t, h, 3, "attention")  # q/k/v input
-    # A prefix makes transformers pass an explicit mask: SDPA then needs repeat_kv (no enable_gqa).
-    _attention_core(ledger, arch, n, tok, masked=tok.kv_seq != tok.seq, kernel=kernel)
+    if eager_attention(arch):
+        _eager_attention(ledger, arch, n, tok, w)
+    else:
+        # A prefix makes transformers pass an explicit mask: SDPA then needs repeat_kv (no enable_gqa).
+        _attention_core(ledger, arch, n, tok, masked=tok.kv_seq != tok.seq, kernel=kernel)
     _norm(ledger, arch, n, t, True, w, kernel)
     c = 2 if n.autocast else n.compute
     ledger.add("mlp", 3 * t * f * c)  # gate output (SiLU), SiLU output and up output (the product)
@@ -293,8 +318,7 @@ def _family_extras(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens,
     test_family_activations.py, tolerances there): q/k norms are RMSNorms over each
     head; Gemma's post-attention and pre/post-feedforward norms are two more
     norms on the stream; Gemma 2's soft-capped attention runs eagerly, keeping
-    the scaled scores, their tanh and the softmax (batch x heads x seq x keys
-    each); MLA keeps its latents' RMSNorm inputs; a MoE layer keeps the router's
+    see `_eager_attention`; MLA keeps its latents' RMSNorm inputs; a MoE layer keeps the router's
     fp32 logits and probabilities, and each routed copy of a token's hidden state
     and expert output.
     """
@@ -308,8 +332,6 @@ def _family_extras(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens,
     if arch.norms_per_layer == 4:
         _norm(ledger, arch, n, t, True, weights, kernel)
         _norm(ledger, arch, n, t, True, weights, kernel)
-    if arch.attn_logit_softcapping:
-        ledger.add("attention", 3 * tok.batch * arch.num_heads * tok.seq * tok.kv_seq * c)
     if arch.kv_lora_rank:
         ledger.add("attention", t * ((arch.q_lora_rank or 0) + arch.kv_lora_rank) * 4)
     if arch.is_moe:
@@ -445,7 +467,8 @@ class LogitsBytes:
         elements = positions * classes
         # Encoder heads (BERT's MLM and classifiers) take the loss in the logits' dtype, without the fp32 upcast.
         loss = 4 if arch.kind == "decoder" and head == "lm" else n.logits
+        softcap = elements * n.logits if arch.final_logit_softcapping and head == "lm" else 0  # Gemma 2's tanh
         return cls(
-            kept=elements * (n.logits + loss) + positions * 8, backward_extra=elements * 2 * loss,
+            kept=elements * (n.logits + loss) + positions * 8 + softcap, backward_extra=elements * 2 * loss,
             output=elements * n.logits,
         )

@@ -29,6 +29,7 @@ _LLAMA_SHAPE = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=176, 
                     bos_token_id=1, eos_token_id=2)
 CONFIGS.update({
     "qwen3": dict(_LLAMA_SHAPE, model_type="qwen3", head_dim=16, tie_word_embeddings=True),
+    "gemma2": dict(_LLAMA_SHAPE, model_type="gemma2", head_dim=16, sliding_window=512),
     "gemma3": dict(_LLAMA_SHAPE, model_type="gemma3_text", head_dim=16, sliding_window=512),
     "phi3": dict(_LLAMA_SHAPE, model_type="phi3"),
     "mixtral": dict(_LLAMA_SHAPE, model_type="mixtral", num_local_experts=4, num_experts_per_tok=2),
@@ -55,7 +56,8 @@ def build(family: str, dtype: str = "float32", method: str = "full", **hp):
 
     values = dict(CONFIGS[family])
     config = AutoConfig.for_model(values.pop("model_type"), **values)
-    config._attn_implementation = "sdpa"
+    # Gemma 2's soft-capped attention has no SDPA path: transformers runs it eagerly, as here.
+    config._attn_implementation = "eager" if config.model_type == "gemma2" else "sdpa"
     torch.manual_seed(0)
     if head(family) == "classification":
         model = AutoModelForSequenceClassification.from_config(config, dtype=getattr(torch, dtype))
