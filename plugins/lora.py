@@ -56,6 +56,11 @@ class LoRA(Method):
         magnitude = bool(self.peft_options.get("use_dora"))
         if experts and magnitude:
             raise UserError(f"DoRA cannot adapt a {arch.family} model's experts (3D parameters); target other modules")
+        if experts and hp.dropout:
+            raise UserError(
+                f"peft adapts a {arch.family} model's experts (named by gate_proj/up_proj/down_proj) only "
+                "without dropout: set dropout=0, or target the attention linears only"
+            )
         # A is r x in, B is out x r; DoRA adds a magnitude per output feature.
         params = adapted_params(
             arch, names, lambda linear: hp.r * (linear.in_features + linear.out_features)

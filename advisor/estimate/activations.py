@@ -173,7 +173,7 @@ def _input_source(arch: Architecture, linear: LinearSpec) -> str:
     if linear.role == "attention":
         if linear.name not in READS_INNER:
             return "layer input"
-        if linear.name in ATTENTION_OUTPUTS:
+        if linear.name in ATTENTION_OUTPUTS and not eager_attention(arch):
             return "attention output"  # SDPA's output, which SDPA keeps (the head merge is a view)
     elif linear.role == "mlp" and linear.in_features == arch.hidden_size:
         return "mlp input"
@@ -226,13 +226,15 @@ def _attention_core(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens
 
 
 def eager_attention(arch: Architecture) -> bool:
-    """Gemma 2's soft-capped attention scores have no SDPA kernel: transformers runs it eagerly."""
-    return arch.attn_logit_softcapping is not None
+    """Gemma 2's soft-capped scores and gpt-oss's attention sinks have no SDPA path: transformers runs them
+    eagerly."""
+    return arch.attn_logit_softcapping is not None or arch.family == "gpt_oss"
 
 
 def _eager_attention(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, weights: bool):
-    """Eager attention keeps the query, keys and values expanded to every head (repeat_kv), the tanh of the
-    soft-capped scores, the fp32 softmax and its 16-bit copy: batch x heads x queries x keys tensors each.
+    """Eager attention keeps the query, keys and values expanded to every head (repeat_kv), and per
+    batch x heads x queries x keys: Gemma 2's tanh of the soft-capped scores, fp32 softmax and its 16-bit
+    copy; gpt-oss's softmax over the scores and a sink column.
     Its output is kept only as o_proj's input when o_proj trains."""
     q_dim = arch.num_heads * arch.dim_per_head
     t, t_kv = tok.count, tok.batch * tok.kv_seq
@@ -240,8 +242,13 @@ def _eager_attention(ledger: Ledger, arch: Architecture, n: Numerics, tok: Token
     ledger.add("attention", t * q_dim * c)
     if arch.kv_heads != arch.num_heads or not cached(arch, tok):
         ledger.add("attention", 2 * t_kv * q_dim * c)
-    copy = c if c != 4 else 0  # the softmax's 16-bit copy (in fp32 the cast is a no-op)
-    ledger.add("attention", tok.batch * arch.num_heads * tok.seq * tok.kv_seq * (c + 4 + copy))
+    rows = tok.batch * arch.num_heads * tok.seq
+    if arch.family == "gpt_oss":
+        # A sink column joins the scores; the row max keeps its int64 indices; softmax in the model's dtype.
+        ledger.add("attention", rows * ((tok.kv_seq + 1) * c + 8))
+    else:
+        copy = c if c != 4 else 0  # the softmax's 16-bit copy (in fp32 the cast is a no-op)
+        ledger.add("attention", rows * tok.kv_seq * (c + 4 + copy))
     if weights:
         ledger.add("attention", t * q_dim * c)
 
@@ -303,7 +310,9 @@ def _llama_layer(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, g
         _attention_core(ledger, arch, n, tok, masked=tok.kv_seq != tok.seq, kernel=kernel)
     _norm(ledger, arch, n, t, True, w, kernel)
     c = 2 if n.autocast else n.compute
-    ledger.add("mlp", 3 * t * f * c)  # gate output (SiLU), SiLU output and up output (the product)
+    # gate output (SiLU), SiLU output and up output (the product); gpt-oss's clamped GLU keeps twice that
+    # (the fused gate/up output, clamped gate, its sigmoid, clamped up + 1, the GLU).
+    ledger.add("mlp", (6 if arch.family == "gpt_oss" else 3) * t * f * c)
     if w:
         _linear_inputs(ledger, n, t, h, 2, "mlp")  # gate/up input
         ledger.add("mlp", t * f * c)  # down_proj input
@@ -336,7 +345,8 @@ def _family_extras(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens,
         ledger.add("attention", t * ((arch.q_lora_rank or 0) + arch.kv_lora_rank) * 4)
     if arch.is_moe:
         ledger.add("router", t * arch.num_experts * 8 + t * arch.experts_per_token * 8)
-        ledger.add("mlp", 2 * t * arch.experts_per_token * arch.hidden_size * c)
+        copies = 1 if arch.family == "gpt_oss" else 2  # gpt-oss: the routed inputs; others also the outputs
+        ledger.add("mlp", copies * t * arch.experts_per_token * arch.hidden_size * c)
 
 
 def _gpt2_layer(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrads, kernel: Kernel):

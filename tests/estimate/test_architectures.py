@@ -113,7 +113,7 @@ def test_lora_all_linear_count_matches_peft(name):
 
     arch = Architecture.from_hf_config(hf_config(name).to_dict())
     plugin = get_method("lora")
-    hp = plugin.hyperparameters({"r": 4, "target_modules": "all-linear"})
+    hp = plugin.hyperparameters({"r": 4, "target_modules": "all-linear", "dropout": 0.0})
     config = LoraConfig(r=4, target_modules=layer_targets_regex(arch, "all-linear"))
     model = get_peft_model(meta_model(name), config)
     trainable, _ = model.get_nb_trainable_parameters()
@@ -127,6 +127,18 @@ def test_moe_experts_are_all_in_memory_and_only_the_routed_ones_compute():
     attention_and_router = sum(l.params for l in arch.layer_linears() if l.role != "expert")
     assert arch.active_matmul_params_per_layer() == attention_and_router + 2 * per_expert
     assert arch.matmul_params() == arch.num_layers * (attention_and_router + 4 * per_expert)
+
+
+def test_lora_on_deepseek_experts_needs_no_dropout():
+    """peft's ParamWrapper (LoRA on 3D expert weights) raises for lora_dropout != 0: refused up front."""
+    from advisor.manager import get_method
+
+    arch = Architecture.from_hf_config(hf_config("deepseek_v3").to_dict())
+    plugin = get_method("lora")
+    with pytest.raises(UserError, match="without dropout"):
+        plugin.footprint(arch, plugin.hyperparameters({"target_modules": "all-linear"}))
+    attention_only = plugin.hyperparameters({"target_modules": ["q_a_proj", "q_b_proj", "o_proj"]})
+    assert plugin.footprint(arch, attention_only).trainable_params > 0
 
 
 def test_lora_refuses_expert_weights_by_name():

@@ -14,13 +14,20 @@ from . import tiny_models as tm
 
 BATCH, SEQ = 2, 64
 #: family -> relative tolerance reached (full fine-tuning and LoRA, bf16 and fp32).
-TOLERANCES = {"qwen3": 0.005, "gemma2": 0.005, "gemma3": 0.005, "phi3": 0.05, "mixtral": 0.06, "qwen3_moe": 0.09}
+TOLERANCES = {"qwen3": 0.005, "gemma2": 0.005, "gemma3": 0.005, "phi3": 0.05, "mixtral": 0.06, "qwen3_moe": 0.09,
+              "gpt_oss": 0.075, "deepseek_v3": 0.085}
+
+
+#: DeepSeek's LoRA is not checked: with gate/up/down_proj targeted peft adapts its experts (ParamWrapper),
+#: whose saved tensors the estimate does not price yet.
+CASES = [(family, method) for family in TOLERANCES for method in ("full", "lora")
+         if not (family == "deepseek_v3" and method == "lora")]
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
-@pytest.mark.parametrize("method, hp", [("full", {}), ("lora", {"r": 8})], ids=["full", "lora"])
-@pytest.mark.parametrize("family", TOLERANCES)
-def test_saved_tensors_match_within_the_family_tolerance(family, method, hp, dtype):
+@pytest.mark.parametrize("family, method", CASES)
+def test_saved_tensors_match_within_the_family_tolerance(family, method, dtype):
+    hp = {"r": 8} if method == "lora" else {}
     model = tm.build(family, dtype, method, **hp)
     measured = tm.saved_tensor_bytes(model, tm.batch(family, BATCH, SEQ))
     shape = memory.Shape(precision="fp32" if dtype == "float32" else "bf16", batch=BATCH, seq=SEQ,

@@ -35,6 +35,12 @@ CONFIGS.update({
     "mixtral": dict(_LLAMA_SHAPE, model_type="mixtral", num_local_experts=4, num_experts_per_tok=2),
     "qwen3_moe": dict(_LLAMA_SHAPE, model_type="qwen3_moe", num_experts=4, num_experts_per_tok=2,
                       moe_intermediate_size=48),
+    "gpt_oss": dict(_LLAMA_SHAPE, model_type="gpt_oss", num_local_experts=4, num_experts_per_tok=2, head_dim=16,
+                    sliding_window=512),
+    "deepseek_v3": dict(_LLAMA_SHAPE, model_type="deepseek_v3", num_key_value_heads=4, n_routed_experts=4,
+                        n_shared_experts=1, first_k_dense_replace=1, moe_intermediate_size=48, num_experts_per_tok=2,
+                        q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=16,
+                        n_group=1, topk_group=1),
 })
 
 
@@ -56,8 +62,8 @@ def build(family: str, dtype: str = "float32", method: str = "full", **hp):
 
     values = dict(CONFIGS[family])
     config = AutoConfig.for_model(values.pop("model_type"), **values)
-    # Gemma 2's soft-capped attention has no SDPA path: transformers runs it eagerly, as here.
-    config._attn_implementation = "eager" if config.model_type == "gemma2" else "sdpa"
+    # Gemma 2's soft-capped attention and gpt-oss's sinks have no SDPA path: transformers runs them eagerly.
+    config._attn_implementation = "eager" if config.model_type in ("gemma2", "gpt_oss") else "sdpa"
     torch.manual_seed(0)
     if head(family) == "classification":
         model = AutoModelForSequenceClassification.from_config(config, dtype=getattr(torch, dtype))
