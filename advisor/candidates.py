@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from . import rules as rulebook
 from .estimate import EstimateRequest, estimate
+from .errors import UserError
 from .estimate.search import FitResult, best_fit
 from .facts import Facts, derive_facts, method_facts
 from .knowledge_base import ModelEntry, gpus, resolve_gpu, tasks
@@ -80,6 +81,20 @@ def sequence_length(profile: Profile, model: ModelEntry, data_report: Any) -> in
     else:
         length = tasks()[profile.task].seq_len
     return min(length, model.architecture.max_position_embeddings)
+
+
+def refusal(method: Method, model: ModelEntry, facts: Facts) -> Optional[str]:
+    """Why `method`, as the rules would set it, cannot train this model (its footprint refuses), else None.
+
+    A MoE model has no linear MLP output for bottleneck adapters, latent attention no per-head keys for a
+    prefix, peft no default IA3 targets for some families: the planner leaves such methods out.
+    """
+    settings, _ = settings_for(method, facts)
+    try:
+        method.footprint(model.architecture, method.hyperparameters(method_hyperparameters(method, settings)))
+    except UserError as error:
+        return str(error)
+    return None
 
 
 def configure(method: Method, profile: Profile, model: ModelEntry, facts: Facts, data_report: Any,

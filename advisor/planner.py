@@ -14,8 +14,9 @@ from typing import Any, Optional
 
 from . import rules as rulebook
 from .candidates import (
-    Candidate, configure, fit_change_kinds, method_hyperparameters, smallest_fitting_hardware,
+    Candidate, configure, fit_change_kinds, method_hyperparameters, refusal, smallest_fitting_hardware,
 )
+from .errors import UserError
 from .facts import Facts, derive_facts, method_facts
 from .knowledge_base import method_preference, resolve_model, tasks
 from .manager import all_methods, get_method
@@ -51,6 +52,21 @@ def plan_for(profile: Profile) -> Plan:
     return make_plan(validate_profile(profile.model_dump(include=profile.model_fields_set) | hints), report)
 
 
+def usable_methods(methods: dict[str, Method], profile: Profile, model: Any, facts: Facts,
+                   trace: Trace) -> dict[str, Method]:
+    """The methods that can train this model; the others are named in a warning (an explicit --method: an error)."""
+    usable = {}
+    for name, method in methods.items():
+        reason = refusal(method, model, facts)
+        if reason is None:
+            usable[name] = method
+        elif name == profile.method:
+            raise UserError(f"--method {name} cannot train {profile.model}: {reason}")
+        else:
+            trace.warnings.append(f"{name} left out for {profile.model}: {reason}")
+    return usable
+
+
 def make_plan(profile: Profile, data_report: Any = None) -> Plan:
     """The plan for `profile`. `data_report` is the validation report of profile.data, if any."""
     model = resolve_model(profile.model)
@@ -62,7 +78,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
 
     approach, complements = decide_approach(facts, trace)
     fine_tuning = approach == "fine_tune" or profile.method is not None
-    methods = all_methods()
+    methods = usable_methods(all_methods(), profile, model, facts, trace)
     # Method rules explain a fine-tune; a prompting/RAG plan ranks methods only for its alternatives.
     order, excluded, ranked_by = rank_methods(methods, facts, trace if fine_tuning else Trace(), profile.method)
     candidates = {name: configure(methods[name], profile, model, facts, data_report, excluded.get(name))
