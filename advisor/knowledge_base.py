@@ -54,8 +54,10 @@ class GpuEntry(BaseModel):
     id: str
     name: str
     memory_gib: float = Field(gt=0)
-    bf16: bool
-    cuda: bool
+    bf16: bool = Field(description="bf16 tensor cores (Ampere and later, CDNA)")
+    fp8: bool = Field(False, description="fp8 tensor cores (Ada, Hopper, Blackwell, CDNA3)")
+    bitsandbytes: bool = Field(description="bitsandbytes' 4-/8-bit kernels run here (QLoRA, 8-bit optimizers)")
+    cuda: bool = Field(description="torch.cuda drives it (CUDA, or ROCm's HIP under the same API)")
     peak_tflops_bf16: float = Field(ge=0)
     peak_tflops_fp32: float = Field(ge=0)
 
@@ -128,6 +130,13 @@ def resolve_model(model: str) -> ModelEntry:
     raise UserError(
         f"unknown model '{model}'; known: {', '.join(catalog)} (or pass a local model directory with a config.json)"
     )
+
+
+def device_memory_label(gpu: Optional[str], memory_gib: float, overridden: bool) -> str:
+    """How to name a device's memory: "79.2 GiB on h100", or "48.0 GiB (custom)" when the user set it."""
+    if overridden or gpu is None:
+        return f"{memory_gib:.1f} GiB (custom)"
+    return f"{memory_gib:.1f} GiB on {gpu}"
 
 
 def resolve_gpu(gpu: str) -> GpuEntry:

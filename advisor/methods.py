@@ -50,6 +50,15 @@ class Footprint(BaseModel):
         default_factory=list, description="layer linears (LinearSpec.name) that carry an adapter"
     )
     adapter_rank: int = Field(0, ge=0, description="the adapter's inner width (LoRA r, bottleneck size)")
+    adapter_kind: Literal["lora", "dora", "ia3", "bottleneck"] = Field(
+        "lora", description="what the adapted linears compute, which sets what they keep for the backward pass"
+    )
+    adapter_dropout: float = Field(
+        0.0, ge=0, lt=1, description="dropout on the adapters' input (peft skips it, and its mask, at 0)"
+    )
+    input_scaled_linears: list[str] = Field(
+        default_factory=list, description="IA3: adapted linears whose input (not output) is rescaled"
+    )
     forces_gradient_checkpointing: bool = False
     storage_params: Optional[int] = Field(
         None, description="parameters saved per task (default: trainable_params)"

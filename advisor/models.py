@@ -169,6 +169,10 @@ class TimeEstimate(StrictModel):
     train_tokens: int
     hours: float
     cost: Optional[float] = None
+    hours_band: Optional[tuple[float, float]] = Field(
+        None, description="p10-p90 of the run time, from the estimator's held-out errors"
+    )
+    cost_band: Optional[tuple[float, float]] = Field(None, description="p10-p90 of the cost, as hours_band")
 
 
 class Estimate(StrictModel):

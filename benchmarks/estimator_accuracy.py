@@ -127,6 +127,24 @@ def summary(errors: list[float]) -> dict[str, Any]:
     return {"n": len(ordered), "median": statistics.median(ordered), "p90": p90, "max": ordered[-1]}
 
 
+def time_band(records: list[dict]) -> tuple[float, float]:
+    """Actual / predicted run time at the 10th and 90th percentile of the held-out rows (linear interpolation).
+
+    A run's hours are tokens over speed, so a speed predicted (1 + e) times too high means the run takes
+    (1 + e) times the predicted hours. advisor/estimate/calibration.py's TIME_BAND is this pair, rounded.
+    """
+    ratios = sorted(1 + r["time_error"] for r in records
+                    if r["held_out"] and r["status"] == "ok" and r["time_error"] is not None)
+    return _quantile(ratios, 0.1), _quantile(ratios, 0.9)
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    position = (len(ordered) - 1) * q
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
 def summaries(records: list[dict], key: str) -> dict[str, dict[str, dict[str, Any]]]:
     """{subset: {method or 'overall': summary}} for subsets fit, held_out, all (ok rows only)."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -255,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
             for method, s in table[subset].items():
                 print(f"  {subset:8s} {method:10s} {_pct(s['median']):>7s} {_pct(s['p90']):>7s} {_pct(s['max']):>7s}  n={s['n']}")
     print(f"oom rows: {check['oom_rows']}, predicted to fit: {check['predicted_to_fit'] or 'none'}")
+    band = time_band(records)
+    print(f"time band (actual / predicted hours, held-out p10-p90): {band[0]:.3f}-{band[1]:.3f} "
+          f"(shipped: {calibration.TIME_BAND[0]}-{calibration.TIME_BAND[1]})")
     if refit:
         print("time coefficients (shipped -> refitted on fit rows): " + ", ".join(
             f"{name} {getattr(calibration, name):.4g} -> {value:.4g}" for name, value in refit.items()))
@@ -262,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "estimator_accuracy.md").write_text(markdown(memory, time, records, check, refit))
     (RESULTS / "estimator_accuracy.json").write_text(json.dumps(
         {"fit_models": FIT_MODELS, "memory": memory, "time": time, "oom_check": check,
-         "time_coefficients_refitted": refit, "rows": records}, indent=2) + "\n")
+         "time_coefficients_refitted": refit, "time_band": band, "rows": records}, indent=2) + "\n")
     held = memory["held_out"]["overall"]
     target = held["n"] and held["median"] <= 0.10 and held["p90"] <= 0.25 and not check["predicted_to_fit"]
     print(f"target (held-out median <= 10%, p90 <= 25%, no oom predicted to fit): {'met' if target else 'NOT met'}")

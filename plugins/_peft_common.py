@@ -20,23 +20,78 @@ from advisor.methods import Method, MethodHyperparameters
 
 #: Attribute names of the classification heads peft keeps trainable for SEQ_CLS (PeftModelForSequenceClassification).
 CLASSIFIER_HEADS = ("classifier", "score")
-#: A parameter or module inside transformer layer N: gpt2 `h.N.`, llama/qwen2/mistral `layers.N.`, bert `layer.N.`.
-LAYER_PATH = r"(?:^|.*\.)(?:h|layers|layer)\.(\d+)\."
+#: A parameter or module inside transformer layer N: gpt2 `h.N.`, llama/qwen2/mistral `layers.N.`, bert `layer.N.`;
+#: not a multimodal checkpoint's vision tower (Gemma 3), whose layers are no part of the language model's.
+LAYER_PATH = r"(?!.*vision_tower\.)(?:^|.*\.)(?:h|layers|layer)\.(\d+)\."
 TASK_TYPES = ("CAUSAL_LM", "SEQ_CLS")
 
 
 def adapted_linears(arch: Architecture, target_modules: Union[str, list[str]]) -> list[LinearSpec]:
-    """The layer linears (of one layer) that `target_modules` selects; unknown names are a UserError."""
-    linears = arch.layer_linears()
+    """The layer linears (of one layer) that `target_modules` selects; unknown names are a UserError.
+
+    Only nn.Linear/Conv1D modules can be targeted: a MoE model's router and
+    experts are plain parameters in transformers 5, which peft's target_modules
+    does not see, so naming them is refused and 'all-linear' leaves them frozen.
+    """
+    linears = [linear for _, group in arch.layer_groups() for linear in group if linear.is_module]
     if target_modules == "all-linear":
-        return linears
+        return _unique(linears)
     known = sorted({linear.name for linear in linears})
+    parameters = {linear.name for _, group in arch.layer_groups() for linear in group if not linear.is_module}
     for name in target_modules:
+        if name in parameters - set(known):
+            raise UserError(
+                f"target module '{name}' of a {arch.family} model is the router's or the experts' weight, a "
+                f"parameter rather than a linear module, which this method cannot adapt; linear modules: {', '.join(known)}"
+            )
         if name not in known:
             raise UserError(
                 f"unknown target module '{name}' for a {arch.family} model; known: {', '.join(known)}"
             )
-    return [linear for linear in linears if linear.name in target_modules]
+    return _unique(linear for linear in linears if linear.name in target_modules)
+
+
+def _unique(linears) -> list[LinearSpec]:
+    """Each LinearSpec once (the dense and the sparse layers of a MoE model share their attention linears)."""
+    return list(dict.fromkeys(linears))
+
+
+def adapted_params(arch: Architecture, names: list[str], per_linear) -> int:
+    """`per_linear(linear)` summed over every layer's linear modules called one of `names`."""
+    return sum(
+        count * sum(per_linear(linear) for linear in group if linear.is_module and linear.name in names)
+        for count, group in arch.layer_groups()
+    )
+
+
+#: Families whose MoE experts peft (0.21, utils/transformers_weight_conversion.py) re-targets when a LoRA config
+#: names the transformers-4 expert projections: gate_proj/up_proj/down_proj become `target_parameters` on the
+#: fused 3D experts (gate_up_proj with rank 2r), and those names stop selecting linear modules (dense/shared MLPs).
+PEFT_EXPERT_CONVERSION = ("qwen3_moe", "deepseek_v2", "deepseek_v3")
+_EXPERT_NAMES = {"gate_proj": "gate_up_proj", "up_proj": "gate_up_proj", "down_proj": "down_proj"}
+
+
+def expert_targets(arch: Architecture, names: list[str]) -> tuple[list[str], dict[str, int]]:
+    """peft's view of a LoRA target list: (linear module names, {expert parameter: rank multiplier})."""
+    if arch.family not in PEFT_EXPERT_CONVERSION or not set(names) & set(_EXPERT_NAMES):
+        return names, {}
+    fused = {"gate_proj", "up_proj"} & set(names)
+    if len(fused) == 1:
+        raise UserError(
+            f"a {arch.family} model's experts fuse gate_proj and up_proj into one weight: "
+            "target both or neither"
+        )
+    experts = {_EXPERT_NAMES[name]: 2 if name != "down_proj" else 1 for name in names if name in _EXPERT_NAMES}
+    return [name for name in names if name not in _EXPERT_NAMES], experts
+
+
+def expert_lora_params(arch: Architecture, experts: dict[str, int], rank: int) -> int:
+    """peft's ParamWrapper on a 3D expert weight: A is (rank x experts) x in, B is out x (rank x experts)."""
+    return sum(
+        count * sum(experts[linear.name] * rank * linear.copies * (linear.in_features + linear.out_features)
+                    for linear in group if linear.role == "expert" and linear.name in experts)
+        for count, group in arch.layer_groups()
+    )
 
 
 def check_task_type(task_type: str) -> None:

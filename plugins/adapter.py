@@ -26,11 +26,21 @@ class AdapterHyperparameters(MethodHyperparameters):
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout inside each adapter, after the non-linearity")
 
 
+#: The attention output projection's name in each layout (Phi-3 declares o_proj before its fused qkv_proj).
+ATTENTION_OUTPUTS = ("o_proj", "c_proj", "dense")
+
+
 def _output_projections(arch: Architecture) -> list[int]:
-    """Indices in layer_linears() of the last linear of each role: the attention and MLP output projections."""
+    """Indices in layer_linears() of the attention output projection and the MLP's last linear.
+
+    A MoE layer's MLP output comes from its experts (3D parameters, not a module), so MoE models are refused.
+    """
+    if arch.is_moe:
+        raise UserError(f"bottleneck adapters need a linear MLP output; a {arch.family} model's comes from its experts")
     linears = arch.layer_linears()
-    last_of_role = {linear.role: index for index, linear in enumerate(linears)}
-    return sorted(last_of_role.values())
+    attention = next(i for i, l in enumerate(linears) if l.role == "attention" and l.name in ATTENTION_OUTPUTS)
+    mlp = max(i for i, l in enumerate(linears) if l.role == "mlp")
+    return [attention, mlp]
 
 
 def _adapter_params(hidden: int, bottleneck: int) -> int:
@@ -100,6 +110,8 @@ class HoulsbyAdapter(Method):
             added_params=params,
             adapted_linears=[linears[index].name for index in outputs],
             adapter_rank=hp.bottleneck,
+            adapter_kind="bottleneck",
+            adapter_dropout=hp.dropout,
         )
 
     def build(self, model: Any, hp: AdapterHyperparameters, task_type: str = "CAUSAL_LM") -> Any:

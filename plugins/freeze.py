@@ -64,7 +64,7 @@ class FreezeLayers(Method):
         _check_layers(arch.num_layers, hp)
         # The final norm stays frozen, as in the calibration's freeze2 recipe.
         return Footprint(
-            trainable_params=hp.trainable_layers * arch.layer_params(),
+            trainable_params=arch.top_layers_params(hp.trainable_layers),
             backward_layers=hp.trainable_layers,
             storage_params=arch.total_params(),  # the saved model is a full checkpoint
         )

@@ -15,8 +15,9 @@ from pydantic import Field, field_validator
 
 from advisor import Footprint, Method, MethodHyperparameters, hookimpl
 from advisor.architecture import Architecture
+from advisor.errors import UserError
 
-from ._peft_common import adapted_linears, architecture_of, layer_targets_regex, peft_task_type
+from ._peft_common import adapted_linears, adapted_params, architecture_of, layer_targets_regex, peft_task_type
 
 #: family -> (index in Architecture.layer_linears(), scales the input (feed-forward)) per adapted linear,
 #: as peft's TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING / ..._FEEDFORWARD_MODULES_MAPPING select them.
@@ -26,6 +27,10 @@ _PEFT_DEFAULTS: dict[str, list[tuple[int, bool]]] = {
     "mistral": [(1, False), (2, False), (6, True)],
     "qwen2": [(0, False), (2, False), (6, True)],  # q_proj, v_proj, down_proj
     "bert": [(1, False), (2, False), (3, True), (5, True)],  # key, value, *.output.dense (both)
+    "roberta": [(1, False), (2, False), (3, True), (5, True)],
+    "qwen3": [(0, False), (2, False), (6, True)],  # q_proj, v_proj, down_proj
+    "gemma2": [(0, False), (2, False), (6, True)],
+    "gemma3": [(0, False), (2, False), (6, True)],  # text-only checkpoints (peft's table has gemma3_text only)
 }
 
 
@@ -49,15 +54,25 @@ class IA3(Method):
     def footprint(self, arch: Architecture, hp: IA3Hyperparameters) -> Footprint:
         linears = arch.layer_linears()
         if hp.target_modules == "default":
+            if arch.family not in _PEFT_DEFAULTS or arch.vision_params:
+                raise UserError(
+                    f"peft has no default IA3 target modules for a {arch.family}"
+                    f"{' multimodal' if arch.vision_params else ''} model; pass target_modules (layer linears' names)"
+                )
             scaled = [(linears[index], feedforward) for index, feedforward in _PEFT_DEFAULTS[arch.family]]
+            params = arch.num_layers * sum(l.in_features if ff else l.out_features for l, ff in scaled)
+            names = [linear.name for linear, _ in scaled]
+            input_scaled = [linear.name for linear, ff in scaled if ff]
         else:
-            scaled = [(linear, False) for linear in adapted_linears(arch, hp.target_modules)]
-        per_layer = sum(linear.in_features if feedforward else linear.out_features for linear, feedforward in scaled)
-        params = arch.num_layers * per_layer
+            names = [linear.name for linear in adapted_linears(arch, hp.target_modules)]
+            params = adapted_params(arch, names, lambda linear: linear.out_features)
+            input_scaled = []
         return Footprint(
             trainable_params=params,
             added_params=params,
-            adapted_linears=[linear.name for linear, _ in scaled],
+            adapted_linears=names,
+            adapter_kind="ia3",
+            input_scaled_linears=input_scaled,
         )
 
     def build(self, model: Any, hp: IA3Hyperparameters, task_type: str = "CAUSAL_LM") -> Any:

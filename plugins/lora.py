@@ -15,8 +15,12 @@ from pydantic import Field, field_validator
 
 from advisor import Footprint, Method, MethodHyperparameters, hookimpl
 from advisor.architecture import Architecture
+from advisor.errors import UserError
 
-from ._peft_common import adapted_linears, architecture_of, layer_targets_regex, peft_task_type
+from ._peft_common import (
+    adapted_linears, adapted_params, architecture_of, expert_lora_params, expert_targets, layer_targets_regex,
+    peft_task_type,
+)
 
 
 class LoraHyperparameters(MethodHyperparameters):
@@ -47,19 +51,28 @@ class LoRA(Method):
     peft_options: ClassVar[dict[str, Any]] = {}
 
     def footprint(self, arch: Architecture, hp: LoraHyperparameters) -> Footprint:
-        linears = adapted_linears(arch, hp.target_modules)
-        # A is r x in, B is out x r; DoRA adds a magnitude per output feature.
+        names = list(dict.fromkeys(linear.name for linear in adapted_linears(arch, hp.target_modules)))
+        names, experts = expert_targets(arch, names)
         magnitude = bool(self.peft_options.get("use_dora"))
-        per_layer = sum(
-            hp.r * (linear.in_features + linear.out_features) + (linear.out_features if magnitude else 0)
-            for linear in linears
-        )
-        params = arch.num_layers * per_layer
+        if experts and magnitude:
+            raise UserError(f"DoRA cannot adapt a {arch.family} model's experts (3D parameters); target other modules")
+        if experts and hp.dropout:
+            raise UserError(
+                f"peft adapts a {arch.family} model's experts (named by gate_proj/up_proj/down_proj) only "
+                "without dropout: set dropout=0, or target the attention linears only"
+            )
+        # A is r x in, B is out x r; DoRA adds a magnitude per output feature.
+        params = adapted_params(
+            arch, names, lambda linear: hp.r * (linear.in_features + linear.out_features)
+            + (linear.out_features if magnitude else 0),
+        ) + expert_lora_params(arch, experts, hp.r)
         return Footprint(
             trainable_params=params,
             added_params=params,
-            adapted_linears=[linear.name for linear in linears],
+            adapted_linears=names,
             adapter_rank=hp.r,
+            adapter_kind="dora" if magnitude else "lora",
+            adapter_dropout=hp.dropout,
         )
 
     def build(self, model: Any, hp: LoraHyperparameters, task_type: str = "CAUSAL_LM") -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from advisor import Footprint, hookimpl
-from advisor.architecture import Architecture
+from advisor.architecture import MLA, Architecture
 from advisor.errors import UserError
 from advisor.methods import Head
 
@@ -39,6 +39,11 @@ class PrefixTuning(SoftPrompt):
         return super().build(model, hp, task_type)
 
     def footprint(self, arch: Architecture, hp: SoftPromptHyperparameters) -> Footprint:
+        if arch.family in MLA:
+            raise UserError(
+                f"prefix tuning cannot extend a {arch.family} model's keys and values: latent attention (MLA) "
+                "does not keep per-head keys/values of one width"
+            )
         kv_dim = arch.kv_heads * arch.dim_per_head
         params = hp.num_virtual_tokens * arch.num_layers * 2 * kv_dim
         return Footprint(

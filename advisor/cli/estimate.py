@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import describe_validation_error
     from ..estimate import EstimateRequest, estimate
-    from ..knowledge_base import resolve_gpu, resolve_model
+    from ..knowledge_base import device_memory_label, resolve_gpu, resolve_model
     from ..manager import footprint_of, get_method
 
     model = resolve_model(args.model)
@@ -120,14 +120,17 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     else:
-        render(result, model.id, method.name)
+        device = device_memory_label(args.gpu, result.device_memory_gib or 0.0, args.gpu_memory_gib is not None)
+        render(result, model.id, method.name, device)
     return EXIT_NO if result.fits is False else 0
 
 
-def render(result, model: str, method: str) -> None:
+def render(result, model: str, method: str, device: str) -> None:
     """The breakdown as a rich table, then fit, storage and time in a few lines."""
     from rich.console import Console
     from rich.table import Table
+
+    from .render import time_with_band
 
     memory = result.memory
     table = Table("part", "GiB", title=f"{model} / {method}: peak memory per device")
@@ -141,7 +144,7 @@ def render(result, model: str, method: str) -> None:
     if result.fits is not None:
         verdict = "[green]fits[/green]" if result.fits else "[red]does not fit[/red]"
         need = memory.peak_gib + memory.overhead_gib
-        console.print(f"{verdict}: needs {need:.1f} GiB of {result.device_memory_gib:.1f} GiB per device")
+        console.print(f"{verdict}: needs {need:.1f} GiB of {device} per device")
     if result.storage is not None:
         storage = result.storage
         kind = "full checkpoint" if storage.merged else "adapter"
@@ -150,7 +153,5 @@ def render(result, model: str, method: str) -> None:
         time = result.time
         line = f"speed: {time.tokens_per_s:,.0f} tokens/s"
         if time.train_tokens:
-            line += f"; {time.train_tokens:,} tokens take {time.hours:.2f} h"
-        if time.cost is not None:
-            line += f", cost {time.cost:,.2f}"
+            line += f"; {time.train_tokens:,} tokens take {time_with_band(time)}"
         console.print(line)

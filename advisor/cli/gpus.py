@@ -20,9 +20,13 @@ def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "name", "memory GiB", "bf16", "peak bf16 TFLOPS")
+    table = Table("id", "name", "memory GiB", "bf16", "fp8", "bitsandbytes", "peak bf16 TFLOPS")
     for entry in entries:
-        table.add_row(entry.id, entry.name, f"{entry.memory_gib:.1f}", "yes" if entry.bf16 else "no",
-                      f"{entry.peak_tflops_bf16:.0f}")
+        table.add_row(entry.id, entry.name, f"{entry.memory_gib:.1f}", _yes_no(entry.bf16), _yes_no(entry.fp8),
+                      _yes_no(entry.bitsandbytes), f"{entry.peak_tflops_bf16:.0f}")
     Console().print(table)
     return 0
+
+
+def _yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"

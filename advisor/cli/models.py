@@ -19,6 +19,7 @@ def run(args) -> int:
             "hf_id": entry.hf_id,
             "family": entry.architecture.family,
             "params": entry.architecture.total_params(),
+            "active_params": entry.architecture.active_params(),
             "layers": entry.architecture.num_layers,
             "hidden_size": entry.architecture.hidden_size,
             "vocab_size": entry.architecture.vocab_size,
@@ -32,10 +33,11 @@ def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "family", "params", "layers", "hidden", "vocab", "source")
+    table = Table("id", "family", "params", "active", "layers", "hidden", "vocab", "source")
     for row in rows:
         source = "embedded (offline)" if row["embedded"] else row["hf_id"]
-        table.add_row(row["id"], row["family"], f"{row['params'] / 1e9:.2f}B", str(row["layers"]),
+        active = f"{row['active_params'] / 1e9:.2f}B" if row["active_params"] != row["params"] else "all"
+        table.add_row(row["id"], row["family"], f"{row['params'] / 1e9:.2f}B", active, str(row["layers"]),
                       str(row["hidden_size"]), str(row["vocab_size"]), source)
     Console().print(table)
     return 0

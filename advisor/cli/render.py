@@ -8,7 +8,19 @@ from rich.table import Table
 
 from ..errors import UserError
 from ..knowledge_base import resolve_gpu
-from ..models import Plan
+from ..models import Plan, TimeEstimate
+
+
+def time_with_band(time: TimeEstimate) -> str:
+    """"~2.08 h (1.94-3.38 h p10-p90), cost 12.40 (11.59-20.14)": the estimate and its measured spread."""
+    text = f"~{time.hours:.2f} h"
+    if time.hours_band:
+        text += f" ({time.hours_band[0]:.2f}-{time.hours_band[1]:.2f} h p10-p90)"
+    if time.cost is not None:
+        text += f", cost {time.cost:,.2f}"
+        if time.cost_band:
+            text += f" ({time.cost_band[0]:,.2f}-{time.cost_band[1]:,.2f})"
+    return text
 
 
 def render_plan(plan: Plan, console: Console | None = None) -> None:
@@ -40,8 +52,7 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
             console.print(f"Storage: {storage.per_task_mb:,.1f} MB per task, {storage.total_mb:,.1f} MB in all")
         if plan.estimate.time:
             time = plan.estimate.time
-            cost = f", cost {time.cost:,.2f}" if time.cost is not None else ""
-            console.print(f"Time: ~{time.hours:.2f} h at ~{time.tokens_per_s:,.0f} tokens/s{cost}")
+            console.print(f"Time: {time_with_band(time)} at ~{time.tokens_per_s:,.0f} tokens/s")
 
     if plan.training:
         hp = plan.training.hyperparameters

@@ -25,9 +25,12 @@ from typing import Literal
 from ..architecture import Architecture, LinearSpec
 
 Kernel = Literal["cuda", "cpu"]
-#: Families whose default configs use hidden-state dropout (GPT-2 resid/embd 0.1, BERT hidden 0.1); the
-#: others (llama, qwen2, mistral) have none. Attention dropout costs no saved tensor on CUDA (see above).
-HIDDEN_DROPOUT = {"gpt2": True, "bert": True, "llama": False, "qwen2": False, "mistral": False}
+#: Families whose default configs use hidden-state dropout (GPT-2 resid/embd 0.1, BERT-style encoders hidden
+#: 0.1); the llama-like decoders have none. Attention dropout costs no saved tensor on CUDA (see above).
+HIDDEN_DROPOUT = ("gpt2", "bert", "roberta", "xlm-roberta")
+#: Linears reading something other than the layer input: outputs of attention, MLA's latent up-projections.
+ATTENTION_OUTPUTS = ("o_proj", "c_proj", "dense")
+READS_INNER = ATTENTION_OUTPUTS + ("q_b_proj", "kv_b_proj")
 #: peft keeps adapter weights in fp32 (get_peft_model's autocast_adapter_dtype), so their inputs are cast to fp32.
 ADAPTER_BYTES = 4
 
@@ -58,9 +61,12 @@ class LayerGrads:
 
     weights: bool  # the layer's own weights are trained (full, freeze)
     input: bool  # the layer's input requires grad (something trainable below it)
-    adapted: tuple[LinearSpec, ...] = ()  # linears carrying a LoRA-style adapter
+    adapted: tuple[LinearSpec, ...] = ()  # linears carrying an adapter (LoRA, DoRA, IA3, bottleneck)
     rank: int = 0
     kv_grad: bool = False  # prefix tuning: trained keys/values enter attention
+    kind: str = "lora"  # Footprint.adapter_kind
+    dropout: bool = True  # the adapters apply dropout (p > 0) to their input
+    input_scaled: tuple[str, ...] = ()  # IA3: linears whose input is rescaled (peft's feed-forward modules)
 
     @property
     def active(self) -> bool:
@@ -105,7 +111,8 @@ def _norm(ledger: Ledger, arch: Architecture, n: Numerics, t: int, input_grad: b
     """RMSNorm (transformers: fp32 copy, rsqrt, weight * x.to(dtype)) or LayerNorm (input + mean/rstd).
 
     RMSNorm keeps its fp32 input and rsqrt only for the input's gradient, and the
-    normalised tensor only for the weight's; LayerNorm's fused kernel keeps all three.
+    normalised tensor only for the weight's (Gemma's norm multiplies in fp32:
+    an fp32 normalised tensor); LayerNorm's fused kernel keeps all three.
     """
     if not (input_grad or weight_grad):
         return
@@ -114,10 +121,14 @@ def _norm(ledger: Ledger, arch: Architecture, n: Numerics, t: int, input_grad: b
         if input_grad:
             ledger.add("norms", t * (4 * h + 4))
         if weight_grad:
-            ledger.add("norms", t * h * n.residual)
+            ledger.add("norms", t * h * _normalised_bytes(arch, n))
     else:
         stats = 8 if kernel == "cuda" else 2 * n.residual
         ledger.add("norms", t * (h * n.residual + stats))
+
+
+def _normalised_bytes(arch: Architecture, n: Numerics) -> int:
+    return 4 if arch.family in ("gemma2", "gemma3") else n.residual
 
 
 def _linear_inputs(ledger: Ledger, n: Numerics, t: int, width: int, consumers: int, part: str):
@@ -128,18 +139,66 @@ def _linear_inputs(ledger: Ledger, n: Numerics, t: int, width: int, consumers: i
         ledger.add(part, t * width * n.residual)
 
 
-def _adapters(ledger: Ledger, arch: Architecture, grads: LayerGrads, t: int, kernel: Kernel):
-    """peft LoRA: per adapted linear, dropout(x.to(fp32)) for lora_A, lora_A's output for lora_B.
+def _adapters(ledger: Ledger, arch: Architecture, n: Numerics, grads: LayerGrads, t: int, kernel: Kernel):
+    """What each adapted linear keeps: LoRA/bottleneck, DoRA's magnitude path, or IA3's rescaling.
 
-    The dropout mask is kept only where x itself needs a gradient: not for the
-    linears reading the layer input when nothing below the layer trains.
+    peft LoRA: lora_A keeps its input cast to fp32 (after dropout), lora_B keeps
+    lora_A's output. The dropout mask is kept only where x itself needs a
+    gradient: not for the linears reading the layer input when nothing below
+    the layer trains; at p=0 peft uses nn.Identity and there is no mask. In fp32
+    without dropout the cast is a no-op, so the linears reading one tensor keep
+    it once (q/k/v, gate/up), and o_proj's input is the SDPA output already kept.
     """
-    attention = [linear for linear in arch.layer_linears() if linear.role == "attention"]
-    reads_layer_input = attention[:-1]  # q/k/v, c_attn, query/key/value: all but the output projection
+    c = 2 if n.autocast else n.compute
+    shared_inputs = set()
     for linear in grads.adapted:
-        x_grad = grads.input or grads.weights or linear not in reads_layer_input
-        mask = t * linear.in_features * _mask(kernel, ADAPTER_BYTES) if x_grad else 0
-        ledger.add("adapters", t * linear.in_features * ADAPTER_BYTES + mask + t * grads.rank * ADAPTER_BYTES)
+        if grads.kind == "ia3":
+            _ia3(ledger, linear, grads, t, c)
+            continue
+        source = _input_source(arch, linear)
+        x_grad = grads.input or grads.weights or source != "layer input"
+        mask = t * linear.in_features * _mask(kernel, ADAPTER_BYTES) if x_grad and grads.dropout else 0
+        x_kept = t * linear.in_features * ADAPTER_BYTES
+        if n.residual == 4 and not n.autocast and not grads.dropout:
+            if source in shared_inputs or source == "attention output":
+                x_kept = 0
+            shared_inputs.add(source)
+        ledger.add("adapters", x_kept + mask + t * grads.rank * ADAPTER_BYTES)
+        if grads.kind == "dora":
+            _dora(ledger, linear, grads, t, c, weight_copy=x_grad and n.compute == 2 and not n.autocast)
+
+
+def _input_source(arch: Architecture, linear: LinearSpec) -> str:
+    """Which tensor a linear reads, for linears sharing one input (a llama-like layer's four sources)."""
+    if linear.role == "attention":
+        if linear.name not in READS_INNER:
+            return "layer input"
+        if linear.name in ATTENTION_OUTPUTS and not eager_attention(arch):
+            return "attention output"  # SDPA's output, which SDPA keeps (the head merge is a view)
+    elif linear.role == "mlp" and linear.in_features == arch.hidden_size:
+        return "mlp input"
+    return f"{linear.role} {linear.name}"  # its own input (gpt2 and BERT reuse names across roles)
+
+
+def _dora(ledger: Ledger, linear: LinearSpec, grads: LayerGrads, t: int, c: int, weight_copy: bool):
+    """peft DoRA on top of LoRA: the base output and the LoRA output, each multiplied by the magnitude scale,
+    are kept, plus the magnitude's scale vectors. With dropout peft recomputes the base output from the
+    dropped-out fp32 input, so it is fp32, and that matmul keeps an fp32 copy of a 16-bit weight when the
+    input needs a gradient. The low-rank weight DoRA rebuilds every step for the weight norm
+    (lora_B(lora_A(eye))) is detached at once, so its graph is freed in the forward pass."""
+    base = 4 if grads.dropout else c
+    i, o = linear.in_features, linear.out_features
+    copy = i * o * 4 if grads.dropout and weight_copy else 0
+    ledger.add("adapters", t * o * (base + ADAPTER_BYTES) + 3 * o * 4 + copy)
+
+
+def _ia3(ledger: Ledger, linear: LinearSpec, grads: LayerGrads, t: int, c: int):
+    """peft IA3: an output-scaled linear keeps its output (for the vector's gradient); a feed-forward one
+    keeps its input cast to the vector's fp32."""
+    if linear.name in grads.input_scaled:
+        ledger.add("adapters", t * linear.in_features * ADAPTER_BYTES)
+    else:
+        ledger.add("adapters", t * linear.out_features * c)
 
 
 def _attention_core(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, masked: bool, kernel: Kernel):
@@ -166,6 +225,34 @@ def _attention_core(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens
         ledger.add("attention", t * _mask_width(tok, kernel) * c)
 
 
+def eager_attention(arch: Architecture) -> bool:
+    """Gemma 2's soft-capped scores and gpt-oss's attention sinks have no SDPA path: transformers runs them
+    eagerly."""
+    return arch.attn_logit_softcapping is not None or arch.family == "gpt_oss"
+
+
+def _eager_attention(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, weights: bool):
+    """Eager attention keeps the query, keys and values expanded to every head (repeat_kv), and per
+    batch x heads x queries x keys: Gemma 2's tanh of the soft-capped scores, fp32 softmax and its 16-bit
+    copy; gpt-oss's softmax over the scores and a sink column.
+    Its output is kept only as o_proj's input when o_proj trains."""
+    q_dim = arch.num_heads * arch.dim_per_head
+    t, t_kv = tok.count, tok.batch * tok.kv_seq
+    c = 2 if n.autocast else n.compute
+    ledger.add("attention", t * q_dim * c)
+    if arch.kv_heads != arch.num_heads or not cached(arch, tok):
+        ledger.add("attention", 2 * t_kv * q_dim * c)
+    rows = tok.batch * arch.num_heads * tok.seq
+    if arch.family == "gpt_oss":
+        # A sink column joins the scores; the row max keeps its int64 indices; softmax in the model's dtype.
+        ledger.add("attention", rows * ((tok.kv_seq + 1) * c + 8))
+    else:
+        copy = c if c != 4 else 0  # the softmax's 16-bit copy (in fp32 the cast is a no-op)
+        ledger.add("attention", rows * tok.kv_seq * (c + 4 + copy))
+    if weights:
+        ledger.add("attention", t * q_dim * c)
+
+
 def _mask_width(tok: Tokens, kernel: Kernel) -> int:
     """Key positions of the additive mask SDPA saves; CUDA's memory-efficient kernel pads them to 16."""
     return -(-tok.kv_seq // 16) * 16 if kernel == "cuda" else tok.kv_seq
@@ -178,7 +265,8 @@ def cached(arch: Architecture, tok: Tokens) -> bool:
 
 def cache_is_saved(arch: Architecture, tok: Tokens) -> bool:
     """SDPA saves the cache's k/v themselves, unless repeat_kv expanded them (masked attention with GQA)."""
-    return cached(arch, tok) and (tok.kv_seq == tok.seq or arch.kv_heads == arch.num_heads)
+    expanded = tok.kv_seq != tok.seq or eager_attention(arch)
+    return cached(arch, tok) and (not expanded or arch.kv_heads == arch.num_heads)
 
 
 def kv_cache_bytes(arch: Architecture, n: Numerics, tok: Tokens) -> float:
@@ -204,24 +292,61 @@ def decoder_layer(arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrad
         _gpt2_layer(ledger, arch, n, tok, grads, kernel)
     else:
         _llama_layer(ledger, arch, n, tok, grads, kernel)
-    _adapters(ledger, arch, grads, tok.count, kernel)
+    _adapters(ledger, arch, n, grads, tok.count, kernel)
     return ledger
 
 
 def _llama_layer(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrads, kernel: Kernel):
-    t, h, f = tok.count, arch.hidden_size, arch.intermediate_size
+    """llama/qwen2/mistral op by op; the later families' extra ops through `_family_extras` (see there)."""
+    t, h, f = tok.count, arch.hidden_size, arch.mlp_width
     w = grads.weights
     _norm(ledger, arch, n, t, grads.input, w, kernel)
     if w:
         _linear_inputs(ledger, n, t, h, 3, "attention")  # q/k/v input
-    # A prefix makes transformers pass an explicit mask: SDPA then needs repeat_kv (no enable_gqa).
-    _attention_core(ledger, arch, n, tok, masked=tok.kv_seq != tok.seq, kernel=kernel)
+    if eager_attention(arch):
+        _eager_attention(ledger, arch, n, tok, w)
+    else:
+        # A prefix makes transformers pass an explicit mask: SDPA then needs repeat_kv (no enable_gqa).
+        _attention_core(ledger, arch, n, tok, masked=tok.kv_seq != tok.seq, kernel=kernel)
     _norm(ledger, arch, n, t, True, w, kernel)
     c = 2 if n.autocast else n.compute
-    ledger.add("mlp", 3 * t * f * c)  # gate output (SiLU), SiLU output and up output (the product)
+    # gate output (SiLU), SiLU output and up output (the product); gpt-oss's clamped GLU keeps twice that
+    # (the fused gate/up output, clamped gate, its sigmoid, clamped up + 1, the GLU).
+    ledger.add("mlp", (6 if arch.family == "gpt_oss" else 3) * t * f * c)
     if w:
         _linear_inputs(ledger, n, t, h, 2, "mlp")  # gate/up input
         ledger.add("mlp", t * f * c)  # down_proj input
+    _family_extras(ledger, arch, n, tok, w, kernel)
+
+
+def _family_extras(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, weights: bool, kernel: Kernel):
+    """What Qwen3, Gemma, MLA and MoE layers keep beyond a llama layer.
+
+    Written from the modules' forward code; checked against autograd on tiny
+    Qwen3, Gemma 3, Phi-3, Mixtral and Qwen3-MoE models (tests/estimate/
+    test_family_activations.py, tolerances there): q/k norms are RMSNorms over each
+    head; Gemma's post-attention and pre/post-feedforward norms are two more
+    norms on the stream; Gemma 2's soft-capped attention runs eagerly, keeping
+    see `_eager_attention`; MLA keeps its latents' RMSNorm inputs; a MoE layer keeps the router's
+    fp32 logits and probabilities, and each routed copy of a token's hidden state
+    and expert output.
+    """
+    t, c = tok.count, (2 if n.autocast else n.compute)
+    if arch.qk_norm:
+        widths = (arch.num_heads + arch.kv_heads) * arch.dim_per_head
+        ledger.add("norms", t * (widths * 4 + (arch.num_heads + arch.kv_heads) * 4))
+        if weights:
+            normalised = 4 if arch.family == "gemma3" else c
+            ledger.add("norms", t * widths * normalised)
+    if arch.norms_per_layer == 4:
+        _norm(ledger, arch, n, t, True, weights, kernel)
+        _norm(ledger, arch, n, t, True, weights, kernel)
+    if arch.kv_lora_rank:
+        ledger.add("attention", t * ((arch.q_lora_rank or 0) + arch.kv_lora_rank) * 4)
+    if arch.is_moe:
+        ledger.add("router", t * arch.num_experts * 8 + t * arch.experts_per_token * 8)
+        copies = 1 if arch.family == "gpt_oss" else 2  # gpt-oss: the routed inputs; others also the outputs
+        ledger.add("mlp", copies * t * arch.experts_per_token * arch.hidden_size * c)
 
 
 def _gpt2_layer(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrads, kernel: Kernel):
@@ -275,7 +400,7 @@ def encoder_layer(arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrad
         ledger.add("mlp", t * f * c)  # output.dense input
     ledger.add("dropout", t * h * _mask(kernel, c))
     _norm(ledger, arch, n, t, True, w, kernel)
-    _adapters(ledger, arch, grads, t, kernel)
+    _adapters(ledger, arch, n, grads, t, kernel)
     return ledger
 
 
@@ -312,8 +437,8 @@ def outside_layers(
     if input_leaf:
         ledger.add("inputs", t * h * n.residual)
     if not arch.learned_positions and stream_grad:
-        ledger.add("inputs", 2 * tok.seq * arch.dim_per_head * n.residual)  # rotary cos/sin, shared by all layers
-    if HIDDEN_DROPOUT[arch.family] and embeddings_grad:
+        ledger.add("inputs", 2 * tok.seq * arch.rotary_dim * n.residual)  # rotary cos/sin, shared by all layers
+    if arch.family in HIDDEN_DROPOUT and embeddings_grad:
         ledger.add("dropout", t * h * _mask(kernel, n.residual))
     if arch.kind == "encoder":
         if embeddings_grad:
@@ -352,7 +477,8 @@ class LogitsBytes:
         elements = positions * classes
         # Encoder heads (BERT's MLM and classifiers) take the loss in the logits' dtype, without the fp32 upcast.
         loss = 4 if arch.kind == "decoder" and head == "lm" else n.logits
+        softcap = elements * n.logits if arch.final_logit_softcapping and head == "lm" else 0  # Gemma 2's tanh
         return cls(
-            kept=elements * (n.logits + loss) + positions * 8, backward_extra=elements * 2 * loss,
+            kept=elements * (n.logits + loss) + positions * 8 + softcap, backward_extra=elements * 2 * loss,
             output=elements * n.logits,
         )

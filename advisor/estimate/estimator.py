@@ -13,6 +13,7 @@ from ..models import Estimate, MemoryEstimate, TimeEstimate
 from ..precision import Dtypes, resolve_dtypes
 from . import EstimateRequest
 from . import throughput
+from .calibration import TIME_BAND
 from .memory import GIB, Shape, peak_memory
 from .storage import storage_estimate
 
@@ -92,11 +93,15 @@ def _time(request: EstimateRequest, shape: Shape) -> Optional[TimeEstimate]:
     per_device = throughput.tokens_per_second(request.architecture, request.footprint, shape, tflops)
     train_tokens = request.train_tokens or 0
     hours = throughput.hours(train_tokens, per_device, request.num_gpus)
+    cost = None if request.train_tokens is None else throughput.cost(hours, request.price_per_hour, request.num_gpus)
+    low, high = TIME_BAND
     return TimeEstimate(
         tokens_per_s=round(per_device * request.num_gpus, 1),
         train_tokens=train_tokens,
         hours=round(hours, 4),
-        cost=None if request.train_tokens is None else _round(throughput.cost(hours, request.price_per_hour, request.num_gpus)),
+        cost=_round(cost),
+        hours_band=(round(hours * low, 4), round(hours * high, 4)) if train_tokens else None,
+        cost_band=None if cost is None else (round(cost * low, 2), round(cost * high, 2)),
     )
 
 

@@ -77,8 +77,9 @@ def base_param_bytes(precision: str) -> int:
 
 
 def quantized_params(arch: Architecture) -> int:
-    """The weights bitsandbytes stores in 4 bits: every layer linear's matrix (biases, norms, embeddings stay)."""
-    return arch.num_layers * sum(linear.in_features * linear.out_features for linear in arch.layer_linears())
+    """The weights bitsandbytes stores in 4 bits: every layer nn.Linear's matrix (biases, norms, embeddings, a MoE
+    model's router and 3D expert weights stay in 16 bits)."""
+    return arch.matmul_params(modules_only=True)
 
 
 def parameters(arch: Architecture, fp: Footprint, shape: Shape) -> Parameters:
@@ -106,7 +107,7 @@ def parameters(arch: Architecture, fp: Footprint, shape: Shape) -> Parameters:
     copies = head_copy = 0.0
     if shape.precision == "mixed" and base_trainable:
         head_copy = 2 * arch.vocab_size * arch.hidden_size
-        copies = 2 * layers_trained * sum(linear.params for linear in arch.layer_linears()) + head_copy
+        copies = 2 * arch.top_layers_params(layers_trained, matrices_only=True) + head_copy
     return Parameters(
         weights=weights, upcast=upcast, adapters=adapters, gradients=gradients, optimizer=optimizer,
         layer_gradients=per_layer, head_gradients=head + tied, tied_embedding_gradient=tied,
@@ -116,6 +117,10 @@ def parameters(arch: Architecture, fp: Footprint, shape: Shape) -> Parameters:
 
 def _optimizer_bytes(optimizer: str, trainable: int, gradient_bytes: float) -> float:
     """AdamW keeps two states per trainable parameter in its dtype; the 8-bit ones one byte each.
+
+    "adamw" is torch's fused kernel (the backend's adamw_torch_fused): it updates
+    in place and allocates nothing during the step. (The foreach variant would add
+    a state-sized temporary for sqrt(v) + eps at the optimizer step; no plan uses it.)
 
     A paged optimizer's states live in CUDA unified memory, outside the caching
     allocator (not in max_memory_allocated) and evictable to the host: 0 here.
@@ -130,7 +135,7 @@ def _optimizer_bytes(optimizer: str, trainable: int, gradient_bytes: float) -> f
 def trains_base_weights(arch: Architecture, fp: Footprint) -> bool:
     """Base weights train (full, freeze), rather than only added parameters (LoRA, prompts)."""
     base_trainable = fp.trainable_params - fp.added_params
-    return base_trainable > 0 and base_trainable * 2 >= arch.layer_params() * trained_layers(arch, fp)
+    return base_trainable > 0 and base_trainable * 2 >= arch.top_layers_params(trained_layers(arch, fp))
 
 
 def trained_layers(arch: Architecture, fp: Footprint) -> int:
@@ -165,12 +170,12 @@ def layer_grads(arch: Architecture, fp: Footprint, checkpointing: bool = False) 
     """What each layer (bottom first) contributes to the backward pass under this method."""
     weights = trains_base_weights(arch, fp)
     first_trained = arch.num_layers - trained_layers(arch, fp)
-    adapted = tuple(linear for linear in arch.layer_linears() if linear.name in set(fp.adapted_linears))
+    adapted = arch.linears_named(fp.adapted_linears)
     input_grad_from_start = embeddings_output_grad(arch, fp, checkpointing)
     grads = []
     for index in range(arch.num_layers):
         trained = index >= first_trained
-        has_adapters = bool(adapted) and fp.adapter_rank > 0 and trained
+        has_adapters = bool(adapted) and (fp.adapter_rank > 0 or fp.adapter_kind == "ia3") and trained
         prefix = fp.virtual_tokens_in == "kv" and fp.virtual_tokens > 0
         below_trainable = index > first_trained and (weights or has_adapters or prefix)
         grads.append(act.LayerGrads(
@@ -179,6 +184,9 @@ def layer_grads(arch: Architecture, fp: Footprint, checkpointing: bool = False) 
             adapted=adapted if has_adapters else (),
             rank=fp.adapter_rank,
             kv_grad=prefix,
+            kind=fp.adapter_kind,
+            dropout=fp.adapter_dropout > 0 or fp.adapter_kind == "bottleneck",
+            input_scaled=tuple(fp.input_scaled_linears),
         ))
     return grads
 
@@ -245,8 +253,8 @@ def forward_state(arch: Architecture, fp: Footprint, shape: Shape, kernel: act.K
 def peak_memory(arch: Architecture, fp: Footprint, shape: Shape, kernel: act.Kernel = "cuda") -> Peak:
     """Walk the step's timeline and return its largest moment, per device."""
     params, buffers = shard(
-        parameters(arch, fp, shape), arch, shape.sharding, shape.devices, fp.trainable_params,
-        base_param_bytes(shape.precision),
+        parameters(arch, fp, shape), arch, fp, shape.sharding, shape.devices, base_param_bytes(shape.precision),
+        shape.optimizer, autocast=shape.precision == "mixed",
     )
     state = forward_state(arch, fp, shape, kernel)
     grads = layer_grads(arch, fp, state.checkpointing)

@@ -41,11 +41,10 @@ class StepCost:
 def step_cost(arch: Architecture, fp: Footprint, shape: Shape) -> StepCost:
     tok = tokens(arch, fp, shape)
     checkpointing = not tok.use_cache
-    matmul_layer = sum(linear.in_features * linear.out_features for linear in arch.layer_linears())
+    matmul_layer = arch.active_matmul_params_per_layer()  # MoE: the routed experts a token runs through
     head = arch.vocab_size * arch.hidden_size if shape.head == "lm" else 0
-    causal = 0.5 if arch.kind == "decoder" else 1.0
-    attention = 4 * arch.num_heads * arch.dim_per_head * tok.kv_seq * causal  # QK^T and AV, per token per layer
-    adapted = [linear for linear in arch.layer_linears() if linear.name in set(fp.adapted_linears)]
+    attention = 4 * arch.num_heads * arch.dim_per_head * attended_keys(arch, tok.kv_seq)  # QK^T and AV
+    adapted = arch.linears_named(fp.adapted_linears)
     adapter_layer = sum(fp.adapter_rank * (l.in_features + l.out_features) for l in adapted)
 
     layers, backward_layers = arch.num_layers, trained_layers(arch, fp)
@@ -58,15 +57,27 @@ def step_cost(arch: Architecture, fp: Footprint, shape: Shape) -> StepCost:
     recompute = backward_layers * layer_forward if checkpointing else 0
     per_token = forward + input_grads + weight_grads + recompute
 
-    extra_kernels = cal.HOST_PER_ADAPTER * len(adapted) + (cal.HOST_PER_4BIT_LINEAR * len(arch.layer_linears())
+    extra_kernels = cal.HOST_PER_ADAPTER * len(adapted) + (cal.HOST_PER_4BIT_LINEAR * sum(l.is_module for l in arch.layer_linears())
                                                            if fp.quantized_base else 0)
     passes = (layers + 2 * backward_layers + (cal.HOST_RECOMPUTE * backward_layers if checkpointing else 0))
     numerics = act.Numerics.of(shape.precision, fp.upcast_unquantized_fp32)
-    saved = sum(act.layer(arch, numerics, tok, g).total for g in layer_grads(arch, fp, checkpointing))
+    saved = sum(act.layer_bytes(arch, numerics, tok, g) for g in layer_grads(arch, fp, checkpointing))
     logits = act.LogitsBytes.of(arch, numerics, tok, shape.head, shape.num_labels)
     traffic = saved * (2 if checkpointing else 1) + logits.kept + logits.backward_extra
     return StepCost(flops=per_token * tok.count, layer_passes=passes * (1 + extra_kernels), tokens=tok.count,
                     traffic=traffic)
+
+
+def attended_keys(arch: Architecture, kv_seq: int) -> float:
+    """Keys a query attends to on average: half the sequence under a causal mask, at most the window in
+    sliding-window layers, all of them in an encoder."""
+    if arch.kind == "encoder":
+        return kv_seq
+    full = 0.5 * kv_seq
+    if not arch.sliding_window or full <= arch.sliding_window:
+        return full
+    sliding = arch.sliding_layers / arch.num_layers
+    return sliding * arch.sliding_window + (1 - sliding) * full
 
 
 def tokens_per_second(arch: Architecture, fp: Footprint, shape: Shape, peak_tflops: float) -> float:

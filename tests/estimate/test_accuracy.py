@@ -22,3 +22,13 @@ def test_trainable_counts_equal_the_measured_ones():
     for record in accuracy.compare(accuracy.load_rows()):
         if record["trainable_measured"] is not None:
             assert record["trainable_predicted"] == record["trainable_measured"], record
+
+
+def test_the_printed_time_band_is_the_held_out_spread():
+    import pytest
+
+    from advisor.estimate.calibration import TIME_BAND
+
+    low, high = accuracy.time_band(accuracy.compare(accuracy.load_rows()))
+    assert TIME_BAND == pytest.approx((low, high), abs=0.002)
+    assert low < 1 < high

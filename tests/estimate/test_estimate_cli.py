@@ -72,3 +72,25 @@ def test_estimate_imports_no_training_stack():
             "print(sorted(heavy & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_a_memory_override_is_named_as_such_and_times_carry_their_band(capsys):
+    code = main(["estimate", "--model", "qwen3-0.6b", "--method", "lora", "--gpu", "a100-80gb",
+                 "--gpu-memory-gib", "48", "--tokens", "1000000", "--price-per-hour", "2"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 0
+    assert "of 48.0 GiB (custom) per device" in out and "on a100-80gb" not in out
+    assert "h p10-p90" in out
+
+
+def test_moe_and_mla_configs_estimate_from_a_local_folder(capsys, tmp_path):
+    config = dict(model_type="deepseek_v2", num_hidden_layers=3, hidden_size=64, intermediate_size=96,
+                  num_attention_heads=4, num_key_value_heads=4, vocab_size=256, n_routed_experts=4,
+                  n_shared_experts=1, first_k_dense_replace=1, moe_intermediate_size=32, num_experts_per_tok=2,
+                  q_lora_rank=None, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=12)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    code, result = run_json(capsys, "--model", str(tmp_path), "--method", "lora", "--set", "dropout=0",
+                            "--gpu", "h100")
+    assert code == 0 and result["config"]["model_family"] == "deepseek_v2"
+    code = main(["estimate", "--model", str(tmp_path), "--method", "prefix"])
+    assert code == 2 and "latent attention" in capsys.readouterr().err

@@ -83,9 +83,38 @@ def test_sharding_splits_states_per_device():
     fsdp = estimate(request(**shape, num_gpus=8, sharding="fsdp")).memory
     zero3 = estimate(request(**shape, num_gpus=8, sharding="zero3")).memory
     assert ddp.peak_gib > single.peak_gib  # DDP's gradient buckets
-    assert fsdp.peak_gib < zero2.peak_gib < single.peak_gib
-    assert zero3.peak_gib == pytest.approx(fsdp.peak_gib)
+    assert fsdp.peak_gib < zero3.peak_gib < zero2.peak_gib < single.peak_gib
     assert fsdp.breakdown["weights"] == pytest.approx(single.breakdown["weights"] / 8, rel=0.01)
+
+
+def test_deepspeed_keeps_fp32_master_weights_and_states_fsdp_does_not():
+    """bf16 full fine-tuning of 8.03B parameters on 8 GPUs: FSDP splits bf16 Adam states (4 bytes/param);
+    ZeRO-3 splits fp32 master weights and fp32 states (4 + 8 bytes/param)."""
+    shape = dict(model="llama-3.1-8b", method="full", batch_size=1, seq_len=1024, gradient_checkpointing=True,
+                 num_gpus=8)
+    params = estimate(request(**shape)).total_params
+    fsdp = estimate(request(**shape, sharding="fsdp")).memory.breakdown["optimizer"]
+    zero3 = estimate(request(**shape, sharding="zero3")).memory.breakdown["optimizer"]
+    assert fsdp == pytest.approx(params * 4 / 8 / 2**30, rel=0.01)
+    assert zero3 == pytest.approx(params * 12 / 8 / 2**30, rel=0.01)
+
+
+def test_zero3_on_one_gpu_is_still_deepspeed():
+    shape = dict(model="llama-3.2-1b", method="full", batch_size=1, seq_len=256)
+    none = estimate(request(**shape)).memory.breakdown["optimizer"]
+    zero3 = estimate(request(**shape, sharding="zero3")).memory.breakdown["optimizer"]
+    assert zero3 == pytest.approx(none * 3, rel=0.01)  # master 4 + fp32 states 8, against bf16 states 4
+
+
+def test_mixed_precision_copies_are_sharded_too():
+    """A 70B model in mixed precision over 8 GPUs: FSDP gathers bf16 copies per unit, autocast caches none."""
+    shape = dict(model="llama-3.1-70b", method="full", batch_size=1, seq_len=1024, gradient_checkpointing=True,
+                 precision="mixed", num_gpus=8)
+    fsdp = estimate(request(**shape, sharding="fsdp")).memory
+    zero3 = estimate(request(**shape, sharding="zero3")).memory
+    assert "autocast_copies" not in fsdp.breakdown
+    assert zero3.breakdown.get("autocast_copies", 0) < 10
+    assert fsdp.peak_gib < 160 and zero3.peak_gib < 160  # 70.55B x 16 bytes / 8 = 131 GiB of states
 
 
 def test_eight_bit_and_paged_optimizers_shrink_the_states():

@@ -23,6 +23,25 @@ CONFIGS = {
                  num_attention_heads=4, vocab_size=VOCAB, max_position_embeddings=256,
                  attention_probs_dropout_prob=0.0),
 }
+#: The later families, on llama's tiny shape (special token ids inside the tiny vocabulary).
+_LLAMA_SHAPE = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=176, num_attention_heads=4,
+                    num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=256, pad_token_id=0,
+                    bos_token_id=1, eos_token_id=2)
+CONFIGS.update({
+    "qwen3": dict(_LLAMA_SHAPE, model_type="qwen3", head_dim=16, tie_word_embeddings=True),
+    "gemma2": dict(_LLAMA_SHAPE, model_type="gemma2", head_dim=16, sliding_window=512),
+    "gemma3": dict(_LLAMA_SHAPE, model_type="gemma3_text", head_dim=16, sliding_window=512),
+    "phi3": dict(_LLAMA_SHAPE, model_type="phi3"),
+    "mixtral": dict(_LLAMA_SHAPE, model_type="mixtral", num_local_experts=4, num_experts_per_tok=2),
+    "qwen3_moe": dict(_LLAMA_SHAPE, model_type="qwen3_moe", num_experts=4, num_experts_per_tok=2,
+                      moe_intermediate_size=48),
+    "gpt_oss": dict(_LLAMA_SHAPE, model_type="gpt_oss", num_local_experts=4, num_experts_per_tok=2, head_dim=16,
+                    sliding_window=512),
+    "deepseek_v3": dict(_LLAMA_SHAPE, model_type="deepseek_v3", num_key_value_heads=4, n_routed_experts=4,
+                        n_shared_experts=1, first_k_dense_replace=1, moe_intermediate_size=48, num_experts_per_tok=2,
+                        q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=16,
+                        n_group=1, topk_group=1),
+})
 
 
 def architecture(family: str) -> Architecture:
@@ -43,7 +62,8 @@ def build(family: str, dtype: str = "float32", method: str = "full", **hp):
 
     values = dict(CONFIGS[family])
     config = AutoConfig.for_model(values.pop("model_type"), **values)
-    config._attn_implementation = "sdpa"
+    # Gemma 2's soft-capped attention and gpt-oss's sinks have no SDPA path: transformers runs them eagerly.
+    config._attn_implementation = "eager" if config.model_type in ("gemma2", "gpt_oss") else "sdpa"
     torch.manual_seed(0)
     if head(family) == "classification":
         model = AutoModelForSequenceClassification.from_config(config, dtype=getattr(torch, dtype))
