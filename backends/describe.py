@@ -78,9 +78,14 @@ class ResolvedRun(BaseModel):
             + (", gradient checkpointing" if self.shape.gradient_checkpointing else ""),
             f"schedule   {self.epochs:g} epochs = {self.total_steps} steps ({self.steps_per_epoch}/epoch), "
             f"{self.scheduler}, warmup {self.warmup_ratio:g}; learning rates: {rates}",
-            f"checkpoint every {self.checkpoint_every} steps; {stopping}",
+            f"checkpoint every {plural(self.checkpoint_every, 'step')}; {stopping}",
             f"output     {self.output_dir}",
         ])
+
+
+def plural(count: int, noun: str) -> str:
+    """The noun alone for one (checkpoint every step), with its count otherwise (every 5 steps)."""
+    return noun if count == 1 else f"{count} {noun}s"
 
 
 def resolved_run(prepared: Prepared) -> ResolvedRun:
