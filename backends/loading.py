@@ -46,12 +46,24 @@ def go_offline() -> None:
         constants.HF_HUB_OFFLINE = True
 
 
+# Warnings a user of advisor cannot act on: one library deprecating its own API for another library that
+# calls it (transformers' `is_gradient_checkpointing` FutureWarning from peft, once per fold), and setuptools'
+# banners. Warnings about the user's data or settings (UserWarning and the like) stay.
+LIBRARY_MODULES = r"(transformers|peft|accelerate|trl|torch|datasets|huggingface_hub|tokenizers)(\.|$)"
+PACKAGING_MODULES = r"(setuptools|pkg_resources|_distutils_hack)(\.|$)"
+
+
 def quiet_libraries() -> None:
-    """transformers' load reports and per-file progress bars would bury the run's own progress."""
+    """transformers' load reports, per-file progress bars and library deprecations would bury the run's progress."""
+    import warnings
+
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
+    for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=LIBRARY_MODULES)
+    warnings.filterwarnings("ignore", module=PACKAGING_MODULES)
 
 
 def offline_requested() -> bool:

@@ -1,4 +1,4 @@
-"""The Hub is decided reachable or not at once: an unreachable Hub means offline mode and one line."""
+"""loading.py: the Hub decided reachable or not at once (unreachable = offline mode, one line); a quiet run."""
 
 import time
 
@@ -57,3 +57,16 @@ class _Open:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_library_deprecations_are_quiet_and_user_warnings_stay():
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loading.quiet_libraries()
+        warnings.warn_explicit("`is_gradient_checkpointing` is deprecated", FutureWarning, "modeling_utils.py", 1,
+                               module="transformers.modeling_utils")
+        warnings.warn_explicit("banner", UserWarning, "dist.py", 1, module="setuptools.dist")
+        warnings.warn_explicit("your labels are imbalanced", UserWarning, "x.py", 1, module="transformers.trainer")
+    assert [str(w.message) for w in caught] == ["your labels are imbalanced"]
