@@ -20,7 +20,12 @@ def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "name", "memory GiB", "bf16", "peak bf16 TFLOPS")
+    table = Table(box=None, pad_edge=False, header_style="bold underline")
+    table.add_column("id", no_wrap=True)
+    table.add_column("name", no_wrap=True)
+    table.add_column("GiB", justify="right", no_wrap=True)
+    table.add_column("bf16", no_wrap=True)
+    table.add_column("bf16 TFLOPS", justify="right", no_wrap=True)
     for entry in entries:
         table.add_row(entry.id, entry.name, f"{entry.memory_gib:.1f}", "yes" if entry.bf16 else "no",
                       f"{entry.peak_tflops_bf16:.0f}")
