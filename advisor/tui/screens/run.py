@@ -20,6 +20,7 @@ from typing import Any, Optional
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, ProgressBar, RichLog, Static
 
@@ -71,6 +72,7 @@ def duration(seconds: float) -> str:
 
 
 class RunScreen(Screen):
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     BINDINGS = [
         Binding("escape", "stop_or_back", "Stop / back"),
         Binding("ctrl+c", "stop_or_back", "Stop", show=False, priority=True),
@@ -92,8 +94,9 @@ class RunScreen(Screen):
         yield Static(f"$ {shlex.join(self.argv)}", id="run-command", markup=False)
         yield ProgressBar(id="run-progress", show_eta=True)
         yield LossChart(id="run-loss")
-        yield RichLog(id="run-output", max_lines=5000, wrap=True, markup=False, highlight=False)
-        yield Static("starting ...", id="run-status", markup=False)
+        with Vertical(id="run-lower"):  # the status keeps its lines; the log gets what is left
+            yield RichLog(id="run-output", max_lines=5000, wrap=True, markup=False, highlight=False)
+            yield Static("starting ...", id="run-status", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
