@@ -76,7 +76,8 @@ class ResolvedRun(BaseModel):
             f"device     {self.device}, {self.precision}",
             f"batch      {self.shape.batch_size} x {self.shape.gradient_accumulation_steps} accumulation"
             + (", gradient checkpointing" if self.shape.gradient_checkpointing else ""),
-            f"schedule   {self.epochs:g} epochs = {self.total_steps} steps ({self.steps_per_epoch}/epoch), "
+            f"schedule   {self.epochs:g} epochs = {self.total_steps} steps ({self.steps_per_epoch}/epoch"
+            + (", final model; each fold has fewer" if split.folds else "") + "), "
             f"{self.scheduler}, warmup {self.warmup_ratio:g}; learning rates: {rates}",
             f"checkpoint every {plural(self.checkpoint_every, 'step')}; {stopping}",
             f"output     {self.output_dir}",

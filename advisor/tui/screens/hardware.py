@@ -6,6 +6,7 @@ The model is a catalog entry, or a local folder holding a config.json typed
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,9 @@ class HardwareScreen(StepScreen):
         self.query_one("#model_dir-field", PathField).show_note(*model_folder_note(event.value.strip()))
 
     def values(self) -> dict[str, Any]:
+        folder = self.query_one("#model_dir-field", PathField).value
         return {
-            "model": self.query_one("#model_dir-field", PathField).value or self.query_one("#model", Select).value,
+            "model": os.path.normpath(folder) if folder else self.query_one("#model", Select).value,
             "gpu": self.query_one("#gpu", Select).value,
             "num_gpus": self.query_one("#num_gpus-field", ProfileField).value,
             "gpu_memory_gib": self.query_one("#gpu_memory_gib-field", ProfileField).value,
