@@ -129,3 +129,14 @@ async def test_a_failed_run_shows_its_error_line_exit_code_and_what_to_do(tmp_pa
 
 def test_a_failure_without_an_error_line_names_its_last_line():
     assert failure_report(139, ["loading", "Segmentation fault"]).startswith("failed (exit 139): Segmentation fault\n")
+
+
+async def test_a_hub_id_answer_shows_as_its_catalog_entry():
+    from advisor.models import Profile
+
+    app = build_app(Profile(model="meta-llama/Llama-3.1-8B"), planner=handmade_plan)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await answer_step(pilot, {})
+        await answer_step(pilot, {})
+        assert app.screen.query_one("#model", Select).value == "llama-3.1-8b"
+        assert app.screen.query_one("#model_dir", Input).value == ""

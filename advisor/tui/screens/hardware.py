@@ -14,7 +14,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.widgets import Input, Select
 
-from ...knowledge_base import gpus, models
+from ...knowledge_base import gpus, model_key, model_names, models
 from ..answers import default
 from ..widgets.field import ChoiceField, PathField, ProfileField
 from ..widgets.path_input import PathSuggester
@@ -48,9 +48,9 @@ class HardwareScreen(StepScreen):
     INTRO = "Which model, and what will it train on? Pick 'cpu' when there is no GPU."
 
     def compose_questions(self) -> ComposeResult:
-        in_catalog = self.profile.model in models()
-        yield ChoiceField("model", "Base model", model_options(), self.profile.model if in_catalog else default("model"))
-        yield PathField("model_dir", "or a local folder", None if in_catalog else self.profile.model,
+        catalog_id = model_names().get(model_key(self.profile.model))  # a hub id or alias shows as its entry
+        yield ChoiceField("model", "Base model", model_options(), catalog_id or default("model"))
+        yield PathField("model_dir", "or a local folder", None if catalog_id else self.profile.model,
                         model_folder_note("")[0], placeholder="path to a model folder; → completes",
                         suggester=PathSuggester(directories_only=True))
         yield ChoiceField("gpu", "Accelerator", gpu_options(), self.profile.gpu)
