@@ -6,7 +6,6 @@ failed run explained in place (the error line, the exit code, what to do).
 
 from __future__ import annotations
 
-
 import pytest
 from textual.widgets import Input, RadioSet, Select, Static
 
