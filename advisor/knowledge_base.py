@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -36,6 +37,7 @@ class ModelEntry(BaseModel):
         None, description="a Python package that ships the weights; its model_dir names the folder inside it"
     )
     embedded_model_dir: str = "model"
+    aliases: tuple[str, ...] = Field((), description="other names people type for this model")
     architecture: Architecture
 
     @property
@@ -60,6 +62,7 @@ class GpuEntry(BaseModel):
     cuda: bool = Field(description="torch.cuda drives it (CUDA, or ROCm's HIP under the same API)")
     peak_tflops_bf16: float = Field(ge=0)
     peak_tflops_fp32: float = Field(ge=0)
+    aliases: tuple[str, ...] = Field((), description="other names people type for this GPU")
 
 
 def knowledge_file(name: str) -> Path:
@@ -97,7 +100,7 @@ def models() -> dict[str, ModelEntry]:
     rows = read_toml("models.toml")["model"]
     shaped = []
     for row in rows:
-        meta = {k: row[k] for k in ("id", "hf_id", "embedded_package", "embedded_model_dir") if k in row}
+        meta = {k: row[k] for k in ("id", "hf_id", "embedded_package", "embedded_model_dir", "aliases") if k in row}
         shape = {k: v for k, v in row.items() if k not in meta}
         shaped.append({**meta, "architecture": shape})
     return {entry.id: entry for entry in validate_entries("models.toml", "model", ModelEntry, shaped)}
@@ -109,26 +112,40 @@ def gpus() -> dict[str, GpuEntry]:
     return {entry.id: entry for entry in validate_entries("gpus.toml", "gpu", GpuEntry, rows)}
 
 
+def model_key(name: str) -> str:
+    """How a model name is compared: case, spaces and underscores do not matter ("Llama 3.1 8B" = "llama-3.1-8b")."""
+    return re.sub(r"[\s_-]+", "-", name.strip().lower())
+
+
+@functools.cache
+def model_names() -> dict[str, str]:
+    """Every name that means a catalog model -> its id: the id, the hub id, the hub id's name part, the aliases."""
+    names: dict[str, str] = {}
+    for entry in models().values():
+        spellings = [entry.id, *entry.aliases]
+        if entry.hf_id:
+            spellings += [entry.hf_id, entry.hf_id.split("/")[-1]]
+        for spelling in spellings:
+            names.setdefault(model_key(spelling), entry.id)
+    return names
+
+
 def resolve_model(model: str) -> ModelEntry:
-    """A catalog id or a local directory with a config.json; UserError otherwise."""
+    """A catalog model by any of its names, a local directory with a config.json, or a cached hub model."""
     catalog = models()
-    if model in catalog:
-        return catalog[model]
+    known = model_names().get(model_key(model))
+    if known is not None:
+        return catalog[known]
     directory = Path(os.path.expanduser(model))  # unlike Path.expanduser, leaves an unknown ~user as it is
-    config_file = directory / "config.json"
-    if directory.is_dir() and config_file.is_file():
-        try:
-            config = json.loads(config_file.read_text(encoding="utf-8"))
-            if not isinstance(config, dict):
-                raise ValueError("config.json is not a JSON object")
-            architecture = Architecture.from_hf_config(config)
-        except ValidationError as error:
-            raise UserError(f"cannot read model directory '{model}': {describe_validation_error(error)}")
-        except (ValueError, KeyError, TypeError, RecursionError, OSError) as error:
-            raise UserError(f"cannot read model directory '{model}': {type(error).__name__}: {error}")
-        return ModelEntry(id=directory.name, path=str(directory.resolve()), architecture=architecture)
+    if directory.is_dir() and (directory / "config.json").is_file():
+        return model_from_config(model, directory, path=str(directory.resolve()))
+    cached = cached_hub_snapshot(model)
+    if cached is not None:
+        return model_from_config(model, cached, hf_id=model)
+    hint = " or a hub id whose config.json is in the local cache" if is_hub_id(model) else ""
     raise UserError(
-        f"unknown model '{model}'; known: {', '.join(catalog)} (or pass a local model directory with a config.json)"
+        f"unknown model '{model}'; known: {', '.join(catalog)} "
+        f"(or pass a local model directory with a config.json{hint})"
     )
 
 
@@ -139,11 +156,71 @@ def device_memory_label(gpu: Optional[str], memory_gib: float, overridden: bool)
     return f"{memory_gib:.1f} GiB on {gpu}"
 
 
+def model_from_config(model: str, directory: Path, **source: str) -> ModelEntry:
+    try:
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError("config.json is not a JSON object")
+        architecture = Architecture.from_hf_config(config)
+    except ValidationError as error:
+        raise UserError(f"cannot read model directory '{model}': {describe_validation_error(error)}")
+    except (ValueError, KeyError, TypeError, RecursionError, OSError) as error:
+        raise UserError(f"cannot read model directory '{model}': {type(error).__name__}: {error}")
+    name = source.get("hf_id") or directory.name
+    return ModelEntry(id=name, architecture=architecture, **source)
+
+
+def is_hub_id(name: str) -> bool:
+    """`owner/name` as the Hugging Face Hub spells repository ids."""
+    return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None and not Path(name).exists()
+
+
+def cached_hub_snapshot(name: str) -> Optional[Path]:
+    """The newest snapshot of hub model `name` in the local Hugging Face cache holding a config.json, if any.
+
+    Read from the cache layout (hub/models--owner--name/snapshots/<rev>/) so planning stays free of
+    huggingface_hub; HF_HUB_CACHE and HF_HOME are honoured as the hub library honours them.
+    """
+    if not is_hub_id(name):
+        return None
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    cache = Path(os.environ.get("HF_HUB_CACHE") or os.path.join(home, "hub")).expanduser()
+    snapshots = cache / ("models--" + name.replace("/", "--")) / "snapshots"
+    found = sorted(snapshots.glob("*/config.json"), key=lambda path: path.stat().st_mtime) if snapshots.is_dir() else []
+    return found[-1].parent if found else None
+
+
+def gpu_key(name: str) -> str:
+    """How a GPU name is compared: no case, no vendor or brand words, no spaces or dashes ("RTX 4090" = "rtx4090")."""
+    words = re.sub(r"\b(nvidia|geforce|tesla)\b", "", name.lower())
+    return re.sub(r"[^a-z0-9]", "", words)
+
+
+@functools.cache
+def gpu_names() -> dict[str, str]:
+    """Every name that means a catalog GPU -> its id: the id, the marketing name, id plus memory ("h100-80gb")."""
+    names: dict[str, str] = {}
+    for entry in gpus().values():
+        memory = re.search(r"(\d+)\s*GB", entry.name)
+        spellings = [entry.id, entry.name, *entry.aliases]
+        if memory and memory.group(1) not in entry.id:
+            spellings.append(f"{entry.id}{memory.group(1)}gb")
+        for spelling in spellings:
+            names.setdefault(gpu_key(spelling), entry.id)
+    return names
+
+
 def resolve_gpu(gpu: str) -> GpuEntry:
+    """A catalog GPU by id, marketing name or a common spelling of either; UserError otherwise."""
     catalog = gpus()
-    if gpu not in catalog:
-        raise UserError(f"unknown gpu '{gpu}'; known: {', '.join(catalog)}")
-    return catalog[gpu]
+    key = gpu_key(gpu)
+    known = gpu_names().get(key)
+    if known is not None:
+        return catalog[known]
+    close = sorted({gpu_id for name, gpu_id in gpu_names().items() if len(key) >= 3 and name.startswith(key)})
+    if len(close) > 1:
+        raise UserError(f"gpu '{gpu}' is ambiguous: say which of {', '.join(close)}")
+    raise UserError(f"unknown gpu '{gpu}'; known: {', '.join(catalog)}")
 
 
 class TaskEntry(BaseModel):

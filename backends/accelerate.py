@@ -265,12 +265,25 @@ def execute(prepared: Prepared, as_json: bool) -> int:
         if as_json:
             print_json(files)
         else:
-            print(f"wrote {output_dir / CONFIG_FILE} ({files.distributed_type}, {files.num_processes} process(es), "
-                  f"{files.mixed_precision}{', wraps ' + files.wrap_class if files.wrap_class else ''}), "
+            print(f"wrote {output_dir / CONFIG_FILE} ({launch_words(files)}), "
                   f"{output_dir / LAUNCH_FILE} and {output_dir / SCRIPT_FILE}")
             print(f"run it with: {files.command}")
         return 0
     return _launch(output_dir, request, backup)
+
+
+DISTRIBUTED_WORDS = {"NO": "no distribution", "MULTI_GPU": "data parallel", "MULTI_CPU": "data parallel on CPUs",
+                     "FSDP": "FSDP sharding", "DEEPSPEED": "DeepSpeed ZeRO"}
+
+
+def launch_words(files: LaunchFiles) -> str:
+    """The launch config in words: "data parallel, 4 processes, bf16 mixed precision, wraps LlamaDecoderLayer"."""
+    processes = f"{files.num_processes} process" + ("" if files.num_processes == 1 else "es")
+    precision = "full precision" if files.mixed_precision == "no" else f"{files.mixed_precision} mixed precision"
+    words = [DISTRIBUTED_WORDS.get(files.distributed_type, files.distributed_type), processes, precision]
+    if files.wrap_class:
+        words.append(f"wraps {files.wrap_class}")
+    return ", ".join(words)
 
 
 def _launch(output_dir: Path, request: Any, backup: Optional[Path]) -> int:

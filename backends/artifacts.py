@@ -109,12 +109,18 @@ def drop_backup(backup: Optional[str]) -> None:
 
 def plot_losses(metrics: RunMetrics, path: Path) -> None:
     """loss.png: training loss per step, validation loss per evaluation; k-fold folds drawn faint."""
+    loss_figure(metrics).savefig(path)
+
+
+def loss_figure(metrics: RunMetrics) -> Any:
+    """The matplotlib Figure of loss.png; every curve is in the legend (each fold, the final model)."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(8, 4.5), dpi=110)
     axes = figure.add_subplot()
     for fold in metrics.folds:
-        axes.plot([p.step for p in fold.losses], [p.loss for p in fold.losses], alpha=0.25, linewidth=0.8)
+        axes.plot([p.step for p in fold.losses], [p.loss for p in fold.losses], alpha=0.35, linewidth=0.8,
+                  label=f"{fold.run}: train loss")
     if metrics.main is not None:
         _plot_result(axes, metrics.main)
     axes.set_xlabel("optimizer step")
@@ -122,16 +128,18 @@ def plot_losses(metrics: RunMetrics, path: Path) -> None:
     axes.set_title(f"{metrics.model} · {metrics.method} · {metrics.status}")
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
-        axes.legend()
+        axes.legend(fontsize="small")
     figure.tight_layout()
-    figure.savefig(path)
+    return figure
 
 
 def _plot_result(axes: Any, result: TrainResult) -> None:
-    axes.plot([p.step for p in result.losses], [p.loss for p in result.losses], label=f"train loss ({result.run})")
+    name = "final model (all data)" if result.run == "final" else "model"
+    axes.plot([p.step for p in result.losses], [p.loss for p in result.losses], label=f"{name}: train loss")
     evaluated = [e for e in result.evaluations if "loss" in e.metrics]
     if evaluated:
-        axes.plot([e.step for e in evaluated], [e.metrics["loss"] for e in evaluated], "o-", label="validation loss")
+        axes.plot([e.step for e in evaluated], [e.metrics["loss"] for e in evaluated], "o-",
+                  label=f"{name}: validation loss")
     if result.best_step is not None:
         axes.axvline(result.best_step, color="grey", linestyle=":", label=f"kept: step {result.best_step}")
 

@@ -3,7 +3,7 @@
 `local.py` puts `RunProgress` in place of the Trainer's own progress bar (and
 of the printer that would write log dicts to stdout, which `--json` keeps for
 one document) and adds `SaveOnInterrupt`. The first Ctrl-C asks the Trainer
-to save a checkpoint at the end of the current step and stop; `local.py`
+to save a checkpoint at the end of the current step and stop, and names it; `local.py`
 then prints the resume command. A second Ctrl-C stops at once.
 """
 
@@ -83,23 +83,44 @@ class RunProgress(TrainerCallback):
 
 
 class SaveOnInterrupt(TrainerCallback):
-    """SIGINT -> save a checkpoint at the end of this step and stop training."""
+    """SIGINT -> finish the step in progress, save its checkpoint, stop; the message names that checkpoint.
+
+    The Trainer saves at the end of a step, after `on_step_end`: a Ctrl-C inside step N (or between its
+    increment and this callback) keeps checkpoint-N; one after it (evaluation, saving, the next batch
+    loading) keeps checkpoint-(N+1), the next step to end.
+    """
 
     def __init__(self) -> None:
         self.interrupted = False
         self._previous: Any = None
+        self._step = 0
+        self._step_ended = True
+        self._max_steps = 0
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.interrupted = True
         # A second Ctrl-C falls through to Python's default: KeyboardInterrupt now.
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        print("\ninterrupt: saving a checkpoint at the end of this step (Ctrl-C again to stop now)", file=sys.stderr)
+        print(f"\ninterrupt: {self.intention()} (Ctrl-C again to stop now)", file=sys.stderr)
+
+    def kept_step(self) -> int:
+        """The step whose checkpoint an interrupt now keeps."""
+        return self._step + 1 if self._step_ended else self._step
+
+    def intention(self) -> str:
+        step = self.kept_step()
+        return f"finishing step {step}/{self._max_steps}, then saving checkpoint-{step} and stopping"
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._step, self._step_ended, self._max_steps = state.global_step, True, state.max_steps
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
             self._previous = signal.signal(signal.SIGINT, self._handle)
 
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._step, self._step_ended = state.global_step + 1, False
+
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        self._step_ended = True
         if self.interrupted:
             control.should_save = True
             control.should_training_stop = True

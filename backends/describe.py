@@ -78,11 +78,17 @@ class ResolvedRun(BaseModel):
             f"device     {self.device}, {self.precision}",
             f"batch      {self.shape.batch_size} x {self.shape.gradient_accumulation_steps} accumulation"
             + (", gradient checkpointing" if self.shape.gradient_checkpointing else ""),
-            f"schedule   {self.epochs:g} epochs = {self.total_steps} steps ({self.steps_per_epoch}/epoch), "
+            f"schedule   {self.epochs:g} epochs = {self.total_steps} steps ({self.steps_per_epoch}/epoch"
+            + (", final model; each fold has fewer" if split.folds else "") + "), "
             f"{self.scheduler}, warmup {self.warmup_ratio:g}; learning rates: {rates}",
-            f"checkpoint every {self.checkpoint_every} steps; {stopping}",
+            f"checkpoint every {plural(self.checkpoint_every, 'step')}; {stopping}",
             f"output     {self.output_dir}",
         ])
+
+
+def plural(count: int, noun: str) -> str:
+    """The noun alone for one (checkpoint every step), with its count otherwise (every 5 steps)."""
+    return noun if count == 1 else f"{count} {noun}s"
 
 
 def resolved_run(prepared: Prepared) -> ResolvedRun:

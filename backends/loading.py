@@ -1,7 +1,10 @@
 """Load the plan's base model and tokenizer, offline whenever the model is on disk.
 
 `local.py` calls these; the CLI calls `model_source` and `check_reachable`
-first, so a hub id on an offline machine is one line before anything loads.
+first, so a hub id on an offline machine is one line before anything loads:
+the Hub is probed once per process with a short connection attempt, and an
+unreachable Hub switches to offline mode at once instead of letting
+huggingface_hub retry for over a minute.
 A local directory (the embedded MiniLM, a model built from a config) switches
 the Hugging Face libraries to offline mode for the whole process: saving an
 adapter or a model card then never reaches for the Hub (peft #1452).
@@ -9,11 +12,15 @@ adapter or a model card then never reaches for the Hub (peft #1452).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
+from urllib.parse import urlsplit
 
 from ..errors import UserError
 from ..knowledge_base import resolve_model
@@ -41,31 +48,79 @@ def go_offline() -> None:
         constants.HF_HUB_OFFLINE = True
 
 
+# Warnings a user of advisor cannot act on: one library deprecating its own API for another library that
+# calls it (transformers' `is_gradient_checkpointing` FutureWarning from peft, once per fold), and setuptools'
+# banners. Warnings about the user's data or settings (UserWarning and the like) stay.
+LIBRARY_MODULES = r"(transformers|peft|accelerate|trl|torch|datasets|huggingface_hub|tokenizers)(\.|$)"
+PACKAGING_MODULES = r"(setuptools|pkg_resources|_distutils_hack)(\.|$)"
+
+
 def quiet_libraries() -> None:
-    """transformers' load reports and per-file progress bars would bury the run's own progress."""
+    """transformers' load reports, per-file progress bars and library deprecations would bury the run's progress."""
+    import warnings
+
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
+    for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=LIBRARY_MODULES)
+    warnings.filterwarnings("ignore", module=PACKAGING_MODULES)
 
 
 def offline_requested() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
 
 
+HUB_PROBE_SECONDS = 3.0
+
+
+def hub_address() -> tuple[str, int]:
+    """Host and port of the Hub endpoint huggingface_hub will use (HF_ENDPOINT, else huggingface.co)."""
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    return url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+
+
+@functools.cache
+def hub_reachable() -> bool:
+    """One TCP connection to the Hub endpoint, decided within HUB_PROBE_SECONDS, once per process.
+
+    The attempt runs in a daemon thread because a name lookup on a machine without DNS is not bound by
+    the socket timeout; a probe still pending after the deadline counts as unreachable.
+    """
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection(hub_address(), timeout=HUB_PROBE_SECONDS):
+                answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    worker = threading.Thread(target=probe, name="hub-probe", daemon=True)
+    worker.start()
+    worker.join(HUB_PROBE_SECONDS)
+    return bool(answer and answer[0])
+
+
 def check_reachable(source: str) -> None:
-    """A local model goes offline; a hub id must be in the local cache when HF_HUB_OFFLINE is set."""
+    """A local model goes offline; a hub id goes offline too when the Hub does not answer, and must then be cached."""
     if is_local(source):
         go_offline()
         return
     if not offline_requested():
-        return
+        if hub_reachable():
+            return
+        host, _ = hub_address()
+        print(f"advisor: the Hugging Face Hub ({host}) is not reachable; working offline (HF_HUB_OFFLINE=1)",
+              file=sys.stderr)
+        go_offline()
     from huggingface_hub import try_to_load_from_cache
 
     if not isinstance(try_to_load_from_cache(source, "config.json"), str):
         raise UserError(
-            f"model '{source}' is a Hugging Face Hub id, HF_HUB_OFFLINE is set and it is not in the local cache; "
-            "download it on a connected machine first, or pass a local model directory"
+            f"model '{source}' is a Hugging Face Hub id, the Hub is offline (HF_HUB_OFFLINE) and the model is not "
+            "in the local cache; download it on a connected machine first, or pass a local model directory"
         )
 
 

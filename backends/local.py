@@ -114,6 +114,8 @@ def run(
             _write_data_split(prepared)
         previous = None
     metrics = previous or _new_metrics(prepared)
+    # A snapshot: `metrics` is updated per fold, and the wall time carried over must stay the one read at resume.
+    previous = previous.model_copy(deep=True) if previous else None
     if previous is None:
         metrics.downshifts.extend(start_downshifts)
     metrics.status = "interrupted"

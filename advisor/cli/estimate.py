@@ -30,7 +30,7 @@ MAX_TOKENS = 10**18
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("estimate", help="peak GPU memory, storage and time of one training configuration")
-    parser.add_argument("--model", required=True, help="model catalog id (see `advisor models`) or a local directory")
+    parser.add_argument("--model", required=True, help="catalog id or its hub id (see `advisor models`), or a local directory")
     parser.add_argument("--method", required=True, help="a method plugin name (see `advisor plugins`)")
     parser.add_argument("--precision", choices=["bf16", "mixed", "fp32"], default="bf16",
                         help="bf16: weights, gradients and states in bf16; mixed: fp32 weights + bf16 autocast")
@@ -45,7 +45,7 @@ def register(subparsers) -> None:
                         help="any method hyperparameter (repeatable); the value is JSON or a plain string")
     parser.add_argument("--head", choices=["lm", "classification"], default="lm", help="language-model or classifier head")
     parser.add_argument("--num-labels", type=whole(1, MAX_LABELS), default=2, help="classes of a classification head")
-    parser.add_argument("--gpu", help="accelerator catalog id (see `advisor gpus`); gives `fits` and time")
+    parser.add_argument("--gpu", help="accelerator id or name (see `advisor gpus`); gives `fits` and time")
     parser.add_argument("--gpu-memory-gib", type=finite(0, MAX_GPU_MEMORY_GIB, low_included=False), help="overrides the catalog's memory per device")
     parser.add_argument("--num-gpus", type=whole(1, MAX_GPUS), default=1, help="devices (data parallel)")
     parser.add_argument("--sharding", choices=["none", "ddp", "fsdp", "zero2", "zero3"], default=None,

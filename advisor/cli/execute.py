@@ -165,6 +165,9 @@ def _train(prepared, as_json: bool) -> int:
         return EXIT_NO
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    from ..backends.describe import resolved_run
+
+    print(resolved_run(prepared).text(), file=sys.stderr)  # what is about to train, as --dry-run shows it
     output_dir = Path(request.output_dir)
     backup = artifacts.prepare_output_dir(output_dir, request.resume, request.overwrite)
     if backup is not None:

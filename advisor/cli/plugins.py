@@ -20,21 +20,19 @@ def run(args) -> int:
     if args.json:
         print_json([info.model_dump() for info in infos])
         return 0
+    from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title="fine-tuning methods")
-    table.add_column("method", no_wrap=True)
-    for column in ("family", "merge", "CUDA", "from"):
-        table.add_column(column, overflow="fold")
-    table.add_column("description", ratio=3)
+    # Two columns, so the description gets the width: at 80 columns it wraps into two lines, not ten.
+    table = Table(title="fine-tuning methods", box=box.SIMPLE_HEAD, show_lines=False, pad_edge=False)
+    table.add_column("method", no_wrap=True, style="bold")
+    table.add_column("family · merge · device · from")
     for info in infos:
         origin = "built-in" if info.builtin else f"{info.package} {info.version}"
-        table.add_row(info.name, info.family, _yes_no(info.mergeable), _yes_no(info.requires_cuda),
-                      origin, info.description)
+        facts = (f"{info.family} · {'mergeable' if info.mergeable else 'not mergeable'} · "
+                 f"{'CUDA only' if info.requires_cuda else 'any device'} · {origin}")
+        table.add_row(info.name, Text.assemble((facts, "dim"), "\n", info.description, "\n"))
     Console().print(table)
     return 0
-
-
-def _yes_no(flag: bool) -> str:
-    return "yes" if flag else "no"

@@ -160,6 +160,9 @@ def _print_measures(console, stats) -> None:
         lines.append(line)
     lines.append(f"duplicates: {stats.duplicates:,} exact, {stats.near_duplicates:,} near; "
                  f"conflicting labels: {stats.conflicting_labels:,}")
+    if stats.duplicates or stats.near_duplicates or stats.leakage:
+        lines.append("  (exact: the same text once case, punctuation and spacing are ignored; "
+                     "near: Jaccard >= 0.8 on 5-character shingles)")
     if stats.leakage:
         leak = stats.leakage
         lines.append(f"leakage against {leak.against}: {leak.exact:,} exact, {leak.near:,} near of {leak.against_records:,} records")

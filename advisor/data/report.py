@@ -77,9 +77,10 @@ class DataStats(ReportModel):
 
     labels: dict[str, int] = Field(default_factory=dict, description="label -> count, most frequent first")
     imbalance_ratio: Optional[float] = Field(None, description="largest class count / smallest class count")
-    duplicates: int = Field(0, description="records identical to an earlier record")
+    duplicates: int = Field(0, description="records whose normalised text (case, punctuation and spacing folded) "
+                                           "repeats an earlier record's: the `exact` of leakage, within the data")
     duplicate_examples: list[LinePair] = Field(default_factory=list)
-    near_duplicates: int = Field(0, description="records not identical but with the same normalised text or a near-duplicate earlier")
+    near_duplicates: int = Field(0, description="records not exact duplicates but with a near-duplicate earlier (Jaccard >= threshold)")
     near_duplicate_examples: list[LinePair] = Field(default_factory=list)
     conflicting_labels: int = Field(0, description="normalised texts that carry more than one label")
     conflicting_examples: list[ConflictingLabel] = Field(default_factory=list)

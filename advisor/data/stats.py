@@ -8,7 +8,6 @@ English with BPE tokenizers; the report says which.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from typing import Callable, Optional
@@ -73,22 +72,18 @@ def _preference_stats(loaded: LoadedData, max_listed: int) -> PreferenceStats:
 
 
 def _duplicate_stats(loaded: LoadedData, stats: DataStats, max_listed: int) -> None:
-    """Exact: the same normalised record. Near: the same normalised text, or Jaccard >= 0.8 with an earlier one."""
-    first_record: dict[str, int] = {}
+    """Exact: the same text once case, punctuation and spacing are folded (`normalise_text`), the definition
+    `leakage.py` uses between two files. Near: not exact, but Jaccard >= 0.8 with an earlier text."""
     first_text: dict[str, int] = {}
     earlier_of: dict[int, int] = {}  # record position -> an earlier position it nearly repeats
     distinct: list[int] = []  # positions of the first record of each normalised text
     for position, record in enumerate(loaded.records):
-        key = json.dumps(record, sort_keys=True)
-        if key in first_record:
-            stats.duplicates += 1
-            if len(stats.duplicate_examples) < max_listed:
-                stats.duplicate_examples.append(LinePair(first_line=loaded.lines[first_record[key]], line=loaded.lines[position]))
-            continue
-        first_record[key] = position
         text = normalise_text(training_text(loaded.format, record))
         if text in first_text:
-            earlier_of[position] = first_text[text]
+            stats.duplicates += 1
+            if len(stats.duplicate_examples) < max_listed:
+                stats.duplicate_examples.append(
+                    LinePair(first_line=loaded.lines[first_text[text]], line=loaded.lines[position]))
         else:
             first_text[text] = position
             distinct.append(position)

@@ -72,7 +72,8 @@ def data_warnings(loaded: LoadedData, stats: DataStats) -> list[str]:
     if stats.duplicates:
         pairs = ", ".join(f"line {p.line} repeats line {p.first_line}" for p in stats.duplicate_examples[:_SHOWN])
         warnings.append(
-            f"{_count(stats.duplicates, 'exact duplicate record')} ({_share(stats.duplicates, valid)}; {pairs}): "
+            f"{_count(stats.duplicates, 'exact duplicate record')} (same text ignoring case, punctuation and "
+            f"spacing; {_share(stats.duplicates, valid)}; {pairs}): "
             "they over-weight those examples; drop them"
         )
     if stats.near_duplicates:

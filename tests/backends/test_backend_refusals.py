@@ -114,7 +114,7 @@ def test_a_hub_model_offline_and_not_cached_is_refused_before_loading(tmp_path, 
     plan = save_plan(make_plan("gpt2"), tmp_path / "plan.json")
     code, _, stderr = execute(capsys, plan, alpaca, tmp_path / "run")
     assert code == 2
-    assert "HF_HUB_OFFLINE is set and it is not in the local cache" in stderr
+    assert "the Hub is offline (HF_HUB_OFFLINE) and the model is not in the local cache" in stderr
 
 
 def test_the_preflight_refuses_rows_left_without_loss_before_anything_is_written(tmp_path, plan_file, capsys):

@@ -20,16 +20,25 @@ def test_exact_and_near_duplicates_are_counted_with_their_lines(tmp_path):
         {"text": "Hello, World!"},              # 1
         {"text": "something else entirely"},    # 2
         {"text": "Hello, World!"},              # 3 exact duplicate of 1
-        {"text": "hello world"},                # 4 same normalised text as 1
+        {"text": "hello world"},                # 4 same normalised text as 1: exact too
         {"text": LONG},                         # 5
         {"text": LONG.replace("last", "this")}, # 6 near-duplicate of 5
         {"text": "a third unrelated sentence"}, # 7
     ])
     stats = validate_file(path).stats
-    assert stats.duplicates == 1
-    assert [(p.first_line, p.line) for p in stats.duplicate_examples] == [(1, 3)]
-    assert stats.near_duplicates == 2
-    assert [(p.first_line, p.line) for p in stats.near_duplicate_examples] == [(1, 4), (5, 6)]
+    assert stats.duplicates == 2
+    assert [(p.first_line, p.line) for p in stats.duplicate_examples] == [(1, 3), (1, 4)]
+    assert stats.near_duplicates == 1
+    assert [(p.first_line, p.line) for p in stats.near_duplicate_examples] == [(5, 6)]
+
+
+def test_exact_duplicates_within_a_file_are_what_leakage_calls_exact_between_two(tmp_path):
+    records = [{"text": "Has my top up gone through?", "label": "a"}, {"text": "something else", "label": "b"},
+               {"text": "has my top-up gone through", "label": "a"}]
+    within = validate_file(jsonl(tmp_path / "all.jsonl", records)).stats
+    first, second = jsonl(tmp_path / "first.jsonl", records[:2]), jsonl(tmp_path / "second.jsonl", records[2:])
+    between = validate_file(first, against=second).stats.leakage
+    assert within.duplicates == between.exact == 1
 
 
 def test_conflicting_labels_list_each_label_with_its_lines(tmp_path):

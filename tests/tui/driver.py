@@ -9,6 +9,7 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import Input, RadioSet
 
+from advisor.knowledge_base import models
 from advisor.models import (
     Alternative, Estimate, MemoryEstimate, Plan, Profile, Rationale, Recommendation, StorageEstimate,
     TimeEstimate, Training, TrainingHyperparameters,
@@ -29,6 +30,8 @@ async def answer_step(pilot: Pilot, values: dict[str, Any]) -> None:
     """Set the current step's controls to `values` (by Profile field), then press ctrl+n."""
     screen = pilot.app.screen
     for field, value in values.items():
+        if field == "model" and value not in models():
+            field = "model_dir"  # a local folder goes in the field under the catalog list
         control = screen.query_one(f"#{field}")
         if isinstance(control, RadioSet):
             options = [option for option, _ in screen.query_one(f"#{field}-field", RadioField).options]

@@ -2,7 +2,7 @@
 
 It writes DIR/progress.jsonl a step at a time, prints a line per step, and on
 SIGINT prints the checkpoint and resume lines the real executor prints, then
-exits 130. `--steps` and `--delay` set its pace.
+exits 130. `--steps` and `--delay` set its pace; `--fail CODE` fails as a refused run does.
 """
 
 import argparse
@@ -18,11 +18,16 @@ parser.add_argument("--data", required=True)
 parser.add_argument("--output-dir", required=True)
 parser.add_argument("--steps", type=int, default=4)
 parser.add_argument("--delay", type=float, default=0.02)
+parser.add_argument("--fail", type=int, help="exit with this code after an error line and some noise")
 args = parser.parse_args()
 out = Path(args.output_dir)
 out.mkdir(parents=True)
 method = json.loads(Path(args.plan).read_text())["training"]["method"]
 print(f"training {method} on {args.data}", flush=True)
+if args.fail:
+    print(f"error: '{args.data}' has 3 invalid record(s); fix them (see `advisor validate`) before training", flush=True)
+    print("  (a trailing line of library noise)", flush=True)
+    sys.exit(args.fail)
 
 
 def stop(signum, frame):

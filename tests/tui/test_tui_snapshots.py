@@ -1,4 +1,4 @@
-"""Snapshots of the main screens at 120x40 (pytest-textual-snapshot; `--snapshot-update` after looking).
+"""Snapshots of the main screens at 120x40 and 80x24 (pytest-textual-snapshot; `--snapshot-update` after looking).
 
 The recommendation uses the hand-made plan, so a change in the planner's rules
 does not move these pictures; only a change in the screens does.
@@ -44,3 +44,20 @@ def test_recommendation(snap_compare):
         await answer_all(pilot, {"model": "llama-3.1-8b", "gpu": "rtx4090"})
 
     assert snap_compare(build_app(planner=handmade_plan), terminal_size=SIZE, run_before=run_before)
+
+
+def test_hardware_step_at_80x24(snap_compare):
+    """The smallest usual terminal: labels above the controls, nothing cut."""
+    async def run_before(pilot):
+        await answer_step(pilot, {})
+        await answer_step(pilot, {})
+        frozen(pilot.app)
+
+    assert snap_compare(build_app(planner=handmade_plan), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_recommendation_at_80x24(snap_compare):
+    async def run_before(pilot):
+        await answer_all(pilot, {"model": "llama-3.1-8b", "gpu": "rtx4090"})
+
+    assert snap_compare(build_app(planner=handmade_plan), terminal_size=(80, 24), run_before=run_before)

@@ -13,6 +13,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from ..widgets.path_input import PathSuggester
+
 
 class ConfirmDialog(ModalScreen[bool]):
     """Yes or no; Escape is no."""
@@ -58,7 +60,7 @@ class SavePlanDialog(ModalScreen[Optional[Path]]):
         with Vertical(classes="dialog-box") as box:
             box.border_title = "Save the plan"
             yield Label("File (the same JSON as `advisor plan --json`):")
-            yield Input(self.suggestion, id="plan-path")
+            yield Input(self.suggestion, id="plan-path", suggester=PathSuggester())
             yield Static("Enter saves, Escape cancels", classes="dialog-note")
 
     @on(Input.Submitted)
@@ -89,14 +91,15 @@ class ExecuteDialog(ModalScreen[Optional[RunRequest]]):
         with Vertical(classes="dialog-box") as box:
             box.border_title = "Execute the plan"
             yield Label("Training data (JSONL, JSON, CSV or Parquet):")
-            yield Input(self.data, id="run-data")
+            yield Input(self.data, id="run-data", placeholder="path to the data file; → completes",
+                        suggester=PathSuggester())
             yield Label("Output directory (a new one):")
-            yield Input(self.output_dir, id="run-output-dir")
+            yield Input(self.output_dir, id="run-output-dir", suggester=PathSuggester(directories_only=True))
             yield Static("The plan is saved beside it as DIRECTORY.plan.json. Enter starts, Escape cancels",
                          classes="dialog-note", markup=False)
 
     def on_mount(self) -> None:
-        self.query_one("#run-data" if not self.data else "#run-output-dir").focus()
+        self.query_one("#run-data").focus()  # the first field, always: typing never lands further down
 
     @on(Input.Submitted)
     def submit(self) -> None:

@@ -10,8 +10,8 @@ from ..widgets.field import FlagsField, RadioField
 from .step import StepScreen
 
 GOALS = [
-    ("knowledge", "Knowledge: teach it facts it does not know (documents, products, a domain)"),
-    ("behavior", "Behaviour: change how it answers (style, format, a task skill such as labelling)"),
+    ("knowledge", "Knowledge: teach it facts it does not know (a domain)"),
+    ("behavior", "Behaviour: change how it answers (style, format, a skill)"),
 ]
 
 
@@ -22,12 +22,9 @@ class GoalScreen(StepScreen):
     def compose_questions(self) -> ComposeResult:
         yield RadioField("goal", "Goal", GOALS, self.profile.goal)
         yield FlagsField("Also", [
-            ("dynamic_knowledge", "The facts change often (news, prices, a catalogue)", self.profile.dynamic_knowledge),
+            ("dynamic_knowledge", "The facts change often (news, prices)", self.profile.dynamic_knowledge),
             ("one_off", "A one-off or rarely repeated task", self.profile.one_off),
         ])
-
-    def on_mount(self) -> None:
-        self.query_one("#goal").focus()
 
     def values(self) -> dict[str, Any]:
         return {"goal": self.query_one(RadioField).value, **self.query_one(FlagsField).values}

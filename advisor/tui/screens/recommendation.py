@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, Static
+from textual.widgets import Footer, Header, Static
 
 from ...errors import UserError
 from ...models import Plan, Profile
@@ -107,8 +107,8 @@ class RecommendationScreen(Screen):
                         yield MemoryBars()
                         yield Static(id="storage-time", markup=False)
                     yield Static(id="warnings", markup=False)
-            yield Label("Alternatives: Enter plans with the highlighted method, r goes back to the recommendation",
-                        classes="section-title")
+            yield Static("Alternatives: Enter plans with the highlighted method, r goes back to the recommendation",
+                         classes="section-title", markup=False)  # a Static wraps at 80 columns; a Label is cut
             yield AlternativesTable(id="alternatives")
             yield Static(id="command", markup=False)
         yield Footer()

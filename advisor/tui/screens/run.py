@@ -20,6 +20,7 @@ from typing import Any, Optional
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, ProgressBar, RichLog, Static
 
@@ -45,6 +46,23 @@ def metric_summary(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+#: What to do after `advisor execute` exits with this code (CONTRACT.md's exit codes).
+NEXT_STEP = {
+    1: "the data or the preflight refused the run: fix what the line says (`advisor validate` lists bad records), "
+       "then Escape and execute again",
+    2: "a value or a path was not accepted: Escape, change it, and execute again",
+}
+
+
+def failure_report(code: Optional[int], output: list[str]) -> str:
+    """A failed run in three parts: the line that says why, the exit code, and what to do next."""
+    reason = next((line.strip() for line in reversed(output) if line.strip().lower().startswith("error")), None)
+    if reason is None:
+        reason = next((line.strip() for line in reversed(output) if line.strip()), "no output")
+    advice = NEXT_STEP.get(code or 0, "the log above has the whole output (Tab to it, End for its last lines)")
+    return f"failed (exit {code}): {reason}\nwhat to do: {advice}"
+
+
 def duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -54,6 +72,7 @@ def duration(seconds: float) -> str:
 
 
 class RunScreen(Screen):
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     BINDINGS = [
         Binding("escape", "stop_or_back", "Stop / back"),
         Binding("ctrl+c", "stop_or_back", "Stop", show=False, priority=True),
@@ -75,8 +94,9 @@ class RunScreen(Screen):
         yield Static(f"$ {shlex.join(self.argv)}", id="run-command", markup=False)
         yield ProgressBar(id="run-progress", show_eta=True)
         yield LossChart(id="run-loss")
-        yield RichLog(id="run-output", max_lines=5000, wrap=True, markup=False, highlight=False)
-        yield Static("starting ...", id="run-status", markup=False)
+        with Vertical(id="run-lower"):  # the status keeps its lines; the log gets what is left
+            yield RichLog(id="run-output", max_lines=5000, wrap=True, markup=False, highlight=False)
+            yield Static("starting ...", id="run-status", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -140,7 +160,7 @@ class RunScreen(Screen):
                 resume = next((line for line in reversed(self.output) if "--resume" in line), None)
                 message = f"stopped (exit {code}) · " + (resume or "the lines above say how to resume")
             else:
-                message = f"failed (exit {code}) · see the lines above"
+                message = failure_report(code, self.output)
         metrics_file = self.output_dir / "metrics.json"
         if metrics_file.is_file():
             try:

@@ -12,7 +12,7 @@ from ..widgets.field import ProfileField, RadioField
 from .step import StepScreen
 
 LATENCY = [
-    ("strict", "Strict: no added inference latency (adapters must merge into the model)"),
+    ("strict", "Strict: no added latency (adapters must merge)"),
     ("moderate", "Moderate: a little overhead is fine (default)"),
     ("relaxed", "Relaxed: latency hardly matters"),
 ]

@@ -22,6 +22,7 @@ from textual.widgets import Button, Footer, Header, Input, Static
 from ...errors import UserError
 from ...models import Profile
 from ..answers import answer, given
+from ..widgets.field import EnterPressed
 
 STEP_TITLES = ("Goal", "Task and data", "Model and hardware", "Serving")
 
@@ -29,10 +30,12 @@ STEP_TITLES = ("Goal", "Task and data", "Model and hardware", "Serving")
 class StepScreen(Screen):
     NUMBER: ClassVar[int]
     INTRO: ClassVar[str]
+    # Under 100 columns a question's label goes above its control, so the answers are not cut.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
 
     BINDINGS = [
-        Binding("ctrl+n", "next", "Next"),
-        Binding("escape", "back", "Back"),
+        Binding("ctrl+n", "next", "Next", tooltip="Next step (Enter in a field or on a choice does the same)"),
+        Binding("escape", "back", "Back", tooltip="The previous step; the answers stay"),
     ]
 
     class Answered(Message):
@@ -61,6 +64,13 @@ class StepScreen(Screen):
             yield Button("Next →", id="next", compact=True, variant="primary")
         yield Footer()
 
+    def on_mount(self) -> None:
+        """Typing goes to the first question, never to a control further down."""
+        for widget in self.query_one(".step-body").query("*"):
+            if widget.focusable:
+                widget.focus()
+                break
+
     def compose_questions(self) -> ComposeResult:
         raise NotImplementedError
 
@@ -73,6 +83,7 @@ class StepScreen(Screen):
 
     @on(Button.Pressed, "#next")
     @on(Input.Submitted)
+    @on(EnterPressed)
     def action_next(self) -> None:
         values = self.values()
         error = self.query_one(".step-error", Static)

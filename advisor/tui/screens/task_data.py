@@ -16,6 +16,7 @@ from ...errors import UserError
 from ...models import Quality, Task
 from ..answers import default
 from ..widgets.field import ChoiceField, ProfileField
+from ..widgets.path_input import PathSuggester
 from .step import StepScreen
 
 
@@ -32,7 +33,8 @@ class TaskDataScreen(StepScreen):
         yield ProfileField("examples", "Examples", self.answers.get("examples"), input_type="integer")
         yield ChoiceField("quality", "Data quality", labelled(get_args(Quality), "quality"), self.profile.quality)
         yield ProfileField("data", "Data file (optional)", self.answers.get("data"),
-                           placeholder="path to JSONL, JSON, CSV or Parquet; Enter reads it")
+                           placeholder="JSONL, JSON, CSV or Parquet; → completes, Enter reads it",
+                           suggester=PathSuggester())
         yield Static(classes="data-report", markup=False)
 
     def values(self) -> dict[str, Any]:

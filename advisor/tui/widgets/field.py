@@ -11,7 +11,10 @@ from typing import Any, Optional
 
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.suggester import Suggester
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Checkbox, Input, Label, RadioButton, RadioSet, Select, Static
 
@@ -33,6 +36,35 @@ class ProfileValidator(Validator):
         except UserError as error:
             return self.failure(error.message)
         return self.success()
+
+
+class EnterPressed(Message):
+    """Enter on a choice: the step moves on, as Enter in a text field does (space chooses without moving)."""
+
+
+class AnswerSet(RadioSet):
+    """A RadioSet where space picks the highlighted answer and Enter picks it and moves on."""
+
+    BINDINGS = [
+        Binding("space", "toggle_button", "Choose", show=False),
+        Binding("enter", "choose_and_next", "Choose and next", show=False),
+    ]
+
+    def action_choose_and_next(self) -> None:
+        self.action_toggle_button()
+        self.post_message(EnterPressed())
+
+
+class Flag(Checkbox):
+    """A Checkbox where space toggles and Enter moves on."""
+
+    BINDINGS = [
+        Binding("space", "toggle_button", "Toggle", show=False),
+        Binding("enter", "next", "Next", show=False),
+    ]
+
+    def action_next(self) -> None:
+        self.post_message(EnterPressed())
 
 
 class QuestionRow(Horizontal):
@@ -58,7 +90,7 @@ class ProfileField(QuestionRow):
     """A text question for one Profile field; `value` is the text (None when blank)."""
 
     def __init__(self, field: str, question: str, value: Any, *, input_type: str = "text",
-                 placeholder: Optional[str] = None) -> None:
+                 placeholder: Optional[str] = None, suggester: Optional[Suggester] = None) -> None:
         description = Profile.model_fields[field].description or ""
         super().__init__(question, description, id=f"{field}-field")
         self.field = field
@@ -66,10 +98,11 @@ class ProfileField(QuestionRow):
         default = Profile.model_fields[field].default
         self.placeholder = placeholder or f"default: {'chosen by the plan' if default is None else default}"
         self.input_type = input_type
+        self.suggester = suggester
 
     def compose_control(self) -> ComposeResult:
         yield Input(self.initial, placeholder=self.placeholder, type=self.input_type, id=self.field,
-                    validators=[ProfileValidator(self.field)], valid_empty=True)
+                    validators=[ProfileValidator(self.field)], valid_empty=True, suggester=self.suggester)
 
     @property
     def value(self) -> Optional[str]:
@@ -81,6 +114,30 @@ class ProfileField(QuestionRow):
         failures = event.validation_result.failure_descriptions if event.validation_result else []
         note.update(failures[0] if failures else self.note)
         note.set_class(bool(failures), "-error")
+
+
+class PathField(QuestionRow):
+    """A file-system path question with completion; the screen checks it and updates the note."""
+
+    def __init__(self, name: str, question: str, value: Optional[str], note: str, *, placeholder: str,
+                 suggester: Suggester) -> None:
+        super().__init__(question, note, id=f"{name}-field")
+        self.input_id = name
+        self.initial = value or ""
+        self.placeholder = placeholder
+        self.suggester = suggester
+
+    def compose_control(self) -> ComposeResult:
+        yield Input(self.initial, placeholder=self.placeholder, id=self.input_id, suggester=self.suggester)
+
+    @property
+    def value(self) -> Optional[str]:
+        return self.query_one(Input).value.strip() or None
+
+    def show_note(self, text: str, wrong: bool) -> None:
+        note = self.query_one(".question-note", Static)
+        note.update(text)
+        note.set_class(wrong, "-error")
 
 
 class ChoiceField(QuestionRow):
@@ -110,7 +167,7 @@ class RadioField(QuestionRow):
         self.initial = value
 
     def compose_control(self) -> ComposeResult:
-        with RadioSet(id=self.field):
+        with AnswerSet(id=self.field):
             for value, label in self.options:
                 yield RadioButton(label, value=value == self.initial)
 
@@ -138,7 +195,7 @@ class FlagsField(QuestionRow):
 
     def compose_control(self) -> ComposeResult:
         for field, label, value in self.flags:
-            yield Checkbox(label, value, id=field)
+            yield Flag(label, value, id=field)
 
     @property
     def values(self) -> dict[str, bool]:
