@@ -1,11 +1,13 @@
-"""The Trainer the backends run: transformers' own, with two hooks overridden and nothing else.
+"""The Trainer the backends run: transformers' own, with three hooks overridden and nothing else.
 
 - `create_optimizer`: one learning rate per parameter group of the plan
   (param_groups.py), the optimizer class still from `TrainingArguments.optim`;
 - `_get_train_sampler`: length-grouped batches reseeded per epoch
-  (sampling.py), so resuming replays the same batches.
+  (sampling.py), so resuming replays the same batches;
+- `_save_checkpoint`: the Trainer's save, into a staging folder renamed when
+  complete (checkpoints.py), so a killed save never leaves a partial checkpoint.
 
-Training loop, scheduler, evaluation, checkpoints and resume are the Trainer's.
+Training loop, scheduler, evaluation, checkpoint contents and resume are the Trainer's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from transformers import Trainer
 
+from .checkpoints import publish, staging_dir
 from .param_groups import optimizer_groups
 from .sampling import SeededLengthGroupedSampler
 
@@ -22,6 +25,7 @@ class PlanTrainer(Trainer):
     def __init__(self, *args: Any, group_rates: dict[str, float], pretrained: set[str], **kwargs: Any) -> None:
         self.group_rates = group_rates
         self.pretrained = pretrained
+        self._saving_checkpoint = False
         super().__init__(*args, **kwargs)
 
     def create_optimizer(self, model: Any = None) -> Any:
@@ -41,3 +45,15 @@ class PlanTrainer(Trainer):
         lengths = [len(ids) for ids in dataset["input_ids"]]
         batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
         return SeededLengthGroupedSampler(batch, lengths, seed=self.args.data_seed or self.args.seed)
+
+    def _get_output_dir(self, trial: Any) -> str:
+        run_dir = super()._get_output_dir(trial)
+        return staging_dir(run_dir) if self._saving_checkpoint else run_dir
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        self._saving_checkpoint = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._saving_checkpoint = False
+        publish(self, self._get_output_dir(trial))
