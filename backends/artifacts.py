@@ -79,10 +79,14 @@ def written_since(output_dir: Path, started_ns: int) -> list[Path]:
                   if path.is_file() and not path.is_symlink() and path.stat().st_mtime_ns >= started_ns)
 
 
+#: What a run killed while writing its first manifest leaves.
+_FIRST_MANIFEST = f".{MANIFEST_FILE}.tmp"
+
+
 def foreign_in(output_dir: Path, manifest: Optional[RunManifest]) -> list[str]:
     """The files in `output_dir` its manifest does not prove the run's (all of them without a manifest)."""
     if manifest is None:
-        return files_under(output_dir)
+        return [name for name in files_under(output_dir) if name != _FIRST_MANIFEST]
     return foreign_files(output_dir, manifest.files, manifest.directories, [MANIFEST_FILE, *manifest.appending])
 
 
@@ -107,10 +111,9 @@ def check_output_dir(
     present = files_under(output_dir) if output_dir.is_dir() else []
     if not present:
         return False
-    manifest = load_manifest(output_dir)
-    foreign = foreign_in(output_dir, manifest)
-    if not foreign and set(present) <= {MANIFEST_FILE, *launch_files}:
-        return False
+    foreign = foreign_in(output_dir, load_manifest(output_dir))
+    if not foreign and set(present) <= {MANIFEST_FILE, _FIRST_MANIFEST, *launch_files}:
+        return False  # launch files to write again, or a run stopped before it wrote anything else
     if not overwrite:
         raise UserError(
             f"--output-dir '{output_dir}' is not empty; pass --resume to continue its run, "

@@ -17,6 +17,7 @@ interrupted saves left in STAGING, which `clear_staging` removes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -51,6 +52,8 @@ def publish(trainer: Any, run_dir: str) -> None:
     if os.path.isdir(final):  # an earlier attempt at this step (before an out-of-memory retry)
         shutil.rmtree(final)
     os.replace(staged, final)
+    with contextlib.suppress(OSError):  # empty now, unless another process still writes there
+        os.rmdir(staging_dir(run_dir))
     rotate_checkpoints(run_dir, trainer.args.save_total_limit, state.best_model_checkpoint, use_mtime=True)
 
 
