@@ -5,8 +5,9 @@ evaluating) every step. Each run is killed at one of three kinds of moment,
 drawn from a seeded generator so a failure replays:
 
 - while it starts (imports, loading, claiming the folder): a random delay;
-- in the middle of a checkpoint save: as soon as a save is under way in
-  checkpoints/.incomplete, after a random few milliseconds;
+- in the middle of a checkpoint save: after 1-3 steps of its own, as soon
+  as the next save is under way in checkpoints/.incomplete, after a random
+  few milliseconds;
 - anywhere in training: after 1-3 steps of its own, then a random delay.
 
 Every run but the startup kills must log a step of its own first: its resume worked.
@@ -62,40 +63,39 @@ def test_kill_9_at_random_points_then_resume_to_completion(tmp_path, tiny_llama)
                "--max-steps", str(STEPS), "--save-steps", "1", "--no-probe"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
-    def start():
+    def start(run: int):
         resume = ["--resume"] if (out / "run-manifest.json").is_file() else []
-        log = open(tmp_path / "stderr.log", "w")
+        log = open(tmp_path / f"stderr-{run}.log", "w")
         return subprocess.Popen([*command, *resume], stdout=subprocess.DEVNULL, stderr=log, env=env), log
 
     staging = out / "checkpoints" / ".incomplete"
     for kill in range(KILLS):
         before = trained_steps(out)
-        process, log = start()
+        process, log = start(kill)
         moment = rng.choice(["start", "save", "save", "training", "training"])
         if moment == "start":
             time.sleep(rng.uniform(0.0, 4.0))
         else:
-            wait_for(lambda: trained_steps(out) > before, process)
-            assert trained_steps(out) > before or process.poll() is not None, f"run {kill} logged no step"
+            steps = rng.randint(1, 3)
+            wait_for(lambda: trained_steps(out) >= before + steps, process)
+            assert trained_steps(out) >= before + steps or process.poll() is not None, f"run {kill} logged no step"
             if moment == "save":
                 wait_for(lambda: any(staging.glob("checkpoint-*")), process)
                 time.sleep(rng.uniform(0.0, 0.05))
             else:
-                steps = rng.randint(1, 3)
-                wait_for(lambda: trained_steps(out) >= before + steps, process)
                 time.sleep(rng.uniform(0.0, 0.5))
         code = process.poll()
         log.close()
-        stderr = (tmp_path / "stderr.log").read_text()
+        stderr = (tmp_path / f"stderr-{kill}.log").read_text()
         assert code is None, f"run {kill} ended by itself with {code} before its kill:\n{stderr}"
         assert "Traceback" not in stderr, stderr
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
 
-    process, log = start()
+    process, log = start(KILLS)
     code = process.wait(timeout=900)
     log.close()
-    stderr = (tmp_path / "stderr.log").read_text()
+    stderr = (tmp_path / f"stderr-{KILLS}.log").read_text()
     assert code == 0, stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["main"]["steps"] == STEPS
