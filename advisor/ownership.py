@@ -82,4 +82,6 @@ def refuse_foreign(what: str, folder: Path, foreign: list[str], remedy: str) -> 
     """One line naming the files advisor did not write, so nothing in `folder` is replaced."""
     named = ", ".join(f"'{name}'" for name in foreign[:NAMED])
     more = f" and {len(foreign) - NAMED} more" if len(foreign) > NAMED else ""
-    raise UserError(f"{what} will not replace '{folder}': it holds files advisor did not write ({named}{more}); {remedy}")
+    raise UserError(
+        f"{what} will not replace '{folder}': it holds files advisor did not write ({named}{more}); {remedy}"
+    )

@@ -110,7 +110,8 @@ def run(
             artifacts.write_json(out / MANIFEST_FILE, manifest)
             artifacts.write_json(out / artifacts.PLAN_FILE, request.plan)
             _write_data_split(prepared)
-            artifacts.record(out, [out / artifacts.PLAN_FILE, *sorted(p for p in (out / "data").rglob("*") if p.is_file())])
+            split_files = sorted(path for path in (out / "data").rglob("*") if path.is_file())
+            artifacts.record(out, [out / artifacts.PLAN_FILE, *split_files])
         previous = None
     metrics = previous or _new_metrics(prepared)
     if previous is None:

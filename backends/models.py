@@ -144,5 +144,7 @@ class RunManifest(BackendModel):
     packages: dict[str, str]
     replaced_backup: Optional[str] = Field(None, description="where --overwrite moved the previous directory")
     files: dict[str, str] = Field(default_factory=dict, description="every file the run wrote: relative path -> sha256")
-    directories: list[str] = Field(default_factory=list, description="folders whose whole content is the run's (checkpoints)")
-    appending: list[str] = Field(default_factory=list, description="files the run appends to while it runs: its by name")
+    directories: list[str] = Field(default_factory=list,
+                                   description="folders whose whole content is the run's (checkpoints)")
+    appending: list[str] = Field(default_factory=list,
+                                 description="files the run appends to while it runs: its own by name")
