@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import sys
 import time
@@ -98,7 +97,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     result = {"test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
               "validation_accuracy": validation.get("accuracy"), "train_wall_time_s": metrics.wall_time_s,
               "wall_time_s": wall, "method": metrics.method, "steps": metrics.main.steps if metrics.main else 0}
-    (output_dir / "demo.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    from .backends import artifacts
+
+    artifacts.write_json(output_dir / "demo.json", result)
+    artifacts.record(output_dir, [output_dir / "demo.json"])  # the run's own file: a later demo may replace it
     print(f"Banking77 on the embedded MiniLM ({metrics.method}, {metrics.device}): "
           f"validation accuracy {result['validation_accuracy'] or 0:.4f}; held-out test.csv accuracy "
           f"{test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}; wall time {wall:.0f} s -> {output_dir}")

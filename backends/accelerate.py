@@ -31,7 +31,9 @@ the processes cannot change shape one at a time.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import shlex
 import signal
 import subprocess
@@ -41,12 +43,12 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import UserError
+from ..errors import EXIT_INTERRUPTED, UserError
 from ..knowledge_base import resolve_gpu
 from ..precision import resolve_dtypes
 from . import artifacts
-from .manifest import check_resume
 from .loading import model_type_of
+from .manifest import MANIFEST_FILE, build_manifest, check_resume, load_manifest
 from .prepared import Prepared
 
 CONFIG_FILE = "accelerate_config.yaml"
@@ -246,19 +248,31 @@ def write_launch_files(prepared: Prepared, output_dir: Path, config: Any, descri
 
 
 def execute(prepared: Prepared, as_json: bool) -> int:
-    """Write the launch files; unless --dry-run, run them and return accelerate's exit status."""
+    """Write the launch files; unless --dry-run, run them and return accelerate's exit status.
+
+    The launch files replace only files advisor wrote (run-manifest.json lists
+    them with their sha256): an earlier set of launch files, or with
+    --overwrite a previous run, which is moved aside. A dry run changes
+    nothing that exists: over a previous run it writes nothing and says so.
+    """
     from ..documents import print_json
 
     request = prepared.request
     output_dir = Path(request.output_dir)
     if request.resume:
         # The files the checkpoints were made with stay as they are; the data and plan must not have changed.
-        artifacts.prepare_output_dir(output_dir, resume=True, overwrite=False, ignore=LAUNCH_FILES)
+        artifacts.prepare_output_dir(output_dir, resume=True, overwrite=False, launch_files=LAUNCH_FILES)
         check_resume(request)
         return _launch(output_dir, request, None)
     config, described = cluster_config(prepared)  # refusals (a 4-bit base sharded) before anything is written
-    backup = artifacts.prepare_output_dir(output_dir, False, request.overwrite, ignore=LAUNCH_FILES)
-    files = write_launch_files(prepared, output_dir, config, described)
+    if request.dry_run and artifacts.check_output_dir(output_dir, False, request.overwrite, LAUNCH_FILES):
+        print(f"nothing written: '{output_dir}' holds a previous run, which only a run without --dry-run "
+              "replaces; or choose another --output-dir", file=sys.stderr)
+        if as_json:
+            print_json(described)
+        return 0
+    backup = artifacts.prepare_output_dir(output_dir, False, request.overwrite, launch_files=LAUNCH_FILES)
+    files = _write_owned_launch_files(prepared, output_dir, config, described, backup)
     for note in files.notes:
         print(f"note: {note}", file=sys.stderr)
     if request.dry_run:
@@ -286,20 +300,43 @@ def launch_words(files: LaunchFiles) -> str:
     return ", ".join(words)
 
 
+def _write_owned_launch_files(
+    prepared: Prepared, output_dir: Path, config: Any, described: LaunchFiles, backup: Optional[Path],
+) -> LaunchFiles:
+    """The launch files, recorded with their sha256 in a run manifest (the launched run keeps them recorded)."""
+    earlier = load_manifest(output_dir)
+    manifest = build_manifest(prepared.request, str(backup) if backup else None, earlier.files if earlier else None)
+    artifacts.write_json(output_dir / MANIFEST_FILE, manifest)
+    files = write_launch_files(prepared, output_dir, config, described)
+    artifacts.record(output_dir, [output_dir / name for name in LAUNCH_FILES])
+    return files
+
+
 def _launch(output_dir: Path, request: Any, backup: Optional[Path]) -> int:
+    """Run launch.sh in its own process group; Ctrl-C and SIGTERM are passed to every process in it, which save a
+    checkpoint, while this one waits. A moved-aside previous run goes when the launched run completes and comes
+    back when it fails or stops before its first checkpoint."""
     passthrough = [flag for flag, on in (("--resume", request.resume),) if on]
     if request.max_steps:
         passthrough += ["--max-steps", str(request.max_steps)]
     if request.save_steps:
         passthrough += ["--save-steps", str(request.save_steps)]
-    # Ctrl-C reaches the launched processes too: they save a checkpoint; this one waits for them.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    process = subprocess.Popen(["bash", str(output_dir / LAUNCH_FILE), *passthrough], start_new_session=True)
+
+    def forward(signum: int, frame: Any) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signum)
+
+    previous = {stop: signal.signal(stop, forward) for stop in (signal.SIGINT, signal.SIGTERM)}
     try:
-        code = subprocess.call(["bash", str(output_dir / LAUNCH_FILE), *passthrough])
+        code = process.wait()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
     if code == 0:
         artifacts.drop_backup(str(backup) if backup else None)
+    elif backup is not None:
+        print(artifacts.settle_backup(output_dir, backup, interrupted=code == EXIT_INTERRUPTED), file=sys.stderr)
     return code
 
 
@@ -320,7 +357,7 @@ def run_generated(
         )
         prepared = prepare(request)
         if local.is_main_process():
-            artifacts.prepare_output_dir(output_dir, resume, overwrite=False, ignore=LAUNCH_FILES)
+            artifacts.prepare_output_dir(output_dir, resume, overwrite=False, launch_files=LAUNCH_FILES)
         local.run(prepared)
     except local.RunInterrupted as stop:
         print(f"interrupted: checkpoint saved at {stop.checkpoint}; resume with: bash {output_dir / LAUNCH_FILE} --resume",

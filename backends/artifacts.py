@@ -8,10 +8,19 @@
     metrics.json                    RunMetrics: losses per step, evaluations, folds, test, downshifts
     loss.png                        training loss per step and validation loss per evaluation
     plan.json                       the plan that was executed
-    run-manifest.json               data sha256, plan hash, split seed, package versions (resume checks)
+    run-manifest.json               data sha256, plan hash, split seed, package versions (resume checks);
+                                    every file the run wrote, with its sha256 (what --overwrite may replace)
     progress.jsonl                  one line per logged step: step, max_steps, loss, eta_s (the wizard reads it)
     data/manifest.json              the split (the data toolkit's write_split), with the split files
     checkpoints/                    Trainer checkpoints of the saved model; folds/fold-N/ for k-fold
+                                    (each renamed into place when complete: checkpoints.py)
+
+The directory is the run's only as far as run-manifest.json proves it:
+`--overwrite` moves a previous run aside only when every file in it is listed
+there with the sha256 it was written with (or lies in its checkpoint folders),
+and names the files that are not (advisor/ownership.py). The moved-aside run
+is deleted when the new run completes, and put back when the new one fails or
+stops before it has a checkpoint to resume from (`settle_backup`).
 
 Nothing here reaches the network: the model card is plain text, not
 huggingface_hub's ModelCard (which can fetch templates), and the plot uses
@@ -25,13 +34,15 @@ import os
 import shutil
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from pydantic import BaseModel
 
 from ..errors import UserError
-from .manifest import MANIFEST_FILE
-from .models import RunMetrics, TrainResult
+from ..ownership import files_under, foreign_files, refuse_foreign, sha256_of
+from .checkpoints import newest_complete
+from .manifest import MANIFEST_FILE, load_manifest, read_manifest
+from .models import RunManifest, RunMetrics, TrainResult
 
 METRICS_FILE = "metrics.json"
 PLAN_FILE = "plan.json"
@@ -54,48 +65,79 @@ def read_metrics(output_dir: Path) -> Optional[RunMetrics]:
     return RunMetrics.model_validate_json(path.read_text(encoding="utf-8"))
 
 
-def check_output_dir(output_dir: Path, resume: bool, overwrite: bool, ignore: tuple[str, ...] = ()) -> bool:
-    """Refuse a directory this run may not use, changing nothing; True when it holds something.
+def record(output_dir: Path, paths: Iterable[Path]) -> None:
+    """Add files the run just wrote to its manifest with their sha256 (main process only)."""
+    manifest = read_manifest(output_dir)
+    for path in paths:
+        manifest.files[path.relative_to(output_dir).as_posix()] = sha256_of(path)
+    write_json(output_dir / MANIFEST_FILE, manifest)
 
-    A non-empty directory is refused unless --resume (continue its run) or
-    --overwrite (replace a previous advisor run; a directory advisor did not
-    write is never replaced). Files named in `ignore` (the accelerate
-    backend's launch files) do not make a directory occupied.
+
+def written_since(output_dir: Path, started_ns: int) -> list[Path]:
+    """Files directly in `output_dir` modified since `started_ns` (what a `save_model` just wrote)."""
+    return sorted(path for path in output_dir.iterdir()
+                  if path.is_file() and not path.is_symlink() and path.stat().st_mtime_ns >= started_ns)
+
+
+#: What a run killed while writing its first manifest leaves.
+_FIRST_MANIFEST = f".{MANIFEST_FILE}.tmp"
+
+
+def foreign_in(output_dir: Path, manifest: Optional[RunManifest]) -> list[str]:
+    """The files in `output_dir` its manifest does not prove the run's (all of them without a manifest)."""
+    if manifest is None:
+        return [name for name in files_under(output_dir) if name != _FIRST_MANIFEST]
+    return foreign_files(output_dir, manifest.files, manifest.directories, [MANIFEST_FILE, *manifest.appending])
+
+
+def check_output_dir(
+    output_dir: Path, resume: bool, overwrite: bool, launch_files: tuple[str, ...] = (),
+) -> bool:
+    """Refuse a directory this run may not use, changing nothing; True when it holds a previous run.
+
+    A directory holding anything is refused unless --resume (continue its run)
+    or --overwrite (replace a previous advisor run, proved by its manifest;
+    any other file refuses, named). Launch files an earlier `--backend
+    accelerate` wrote there (`launch_files`, proved the same way) do not make
+    the directory occupied: they are written again.
     """
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"--output-dir '{output_dir}' is a file; name a directory")
-    occupied = output_dir.is_dir() and any(entry.name not in ignore for entry in output_dir.iterdir())
     if resume:
-        if not occupied:
+        if not output_dir.is_dir() or not any(output_dir.iterdir()):
             raise UserError(f"cannot resume: '{output_dir}' holds no run; run without --resume to start one")
+        read_manifest(output_dir)
         return True
-    if occupied and not overwrite:
+    present = files_under(output_dir) if output_dir.is_dir() else []
+    if not present:
+        return False
+    foreign = foreign_in(output_dir, load_manifest(output_dir))
+    if not foreign and set(present) <= {MANIFEST_FILE, _FIRST_MANIFEST, *launch_files}:
+        return False  # launch files to write again, or a run stopped before it wrote anything else
+    if not overwrite:
         raise UserError(
             f"--output-dir '{output_dir}' is not empty; pass --resume to continue its run, "
             "--overwrite to replace it, or choose another directory"
         )
-    if occupied and not (output_dir / MANIFEST_FILE).is_file():
-        raise UserError(
-            f"--output-dir '{output_dir}' is not empty and holds no previous advisor run "
-            f"(no {MANIFEST_FILE}), so --overwrite will not replace it; choose another directory"
-        )
-    return occupied
+    if foreign:
+        refuse_foreign("--overwrite", output_dir, foreign, "move them out or choose another --output-dir")
+    return True
 
 
 def prepare_output_dir(
-    output_dir: Path, resume: bool, overwrite: bool, ignore: tuple[str, ...] = ()
+    output_dir: Path, resume: bool, overwrite: bool, launch_files: tuple[str, ...] = (),
 ) -> Optional[Path]:
     """Check, then make the directory ready; returns where --overwrite moved the previous run.
 
-    The previous run is moved aside, not deleted: `drop_backup` deletes it
-    once the new run completes, so a failed run loses nothing.
+    The previous run is moved aside, not deleted: `drop_backup` deletes it once
+    the new run completes, `settle_backup` puts it back when the new one fails.
     """
-    occupied = check_output_dir(output_dir, resume, overwrite, ignore)
+    occupied = check_output_dir(output_dir, resume, overwrite, launch_files)
     if resume:
         return None
     backup = None
     if occupied:
-        backup = output_dir.with_name(f"{output_dir.name}.replaced-{datetime.now():%Y%m%d-%H%M%S}")
+        backup = output_dir.with_name(f"{output_dir.name}.replaced-{datetime.now():%Y%m%d-%H%M%S-%f}")
         output_dir.rename(backup)
     output_dir.mkdir(parents=True, exist_ok=True)
     return backup
@@ -105,6 +147,25 @@ def drop_backup(backup: Optional[str]) -> None:
     """After a successful --overwrite run, the previous directory it replaced goes."""
     if backup and Path(backup).is_dir():
         shutil.rmtree(backup)
+
+
+def has_checkpoint(output_dir: Path) -> bool:
+    """Whether the run left a complete checkpoint to resume from."""
+    folders = [output_dir / "checkpoints", *sorted((output_dir / "folds").glob("fold-*"))]
+    return any(newest_complete(folder)[0] is not None for folder in folders)
+
+
+def settle_backup(output_dir: Path, backup: Path, interrupted: bool) -> str:
+    """After a run that replaced `backup` did not complete: put the previous run back, unless the new one left a
+    checkpoint to resume from (interrupted) or files it cannot prove its own. Returns what happened, one line."""
+    if interrupted and has_checkpoint(output_dir):
+        return f"the previous run stays in '{backup}' until this one completes (--resume)"
+    if output_dir.is_dir():
+        if foreign_in(output_dir, load_manifest(output_dir)):
+            return f"the previous run stays in '{backup}': '{output_dir}' now holds files advisor did not write"
+        shutil.rmtree(output_dir)
+    backup.rename(output_dir)
+    return f"the previous run is back in '{output_dir}'"
 
 
 def plot_losses(metrics: RunMetrics, path: Path) -> None:

@@ -2,9 +2,10 @@
 
 `local.py` puts `RunProgress` in place of the Trainer's own progress bar (and
 of the printer that would write log dicts to stdout, which `--json` keeps for
-one document) and adds `SaveOnInterrupt`. The first Ctrl-C asks the Trainer
-to save a checkpoint at the end of the current step and stop, and names it; `local.py`
-then prints the resume command. A second Ctrl-C stops at once.
+one document) and adds `SaveOnInterrupt`. The first Ctrl-C (or SIGTERM, what
+a scheduler or `kill` sends) asks the Trainer to save a checkpoint at the end
+of the current step and stop, and names it; `local.py` then prints the resume
+command. A second one stops at once.
 """
 
 from __future__ import annotations
@@ -82,26 +83,32 @@ class RunProgress(TrainerCallback):
             self.bar = None
 
 
-class SaveOnInterrupt(TrainerCallback):
-    """SIGINT -> finish the step in progress, save its checkpoint, stop; the message names that checkpoint.
+#: The signals that stop a run with a checkpoint: Ctrl-C, and the polite stop of `kill` and job schedulers.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    The Trainer saves at the end of a step, after `on_step_end`: a Ctrl-C inside step N (or between its
+
+class SaveOnInterrupt(TrainerCallback):
+    """SIGINT or SIGTERM -> finish the step in progress, save its checkpoint, stop; the message names it.
+
+    The Trainer saves at the end of a step, after `on_step_end`: a signal inside step N (or between its
     increment and this callback) keeps checkpoint-N; one after it (evaluation, saving, the next batch
     loading) keeps checkpoint-(N+1), the next step to end.
     """
 
     def __init__(self) -> None:
         self.interrupted = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
         self._step = 0
         self._step_ended = True
         self._max_steps = 0
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.interrupted = True
-        # A second Ctrl-C falls through to Python's default: KeyboardInterrupt now.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        print(f"\ninterrupt: {self.intention()} (Ctrl-C again to stop now)", file=sys.stderr)
+        # A second signal raises KeyboardInterrupt (Python's Ctrl-C) at once.
+        for stop in STOP_SIGNALS:
+            signal.signal(stop, signal.default_int_handler)
+        name = "interrupt" if signum == signal.SIGINT else "terminate"
+        print(f"\n{name}: {self.intention()} (Ctrl-C again to stop now)", file=sys.stderr)
 
     def kept_step(self) -> int:
         """The step whose checkpoint an interrupt now keeps."""
@@ -114,7 +121,7 @@ class SaveOnInterrupt(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._step, self._step_ended, self._max_steps = state.global_step, True, state.max_steps
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {stop: signal.signal(stop, self._handle) for stop in STOP_SIGNALS}
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._step, self._step_ended = state.global_step + 1, False
@@ -130,7 +137,7 @@ class SaveOnInterrupt(TrainerCallback):
         self.restore()
 
     def restore(self) -> None:
-        """Give SIGINT back to whoever had it (also after an exception inside train())."""
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        """Give the signals back to whoever had them (also after an exception inside train())."""
+        for stop, previous in self._previous.items():
+            signal.signal(stop, previous)
+        self._previous = {}

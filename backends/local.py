@@ -12,12 +12,16 @@ One run:
 3. each model: load the base, apply the method plugin, train with per-group
    learning rates; on out-of-memory, downshift and retry from the last
    checkpoint (in one process; under a multi-process launch the run stops:
-   `RunFailed`); on Ctrl-C, save a checkpoint and raise `RunInterrupted`;
+   `RunFailed`); on Ctrl-C or SIGTERM, save a checkpoint and raise `RunInterrupted`;
 4. save the model and tokenizer in DIR, score the held-out test split if the
    plan made one, and write metrics.json, loss.png and the model card.
 
 metrics.json is also written when a run is interrupted or fails: `--resume`
-reads it back to skip finished folds and keep the downshifted shape.
+reads it back to skip finished folds and keep the downshifted shape, and
+continues each model from its newest complete checkpoint (checkpoints.py),
+naming any it skipped. Every file written here is recorded in
+run-manifest.json with its sha256 (artifacts.record): what a later
+--overwrite may replace.
 """
 
 from __future__ import annotations
@@ -35,9 +39,10 @@ from typing import Any, Optional, Sequence
 from ..errors import EXIT_NO, UserError
 from ..knowledge_base import resolve_model
 from . import artifacts
+from .checkpoints import clear_staging, newest_complete
 from .downshift import describe, next_shape
 from .loading import load_model
-from .manifest import MANIFEST_FILE, build_manifest, check_resume
+from .manifest import MANIFEST_FILE, PROGRESS_FILE, build_manifest, check_resume, load_manifest
 from .models import (
     Downshift,
     Evaluation,
@@ -52,8 +57,6 @@ from .prepared import Prepared
 from .tasks import ALPACA_PROMPT, ALPACA_PROMPT_WITH_INPUT, FALLBACK_CHAT_HEADER
 from .trainer_setup import Schedule, build_trainer, close_progress, training_arguments
 
-#: One JSON line per logged step (callbacks.RunProgress); the wizard follows it.
-PROGRESS_FILE = "progress.jsonl"
 #: Trainer log keys that are bookkeeping, not metrics.
 _NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time", "epoch", "step")
 
@@ -107,11 +110,18 @@ def run(
             print(f"'{out}' holds a completed run: nothing to resume", file=sys.stderr)
             return previous
     else:
-        manifest = build_manifest(request, replaced_backup=str(backup) if backup else None)
+        # An accelerate launch finds the manifest its launch files were recorded in: they stay recorded.
+        launched = load_manifest(out)
+        manifest = build_manifest(
+            request, replaced_backup=str(backup) if backup else launched and launched.replaced_backup,
+            files=launched.files if launched else None,
+        )
         if is_main_process():
             artifacts.write_json(out / MANIFEST_FILE, manifest)
             artifacts.write_json(out / artifacts.PLAN_FILE, request.plan)
             _write_data_split(prepared)
+            split_files = sorted(path for path in (out / "data").rglob("*") if path.is_file())
+            artifacts.record(out, [out / artifacts.PLAN_FILE, *split_files])
         previous = None
     metrics = previous or _new_metrics(prepared)
     # A snapshot: `metrics` is updated per fold, and the wall time carried over must stay the one read at resume.
@@ -192,13 +202,12 @@ def _train_model(
 ) -> tuple[TrainResult, Any]:
     """Train one model, downshifting on out-of-memory; RunInterrupted on Ctrl-C."""
     import torch
-    from transformers.trainer_utils import get_last_checkpoint
 
     request = prepared.request
     train_features = prepared.encoded.select(train_idx)
     eval_features = prepared.encoded.select(eval_idx)
     shape = _current_shape(prepared, metrics)
-    resume_from = get_last_checkpoint(str(checkpoint_dir)) if request.resume and checkpoint_dir.is_dir() else None
+    resume_from = _resume_point(checkpoint_dir) if request.resume else None
     while True:
         schedule = prepared.schedule(len(train_features), bool(eval_features), shape)
         trainer, interrupt = make_trainer(prepared, name, shape, schedule, checkpoint_dir, train_features,
@@ -225,14 +234,24 @@ def _train_model(
             del trainer
             _release_memory()
             shape = _downshift(metrics, name, shape, step, out_of_memory)
-            resume_from = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+            resume_from = _resume_point(checkpoint_dir)
             continue
         result = _result(trainer, name, shape, time.monotonic() - began, len(train_features), len(eval_features),
                          len(train_idx) + len(eval_idx) - len(train_features) - len(eval_features), interrupt.interrupted)
         if interrupt.interrupted:
-            checkpoint = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
-            raise RunInterrupted(checkpoint, request.resume_command())
+            checkpoint, _ = newest_complete(checkpoint_dir)
+            raise RunInterrupted(str(checkpoint) if checkpoint else None, request.resume_command())
         return result, trainer
+
+
+def _resume_point(checkpoint_dir: Path) -> Optional[str]:
+    """The newest complete checkpoint (None: start over), naming each newer one skipped; unfinished saves go."""
+    checkpoint, skipped = newest_complete(checkpoint_dir)
+    for line in skipped:
+        print(f"warning: skipped checkpoint {line}", file=sys.stderr)
+    if is_main_process():
+        clear_staging(checkpoint_dir)
+    return str(checkpoint) if checkpoint else None
 
 
 def _downshift(metrics: RunMetrics, name: str, shape: TrainShape, step: int, error: BaseException) -> TrainShape:
@@ -332,6 +351,7 @@ def _summarise_folds(folds: list[TrainResult]) -> dict[str, MetricSummary]:
 
 def _save_model(prepared: Prepared, trainer: Any) -> None:
     out = prepared.output_dir
+    started_ns = time.time_ns() - 2_000_000_000  # file times may lag the clock (coarse timestamps)
     if trainer.is_fsdp_enabled:
         # Checkpoints stay sharded; the saved model is gathered whole (every process takes part, the first
         # one writes) so that plain from_pretrained loads it. With SHARDED_STATE_DICT, save_model wrote no weights.
@@ -342,6 +362,8 @@ def _save_model(prepared: Prepared, trainer: Any) -> None:
     if prepared.adapter and is_main_process():
         # An adapter: keep the base config (label names included) next to it for loading.
         model.get_base_model().config.save_pretrained(str(out))
+    if is_main_process():
+        artifacts.record(out, [path for path in artifacts.written_since(out, started_ns) if path.name != MANIFEST_FILE])
 
 
 def _dataset(features: list[dict]) -> Any:
@@ -374,6 +396,8 @@ def _finish(prepared: Prepared, metrics: RunMetrics, started: float, previous: O
             plain_checkpoint=prepared.method.plain_checkpoint,
         )
         (out / artifacts.MODEL_CARD).write_text(card, encoding="utf-8")
+    written = [artifacts.METRICS_FILE, artifacts.LOSS_PLOT, artifacts.MODEL_CARD, PROGRESS_FILE]
+    artifacts.record(out, [out / name for name in written if (out / name).is_file()])
 
 
 def prompt_format(prepared: Prepared) -> str:

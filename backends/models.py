@@ -129,7 +129,8 @@ class RunMetrics(BackendModel):
 
 
 class RunManifest(BackendModel):
-    """run-manifest.json: what a checkpoint was trained on, so --resume can refuse a changed run."""
+    """run-manifest.json: what a checkpoint was trained on, so --resume can refuse a changed run; and what the
+    run wrote, so --overwrite replaces only that (advisor/ownership.py)."""
 
     schema_version: Literal[1] = 1
     advisor_version: str
@@ -142,3 +143,8 @@ class RunManifest(BackendModel):
     backend: Backend
     packages: dict[str, str]
     replaced_backup: Optional[str] = Field(None, description="where --overwrite moved the previous directory")
+    files: dict[str, str] = Field(default_factory=dict, description="every file the run wrote: relative path -> sha256")
+    directories: list[str] = Field(default_factory=list,
+                                   description="folders whose whole content is the run's (checkpoints)")
+    appending: list[str] = Field(default_factory=list,
+                                 description="files the run appends to while it runs: its own by name")

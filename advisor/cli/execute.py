@@ -5,18 +5,23 @@ Order, so that every refusal comes before anything is written: read the plan
 against this machine (a CUDA-only method without CUDA, a hub model offline:
 one line, exit 2), run the preflight (backends/preflight.py: rows left
 without loss, a probe step on the longest batch; exit 1 when it refuses),
-then claim the output directory (never replacing a directory advisor did not
-write) and train, starting from the shape the probe found to fit.
-`--dry-run` stops after the preflight and prints the run and the report (the
-accelerate backend writes its config, launch command and script instead). Ctrl-C saves a checkpoint and prints the resume command
-(exit 130). Heavy libraries load only past the argument checks.
+then claim the output directory (--overwrite replaces only a previous run its
+run-manifest.json proves advisor's; the previous run is moved aside, deleted
+when the new run completes and put back when it fails) and train, starting
+from the shape the probe found to fit. `--dry-run` stops after the preflight
+and prints the run and the report (the accelerate backend writes its config,
+launch command and script instead), changing nothing that exists. Ctrl-C or
+SIGTERM saves a checkpoint and prints the resume command (exit 130). Heavy
+libraries load only past the argument checks.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from ..errors import EXIT_INTERRUPTED, EXIT_NO, UserError
@@ -57,6 +62,25 @@ def _positive(text: str) -> int:
 
 def run(args) -> int:
     require("train", "advisor execute")
+    with _sigterm_as_interrupt():
+        return _execute(args)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM stops the command as Ctrl-C does (KeyboardInterrupt: exit 130, a moved-aside run put back);
+    while training, SaveOnInterrupt turns either into a checkpoint first."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _execute(args) -> int:
     from ..backends.models import ExecuteRequest
 
     plan = load_plan(args.plan)
@@ -87,12 +111,12 @@ def _check_output_dir(request) -> None:
     """The cheap refusal first: an output directory this run may not use (nothing is changed yet)."""
     from ..backends.artifacts import check_output_dir
 
-    ignore = ()
+    launch_files = ()
     if request.backend == "accelerate":
         from ..backends.accelerate import LAUNCH_FILES
 
-        ignore = LAUNCH_FILES
-    check_output_dir(Path(request.output_dir), request.resume, request.overwrite, ignore)
+        launch_files = LAUNCH_FILES
+    check_output_dir(Path(request.output_dir), request.resume, request.overwrite, launch_files)
 
 
 def _check_method_runs_here(plan: Plan) -> None:
@@ -171,16 +195,25 @@ def _train(prepared, as_json: bool) -> int:
     output_dir = Path(request.output_dir)
     backup = artifacts.prepare_output_dir(output_dir, request.resume, request.overwrite)
     if backup is not None:
-        print(f"the previous run in '{output_dir}' moved to '{backup}' (deleted when this run completes)",
-              file=sys.stderr)
+        print(f"the previous run in '{output_dir}' moved to '{backup}' (deleted when this run completes, "
+              "put back if it fails)", file=sys.stderr)
     try:
         with contextlib.redirect_stdout(sys.stderr):
             metrics = local.run(prepared, backup, start_downshifts=report.probe.downshifts)
     except local.RunInterrupted as stop:
+        if backup is not None and not artifacts.has_checkpoint(output_dir):
+            print("interrupted before the first checkpoint: nothing to resume", file=sys.stderr)
+            print(artifacts.settle_backup(output_dir, backup, interrupted=True), file=sys.stderr)
+            return EXIT_INTERRUPTED
         where = f" at {stop.checkpoint}" if stop.checkpoint else ""
         print(f"interrupted: checkpoint saved{where}", file=sys.stderr)
         print(f"resume with: {stop.command}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BaseException as error:
+        if backup is not None:
+            interrupted = isinstance(error, KeyboardInterrupt)
+            print(artifacts.settle_backup(output_dir, backup, interrupted), file=sys.stderr)
+        raise
     if as_json:
         print_json(metrics)
     else:

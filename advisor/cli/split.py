@@ -45,7 +45,8 @@ def register(subparsers) -> None:
     parser.add_argument("--group-by", metavar="COLUMN", help="records with the same COLUMN value stay on one side (no group on both sides)")
     parser.add_argument("--kfold", type=whole(2, MAX_FOLDS), metavar="K", help="write K folds instead of one train/validation split")
     parser.add_argument("--seed", type=whole(0, MAX_SEED), default=42, help=f"random seed, 0 to {MAX_SEED} (default 42)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the split files in an existing DIR")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier split in DIR (refused when DIR holds files no split wrote, or the input)")
     parser.add_argument("--drop-invalid", action="store_true", help="leave invalid records out instead of refusing the data")
     parser.add_argument("--json", action="store_true", help="print manifest.json")
     parser.set_defaults(handler=run)

@@ -4,8 +4,9 @@
 run. Each output line is one ORIGINAL row (all its columns, as read) as JSON
 with sorted keys, in the order of the input, so the same input, arguments
 and seed give byte-identical files. An existing DIR is refused unless
-overwrite; with overwrite only the files a split writes are replaced, and a
-DIR that would replace the input file itself is refused.
+overwrite, and overwrite replaces only an earlier split: a DIR holding any file
+its manifest.json does not list with that sha256 (advisor/ownership.py) is
+refused naming those files, and so is a DIR holding the input itself.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import UserError
+from ..ownership import files_under, foreign_files, refuse_foreign, sha256_of
 from .load import LoadedData
 from .split import SplitPlan
 
 MANIFEST = "manifest.json"
-SPLIT_NAMES = ("train", "validation", "test")
 
 
 class ManifestModel(BaseModel):
@@ -77,15 +78,15 @@ def write_split(
 ) -> Manifest:
     out = Path(out_dir)
     outputs = _output_paths(plan)
-    _refuse_unsafe(out, outputs, loaded, overwrite)
-    if out.exists():
-        _remove_previous_outputs(out)
+    previous = _check_out_dir(out, loaded, overwrite)
+    if previous is not None:
+        _remove_split(out, previous)
     out.mkdir(parents=True, exist_ok=True)
     labels = _label_values(loaded, plan)
     written = {relative: _write_rows(out, relative, [loaded.originals[i] for i in indices], labels, indices)
                for relative, indices in outputs.items()}
     manifest = Manifest(
-        source=[SourceFile(path=file, sha256=_sha256_of_file(Path(file))) for file in loaded.files],
+        source=[SourceFile(path=file, sha256=sha256_of(Path(file))) for file in loaded.files],
         format=loaded.format,
         records=len(loaded.records),
         columns=loaded.columns,
@@ -106,6 +107,12 @@ def write_split(
     return manifest
 
 
+def split_files(manifest: Manifest) -> dict[str, str]:
+    """Every data file a split wrote: relative path -> sha256."""
+    parts = [*manifest.splits.values(), *(part for fold in manifest.folds for part in (fold.train, fold.validation))]
+    return {part.file: part.sha256 for part in parts}
+
+
 def _output_paths(plan: SplitPlan) -> dict[str, list[int]]:
     """Relative output file -> the record positions it holds."""
     outputs = {f"{name}.jsonl": indices for name, indices in plan.splits.items()}
@@ -115,27 +122,45 @@ def _output_paths(plan: SplitPlan) -> dict[str, list[int]]:
     return outputs
 
 
-def _refuse_unsafe(out: Path, outputs: dict[str, list[int]], loaded: LoadedData, overwrite: bool) -> None:
+def _check_out_dir(out: Path, loaded: LoadedData, overwrite: bool) -> Optional[Manifest]:
+    """Refuse an --out this split may not write, changing nothing; the earlier split --overwrite replaces."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out '{out}' is a file; name a directory")
-    if out.exists() and not overwrite:
+    if not out.exists():
+        return None
+    if not overwrite:
         raise UserError(f"'{out}' already exists; pass --overwrite to replace it")
-    inputs = {Path(file).resolve() for file in loaded.files}
-    for relative in [*outputs, MANIFEST]:
-        if (out / relative).resolve() in inputs:
-            raise UserError(f"'{out / relative}' is the input file; choose another --out directory")
+    root = out.resolve()
+    for file in loaded.files:
+        if Path(file).resolve().is_relative_to(root):
+            raise UserError(f"'{file}' is the input file and lies in --out '{out}', which --overwrite would "
+                            "replace; choose another --out directory")
+    previous = _read_manifest(out)
+    if previous is None:
+        foreign = files_under(out)
+    else:
+        foreign = foreign_files(out, split_files(previous), by_name=[MANIFEST])
+    if foreign:
+        refuse_foreign("--overwrite", out, foreign, "move them out or choose another --out directory")
+    return previous
 
 
-def _remove_previous_outputs(out: Path) -> None:
-    """--overwrite: remove what an earlier split wrote there (and nothing else)."""
-    for name in (*(f"{split}.jsonl" for split in SPLIT_NAMES), MANIFEST):
-        (out / name).unlink(missing_ok=True)
-    for fold in out.glob("fold-*"):
-        if fold.is_dir() and fold.name[5:].isdigit():
-            for name in ("train.jsonl", "validation.jsonl"):
-                (fold / name).unlink(missing_ok=True)
-            if not any(fold.iterdir()):
-                fold.rmdir()
+def _read_manifest(out: Path) -> Optional[Manifest]:
+    """The manifest an earlier split left in `out`, or None when there is none that validates."""
+    try:
+        return Manifest.model_validate_json((out / MANIFEST).read_bytes())
+    except (OSError, ValidationError):
+        return None
+
+
+def _remove_split(out: Path, previous: Manifest) -> None:
+    """--overwrite: remove what the earlier split wrote (proved by its manifest), its manifest last."""
+    for relative in split_files(previous):
+        (out / relative).unlink(missing_ok=True)
+        folder = (out / relative).parent
+        if folder != out and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    (out / MANIFEST).unlink(missing_ok=True)
 
 
 def _label_values(loaded: LoadedData, plan: SplitPlan) -> Optional[list[str]]:
@@ -166,11 +191,3 @@ def _write_bytes(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.partial")
     temporary.write_bytes(data)
     os.replace(temporary, path)
-
-
-def _sha256_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -42,14 +42,14 @@ def test_a_non_empty_directory_is_refused_and_left_alone(tmp_path, plan_file, al
     code, _, stderr = execute(capsys, plan_file, alpaca, out)
     assert code == 2 and stderr.count("error:") == 1 and "not empty" in stderr
     code, _, stderr = execute(capsys, plan_file, alpaca, out, "--overwrite")
-    assert code == 2 and "holds no previous advisor run" in stderr
+    assert code == 2 and stderr.count("\n") == 1 and "files advisor did not write ('notes.txt')" in stderr
     assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "precious"
 
 
-def test_overwrite_keeps_the_previous_run_when_the_new_one_fails(tmp_path, plan_file, alpaca, capsys, monkeypatch):
+def test_overwrite_puts_the_previous_run_back_when_the_new_one_fails(tmp_path, plan_file, alpaca, capsys, monkeypatch):
     out = tmp_path / "run"
     assert execute(capsys, plan_file, alpaca, out)[0] == 0
-    before = sorted(p.name for p in out.iterdir())
+    before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     original = PlanTrainer.training_step
 
@@ -63,9 +63,9 @@ def test_overwrite_keeps_the_previous_run_when_the_new_one_fails(tmp_path, plan_
     monkeypatch.setattr(PlanTrainer, "training_step", out_of_memory_in_the_run)
     code, _, stderr = execute(capsys, plan_file, alpaca, out, "--overwrite")
     assert code == 1
-    backups = list(tmp_path.glob("run.replaced-*"))
-    assert len(backups) == 1 and sorted(p.name for p in backups[0].iterdir()) == before
-    assert str(backups[0]) in stderr
+    assert not list(tmp_path.glob("run.replaced-*"))
+    assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert f"the previous run is back in '{out}'" in stderr
 
     monkeypatch.undo()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

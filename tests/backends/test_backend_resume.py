@@ -99,3 +99,100 @@ def test_resume_needs_a_run_to_resume(tmp_path, run_files, capsys):
     plan, data = run_files
     code, _, stderr = execute(capsys, plan, data, tmp_path / "nothing-here", "--resume")
     assert code == 2 and "cannot resume" in stderr
+
+
+@pytest.fixture
+def sigterm_at(monkeypatch):
+    """Send SIGTERM (what `kill` and job schedulers send) to this process when the run reaches the given step."""
+    original = SaveOnInterrupt.on_step_end
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 4 and not self.interrupted:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, args, state, control, **kwargs)
+
+    monkeypatch.setattr(SaveOnInterrupt, "on_step_end", on_step_end)
+
+
+def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path, run_files, sigterm_at, capsys):
+    plan, data = run_files
+    out = tmp_path / "run"
+    previous = signal.getsignal(signal.SIGTERM)
+    code, _, stderr = execute(capsys, plan, data, out)
+    assert code == 130
+    assert "terminate: saving a checkpoint" in stderr
+    assert (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").is_file()
+    assert any(line.startswith("resume with: ") for line in stderr.splitlines())
+    assert signal.getsignal(signal.SIGTERM) is previous  # given back after the run
+
+
+def test_a_save_killed_midway_leaves_no_checkpoint_and_resume_uses_the_previous_one(
+    tmp_path, run_files, capsys, monkeypatch,
+):
+    """The save of checkpoint-10 dies after the weights, before the optimizer: only the staged copy is partial."""
+    from advisor.backends.plan_trainer import PlanTrainer
+
+    plan, data = run_files
+    out = tmp_path / "run"
+    original = PlanTrainer._save_optimizer_and_scheduler
+
+    def dies_at_step_10(self, output_dir):
+        if self.state.global_step == 10:
+            raise KeyboardInterrupt  # as close to a kill as a test in this process gets
+        return original(self, output_dir)
+
+    monkeypatch.setattr(PlanTrainer, "_save_optimizer_and_scheduler", dies_at_step_10)
+    code, _, _ = execute(capsys, plan, data, out)
+    assert code == 130
+    checkpoints = out / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == [".incomplete", "checkpoint-5"]
+    assert (checkpoints / ".incomplete" / "checkpoint-10" / "model.safetensors").is_file()
+
+    monkeypatch.undo()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (checkpoints / "checkpoint-7").mkdir()  # and an empty one, as a kill left it before checkpoints were staged
+    code, _, stderr = execute(capsys, plan, data, out, "--resume")
+    assert code == 0, stderr
+    skipped = [line for line in stderr.splitlines() if line.startswith("warning: skipped checkpoint")]
+    assert len(skipped) == 2
+    assert "checkpoint-10': its save was interrupted" in skipped[0]
+    assert "checkpoint-7': no trainer_state.json" in skipped[1]
+    assert json.loads((out / "metrics.json").read_text())["main"]["steps"] == STEPS
+    assert not (checkpoints / ".incomplete").exists()
+
+
+def test_an_output_dir_inside_the_data_dir_is_not_part_of_the_data(tmp_path, tiny_llama, interrupt_at, capsys):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write_jsonl(data_dir / "alpaca.jsonl", alpaca_records(40))
+    plan = save_plan(make_plan(str(tiny_llama), learning_rate=2e-3), tmp_path / "plan.json")
+    out = data_dir / "run"
+    interrupt_at(5)
+    assert execute(capsys, plan, data_dir, out)[0] == 130
+    code, _, stderr = execute(capsys, plan, data_dir, out, "--resume")
+    assert code == 0, stderr
+    assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_newest_complete_skips_partial_checkpoints_one_line_each(tmp_path):
+    from advisor.backends.checkpoints import newest_complete
+
+    def checkpoint(step, state=None):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+        return folder
+
+    assert newest_complete(tmp_path) == (None, [])
+    complete = checkpoint(3, json.dumps({"global_step": 3}))
+    checkpoint(6, json.dumps({"global_step": 5}))
+    checkpoint(9, '{"global_step": 9')  # cut short
+    checkpoint(12)
+    (tmp_path / "checkpoint-15.tmp").mkdir()  # not a checkpoint name: ignored
+    found, skipped = newest_complete(tmp_path)
+    assert found == complete
+    assert [line.split("': ")[1] for line in skipped] == [
+        "no trainer_state.json (the save did not finish)", "trainer_state.json is damaged",
+        "trainer_state.json is not at step 6",
+    ]

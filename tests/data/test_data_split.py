@@ -149,15 +149,45 @@ def test_an_existing_directory_is_refused_unless_overwrite(fixtures, tmp_path):
     loaded = load_records(fixtures / "text.jsonl")
     out = tmp_path / "out"
     out.mkdir()
-    (out / "notes.txt").write_text("mine")
     plan = split_records(loaded.rows(), validation_ratio=0.5)
     with pytest.raises(UserError, match="already exists; pass --overwrite"):
         write_split(loaded, plan, out)
     assert not (out / "train.jsonl").exists()
     write_split(loaded, split_records(loaded.rows(), kfold=2), out, overwrite=True)
     write_split(loaded, plan, out, overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "notes.txt", "train.jsonl", "validation.jsonl"]
-    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "train.jsonl", "validation.jsonl"]
+
+
+def test_overwrite_refuses_a_directory_holding_files_no_split_wrote(fixtures, tmp_path):
+    loaded = load_records(fixtures / "text.jsonl")
+    out = tmp_path / "out"
+    write_split(loaded, split_records(loaded.rows(), kfold=2), out)
+    (out / "notes.txt").write_text("mine")
+    (out / "test.jsonl").write_text('{"text": "my own test set"}\n')
+    (out / "fold-7").mkdir()
+    (out / "fold-7" / "train.jsonl").write_text("my own fold\n")
+    with (out / "fold-0" / "train.jsonl").open("a") as handle:
+        handle.write('{"text": "edited by hand"}\n')
+    before = data_files(out) | {"notes.txt": sha256(out / "notes.txt")}
+    with pytest.raises(UserError) as refused:
+        write_split(loaded, split_records(loaded.rows(), validation_ratio=0.5), out, overwrite=True)
+    message = refused.value.message
+    assert "\n" not in message and "advisor did not write" in message
+    for name in ("fold-0/train.jsonl", "fold-7/train.jsonl", "notes.txt", "test.jsonl"):
+        assert f"'{name}'" in message
+    assert "fold-1/train.jsonl" not in message
+    assert data_files(out) | {"notes.txt": sha256(out / "notes.txt")} == before
+
+
+def test_overwrite_refuses_a_directory_without_a_valid_split_manifest(fixtures, tmp_path):
+    loaded = load_records(fixtures / "text.jsonl")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"not": "ours"}')
+    (out / "train.jsonl").write_text("precious\n")
+    with pytest.raises(UserError, match="'manifest.json', 'train.jsonl'"):
+        write_split(loaded, split_records(loaded.rows(), validation_ratio=0.5), out, overwrite=True)
+    assert (out / "train.jsonl").read_text() == "precious\n"
 
 
 def test_the_input_file_is_never_overwritten(tmp_path):
@@ -168,3 +198,16 @@ def test_the_input_file_is_never_overwritten(tmp_path):
     with pytest.raises(UserError, match="is the input file"):
         write_split(loaded, split_records(loaded.rows(), validation_ratio=0.5), tmp_path, overwrite=True)
     assert data.read_bytes() == before
+
+
+def test_the_input_inside_out_is_refused_even_when_a_split_wrote_it(tmp_path):
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"text": f"row {n}"}) + "\n" for n in range(8)))
+    loaded = load_records(data)
+    out = tmp_path / "out"
+    write_split(loaded, split_records(loaded.rows(), validation_ratio=0.5), out)
+    before = data_files(out)
+    again = load_records(out / "train.jsonl")
+    with pytest.raises(UserError, match="is the input file"):
+        write_split(again, split_records(again.rows(), validation_ratio=0.5), out, overwrite=True)
+    assert data_files(out) == before
