@@ -27,7 +27,7 @@ def run(args) -> int:
     table.add_column("bf16", no_wrap=True)
     table.add_column("fp8", no_wrap=True)
     table.add_column("4-bit", no_wrap=True)
-    table.add_column("bf16 TFLOPS", justify="right", no_wrap=True)
+    table.add_column("TFLOPS", justify="right", no_wrap=True)
     for entry in entries:
         table.add_row(entry.id, entry.name, f"{entry.memory_gib:.1f}", _yes_no(entry.bf16), _yes_no(entry.fp8),
                       _yes_no(entry.bitsandbytes), f"{entry.peak_tflops_bf16:.0f}")

@@ -33,17 +33,17 @@ def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    # The hub id is a name people type (`--model` accepts it): never cut; the table fits 80 columns whole.
+    # The hub id is a name people type (`--model` accepts it): never cut; the table fits 80 columns whole
+    # (family, layers and hidden size are in --json).
     table = Table(box=None, pad_edge=False, header_style="bold underline")
     table.add_column("id", no_wrap=True)
-    table.add_column("family", no_wrap=True)
-    for column in ("params", "active", "layers", "hidden"):
-        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("params", justify="right", no_wrap=True)
     table.add_column("hub id (or source)", no_wrap=True)
     for row in rows:
         source = "embedded (offline)" if row["embedded"] else row["hf_id"]
-        active = f"{row['active_params'] / 1e9:.2f}B" if row["active_params"] != row["params"] else "all"
-        table.add_row(row["id"], row["family"], f"{row['params'] / 1e9:.2f}B", active, str(row["layers"]),
-                      str(row["hidden_size"]), source)
+        params = f"{row['params'] / 1e9:.2f}B"
+        if row["active_params"] != row["params"]:  # mixture of experts: what a token computes with
+            params += f" ({row['active_params'] / 1e9:.1f}B active)"
+        table.add_row(row["id"], params, source)
     Console().print(table)
     return 0
