@@ -168,6 +168,10 @@ def settle_backup(output_dir: Path, backup: Path, interrupted: bool) -> str:
     return f"the previous run is back in '{output_dir}'"
 
 
+#: What TRL's preference trainers log as the chosen answer's reward lead over the rejected one.
+PREFERENCE_MARGIN = "rewards/margins"
+
+
 def plot_losses(metrics: RunMetrics, path: Path) -> None:
     """loss.png: training loss per step, validation loss per evaluation; k-fold folds drawn faint."""
     loss_figure(metrics).savefig(path)
@@ -203,6 +207,13 @@ def _plot_result(axes: Any, result: TrainResult) -> None:
                   label=f"{name}: validation loss")
     if result.best_step is not None:
         axes.axvline(result.best_step, color="grey", linestyle=":", label=f"kept: step {result.best_step}")
+    margins = [e for e in result.evaluations if PREFERENCE_MARGIN in e.metrics]
+    if margins:  # preference training: how far the chosen answer's reward leads, on its own scale
+        twin = axes.twinx()
+        twin.plot([e.step for e in margins], [e.metrics[PREFERENCE_MARGIN] for e in margins], "s--", color="tab:green",
+                  label=f"{name}: validation reward margin")
+        twin.set_ylabel("reward margin (chosen - rejected)")
+        twin.legend(fontsize="small", loc="upper left")
 
 
 def model_card(

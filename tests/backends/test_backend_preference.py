@@ -66,6 +66,11 @@ def test_dpo_trains_evaluates_saves_and_reloads(tiny_llama, tmp_path, capsys):
     assert metrics["status"] == "completed" and metrics["task"] == "preference"
     evaluation = metrics["main"]["final_eval"]
     assert {"loss", "rewards/margins", "rewards/accuracies"} <= set(evaluation)
+    from advisor.backends.artifacts import loss_figure
+    from advisor.backends.models import RunMetrics
+
+    labels = [line.get_label() for axes in loss_figure(RunMetrics(**metrics)).axes for line in axes.get_lines()]
+    assert "model: validation reward margin" in labels
     base = AutoModelForCausalLM.from_pretrained(tiny_llama)
     model = PeftModel.from_pretrained(base, out)
     tokenizer = AutoTokenizer.from_pretrained(out)

@@ -120,7 +120,7 @@ def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path, run_files, sigterm_at,
     previous = signal.getsignal(signal.SIGTERM)
     code, _, stderr = execute(capsys, plan, data, out)
     assert code == 130
-    assert "terminate: saving a checkpoint" in stderr
+    assert "terminate: finishing step 4/20, then saving checkpoint-4 and stopping" in stderr
     assert (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").is_file()
     assert any(line.startswith("resume with: ") for line in stderr.splitlines())
     assert signal.getsignal(signal.SIGTERM) is previous  # given back after the run
