@@ -168,17 +168,13 @@ def smallest_fitting_hardware(candidates: list[Candidate], profile: Profile, mod
         if gpu.memory_gib * count <= (profile.gpu_memory_gib or resolve_gpu(profile.gpu).memory_gib) * profile.num_gpus:
             continue
         elsewhere = profile.model_copy(update={"gpu": gpu.id, "num_gpus": count, "gpu_memory_gib": None})
-        facts = derive_facts(elsewhere, model, data_labels=labels)
-        for candidate in candidates:
-            if candidate.excluded_by:
-                continue
-            trial = configure(candidate.method, elsewhere, model, facts, data_report, None)
-            if trial.fit is not None:
-                config = trial.fit.request.model_dump(include=shown)
-                return Alternative(approach=candidate.method.approach, method=candidate.method.name, fits=True,
-                                   peak_gib=round(trial.estimate.memory.peak_gib, 2),
-                                   why_not=f"needs other hardware: fits on {count} x {gpu.id} ({gpu.name})",
-                                   config={"gpu": gpu.id, "num_gpus": count, **config})
+        trial = first_fit(candidates, elsewhere, model, derive_facts(elsewhere, model, data_labels=labels), data_report)
+        if trial is not None:
+            config = trial.fit.request.model_dump(include=shown)
+            return Alternative(approach=trial.method.approach, method=trial.method.name, fits=True,
+                               peak_gib=round(trial.estimate.memory.peak_gib, 2),
+                               why_not=f"needs other hardware: fits on {count} x {gpu.id} ({gpu.name})",
+                               config={"gpu": gpu.id, "num_gpus": count, **config})
     return None
 
 
@@ -192,16 +188,24 @@ def smaller_fitting_model(candidates: list[Candidate], profile: Profile, model: 
     labels = len(data_report.stats.labels) if data_report is not None and data_report.stats.labels else None
     for entry in smaller:
         elsewhere = profile.model_copy(update={"model": entry.id})
-        facts = derive_facts(elsewhere, entry, data_labels=labels)
-        for candidate in candidates:
-            if candidate.excluded_by:
-                continue
-            trial = configure(candidate.method, elsewhere, entry, facts, data_report, None)
-            if trial.fit is not None:
-                return Alternative(approach=candidate.method.approach, method=candidate.method.name, fits=True,
-                                   peak_gib=round(trial.estimate.memory.peak_gib, 2),
-                                   why_not=f"a smaller model that fits this hardware: {entry.id} "
-                                           f"({entry.architecture.total_params() / 1e9:.1f}B parameters)",
-                                   config={"model": entry.id, **trial.fit.request.model_dump(
-                                       include={"batch_size", "seq_len", "optimizer", "sharding"})})
+        trial = first_fit(candidates, elsewhere, entry, derive_facts(elsewhere, entry, data_labels=labels), data_report)
+        if trial is not None:
+            return Alternative(approach=trial.method.approach, method=trial.method.name, fits=True,
+                               peak_gib=round(trial.estimate.memory.peak_gib, 2),
+                               why_not=f"a smaller model that fits this hardware: {entry.id} "
+                                       f"({entry.architecture.total_params() / 1e9:.1f}B parameters)",
+                               config={"model": entry.id, **trial.fit.request.model_dump(
+                                   include={"batch_size", "seq_len", "optimizer", "sharding"})})
+    return None
+
+
+def first_fit(candidates: list[Candidate], profile: Profile, model: ModelEntry, facts: Facts,
+              data_report: Any) -> Optional[Candidate]:
+    """The first of `candidates` (not excluded by a rule) that fits when configured for `profile` on `model`."""
+    for candidate in candidates:
+        if candidate.excluded_by:
+            continue
+        trial = configure(candidate.method, profile, model, facts, data_report, None)
+        if trial.fit is not None:
+            return trial
     return None
