@@ -294,9 +294,9 @@ def test_plugin_call_sends_plugin_output_to_stderr(capsys):
 def test_build_and_load_options_failures_name_the_plugin(tmp_path, misbehaviour, detail):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from advisor.backends.hardware import Precision
     from advisor.backends.loading import load_model
     from advisor.methods import Footprint, Method
+    from advisor.precision import Dtypes
 
     class Hostile(Method):
         def footprint(self, arch, hp):
@@ -309,7 +309,7 @@ def test_build_and_load_options_failures_name_the_plugin(tmp_path, misbehaviour,
                 raise SystemExit(1)
             return None if misbehaviour == "build_none" else model
 
-        def load_options(self, hp, precision="bf16"):
+        def load_options(self, hp, dtypes):
             return None if misbehaviour == "options_none" else {}
 
     LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
@@ -317,7 +317,7 @@ def test_build_and_load_options_failures_name_the_plugin(tmp_path, misbehaviour,
     method = Hostile(name="hostile", description="x", family="additive", mergeable=False, learning_rate=(1e-4, 1e-3))
     with manager.registered_plugin(types_namespace(method), name="hostile_plugin", package="hostile-package"):
         with pytest.raises(PluginError) as error:
-            load_model(str(tmp_path), "causal_lm", Precision(weights="float32"), "bf16", method, method.hyperparameters())
+            load_model(str(tmp_path), "causal_lm", Dtypes(weights="float32"), method, method.hyperparameters())
     assert error.value.message.startswith("method 'hostile' (plugin 'hostile_plugin', package hostile-package) ")
     assert detail in error.value.message
 
