@@ -13,6 +13,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..data import LoadedData, SplitPlan, load_records, split_records
+from ..data.split import SplitRefused
 from ..errors import EXIT_NO, UserError, describe_validation_error
 from ..knowledge_base import resolve_model
 from ..manager import get_method
@@ -143,7 +144,15 @@ def reads_a_padded_last_position(model: str, method: Method, method_hp: MethodHy
 
 
 def make_split(data: LoadedData, handling: DataHandling, kind: TaskKind) -> SplitPlan:
-    """The plan's split; a plan without validation (and no k-fold) trains on all but the test share."""
+    """The plan's split; a refusal names the plan.json key to change (execute has no split flags)."""
+    try:
+        return _plan_split(data, handling, kind)
+    except SplitRefused as refused:
+        raise UserError(f"{refused.reason}: change plan.json training.data.{refused.setting}") from None
+
+
+def _plan_split(data: LoadedData, handling: DataHandling, kind: TaskKind) -> SplitPlan:
+    """A plan without validation (and no k-fold) trains on all but the test share."""
     stratify = "label" if handling.stratify and kind == "classification" else None
     rows = data.rows()
     if handling.kfold or handling.validation_ratio > 0:
@@ -154,5 +163,9 @@ def make_split(data: LoadedData, handling: DataHandling, kind: TaskKind) -> Spli
     everything = list(range(len(rows)))
     if handling.test_ratio == 0:
         return SplitPlan(strategy="none", seed=handling.seed, splits={"train": everything})
-    held = split_records(rows, validation_ratio=handling.test_ratio, stratify_by=stratify, seed=handling.seed)
+    try:
+        held = split_records(rows, validation_ratio=handling.test_ratio, stratify_by=stratify, seed=handling.seed)
+    except SplitRefused as refused:  # the share held out here is the plan's test_ratio
+        setting = "test_ratio" if refused.setting == "validation_ratio" else refused.setting
+        raise SplitRefused(refused.reason, setting) from None
     return held.model_copy(update={"splits": {"train": held.splits["train"], "test": held.splits["validation"]}})

@@ -173,15 +173,28 @@ def _kfold(
     ]
 
 
+#: How `advisor split` changes each setting a refusal names (execute names the plan.json key instead).
+CLI_FLAGS = {"stratify": "--no-stratify", "validation_ratio": "--validation-ratio", "test_ratio": "--test-ratio"}
+
+
+class SplitRefused(UserError):
+    """A split this data cannot give; `setting` is the key to change (DataHandling: plan.json training.data.*)."""
+
+    def __init__(self, reason: str, setting: str) -> None:
+        super().__init__(f"{reason} ({CLI_FLAGS[setting]})")
+        self.reason = reason
+        self.setting = setting
+
+
 def _check_strata(labels: list[str], needed: int, what: str) -> None:
     counts = Counter(labels)
     too_few = sorted((count, label) for label, count in counts.items() if count < needed)
     if too_few:
         listed = ", ".join(f"'{label}' has {count}" for count, label in too_few[:5])
         more = f" (and {len(too_few) - 5} more)" if len(too_few) > 5 else ""
-        raise UserError(
+        raise SplitRefused(
             f"cannot stratify: class {listed}{more} example(s); {what} needs at least {needed} per class. "
-            "Merge or drop the rare classes, or split without stratification (--no-stratify)"
+            "Merge or drop the rare classes, or split without stratification", "stratify",
         )
 
 
@@ -190,9 +203,10 @@ def _check_room(count: int, share: float, classes: int, name: str) -> None:
     held = math.ceil(share * count)
     if held < classes or count - held < classes:
         needed = classes / count
-        raise UserError(
+        raise SplitRefused(
             f"a {name} share of {share:.3g} gives {held} of {count} records but there are {classes} classes; "
-            f"a stratified split needs one per class on each side: use a share between {needed:.3g} and {1 - needed:.3g}"
+            f"a stratified split needs one per class on each side: use a share between {needed:.3g} and {1 - needed:.3g}",
+            f"{name}_ratio",
         )
 
 

@@ -125,3 +125,15 @@ def test_the_preflight_refuses_rows_left_without_loss_before_anything_is_written
     assert code == 1
     assert "error: line 9: no token carries loss" in stderr
     assert not out.exists()
+
+
+def test_a_split_the_data_cannot_give_names_the_plan_key(tiny_bert, tmp_path, capsys):
+    """execute has no split flags: the refusal names plan.json's key, not `advisor split`'s --no-stratify."""
+    rows = [{"text": f"text number {i}", "label": "common"} for i in range(12)] + [{"text": "alone", "label": "rare"}]
+    data = tmp_path / "data.csv"
+    data.write_text("text,label\n" + "".join(f"{row['text']},{row['label']}\n" for row in rows), encoding="utf-8")
+    plan = save_plan(make_plan(str(tiny_bert), task="classification", data={"validation_ratio": 0.25, "stratify": True}),
+                     tmp_path / "plan.json")
+    code, _, err = run_cli(capsys, "execute", plan, "--data", data, "--output-dir", tmp_path / "run", "--dry-run")
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and "change plan.json training.data.stratify" in line and "--no-stratify" not in line
