@@ -39,6 +39,7 @@ MAX_GPU_MEMORY_GIB = 10_000.0
 MAX_PRICE_PER_HOUR = 1_000_000.0
 MAX_EPOCHS = 10_000.0
 MAX_STEPS = 2**16
+MAX_RUN_STEPS = 10**9  # --max-steps / --save-steps: more optimizer steps than any run takes
 MAX_SEED = 2**32 - 1  # numpy and torch seeds are unsigned 32-bit
 MAX_FOLDS = 100
 

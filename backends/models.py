@@ -11,7 +11,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..models import Plan
+from ..models import MAX_RUN_STEPS, Plan
 
 Backend = Literal["local", "accelerate"]
 
@@ -29,8 +29,8 @@ class ExecuteRequest(BackendModel):
     output_dir: str
     resume: bool = False
     overwrite: bool = False
-    max_steps: Optional[int] = Field(None, ge=1, description="stop after this many optimizer steps (per model)")
-    save_steps: Optional[int] = Field(None, ge=1, description="checkpoint (and evaluate) every N steps")
+    max_steps: Optional[int] = Field(None, ge=1, le=MAX_RUN_STEPS, description="stop after this many optimizer steps (per model)")
+    save_steps: Optional[int] = Field(None, ge=1, le=MAX_RUN_STEPS, description="checkpoint (and evaluate) every N steps")
     backend: Backend = "local"
     dry_run: bool = False
     probe: bool = Field(True, description="the preflight runs one step on the longest micro-batch before training")

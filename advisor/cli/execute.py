@@ -17,7 +17,6 @@ libraries load only past the argument checks.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import signal
 import sys
@@ -26,7 +25,8 @@ from pathlib import Path
 
 from ..errors import EXIT_INTERRUPTED, EXIT_NO, UserError
 from ..extras import require
-from ..models import Plan
+from ..models import MAX_RUN_STEPS, Plan
+from .numbers import whole
 from ..documents import load_plan, print_json
 
 def register(subparsers) -> None:
@@ -39,8 +39,8 @@ def register(subparsers) -> None:
     parser.add_argument("--output-dir", required=True, help="where the model, metrics and checkpoints go")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace a previous run in --output-dir")
-    parser.add_argument("--max-steps", type=_positive, metavar="N", help="stop each model after N optimizer steps")
-    parser.add_argument("--save-steps", type=_positive, metavar="N", help="checkpoint (and evaluate) every N steps")
+    parser.add_argument("--max-steps", type=whole(1, MAX_RUN_STEPS), metavar="N", help="stop each model after N optimizer steps")
+    parser.add_argument("--save-steps", type=whole(1, MAX_RUN_STEPS), metavar="N", help="checkpoint (and evaluate) every N steps")
     parser.add_argument("--backend", choices=("local", "accelerate"), default="local",
                         help="local: this process; accelerate: `accelerate launch` with a generated config")
     parser.add_argument("--dry-run", action="store_true", help="resolve and print the run (accelerate: write its files); train nothing")
@@ -48,16 +48,6 @@ def register(subparsers) -> None:
                         help="skip the preflight's one-step probe of the longest micro-batch (on a CPU it can take minutes)")
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     parser.set_defaults(handler=run)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got '{text}'")
-    return value
 
 
 def run(args) -> int:
