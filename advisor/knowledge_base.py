@@ -246,8 +246,3 @@ def tasks() -> dict[str, TaskEntry]:
 @functools.cache
 def method_preference() -> tuple[str, ...]:
     return tuple(read_toml("methods.toml")["preference"])
-
-
-@functools.cache
-def default_effective_batch() -> int:
-    return int(read_toml("methods.toml")["training"]["effective_batch"])
