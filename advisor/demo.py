@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .errors import UserError
+from .errors import EXIT_INTERRUPTED, UserError
 from .models import Plan, Profile
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "data" / "banking77"
@@ -84,6 +84,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     output_dir = Path(args.output_dir)
     started = time.monotonic()
+    from .backends.local import RunInterrupted
+
     try:
         plan = demo_plan()
         print(f"plan: {plan.recommendation.summary}", file=sys.stderr)
@@ -92,6 +94,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UserError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return error.exit_code
+    except RunInterrupted as stop:
+        print(f"interrupted: checkpoint saved at {stop.checkpoint}; continue with: {stop.command}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     wall = time.monotonic() - started
     validation = metrics.main.final_eval if metrics.main else {}
     result = {"test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],

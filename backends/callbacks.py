@@ -131,6 +131,9 @@ class SaveOnInterrupt(TrainerCallback):
         if self.interrupted:
             control.should_save = True
             control.should_training_stop = True
+            # With save_total_limit 1 the Trainer ends train() by deleting every checkpoint but the best one
+            # (transformers 5.24, Trainer._inner_training_loop): the one this stop saves would go with them.
+            args.save_total_limit = max(args.save_total_limit or 0, 2)
         return control
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

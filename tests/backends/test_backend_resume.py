@@ -102,12 +102,13 @@ def test_resume_needs_a_run_to_resume(tmp_path, run_files, capsys):
 
 
 @pytest.fixture
-def sigterm_at(monkeypatch):
-    """Send SIGTERM (what `kill` and job schedulers send) to this process when the run reaches the given step."""
+def sigterm_at(request, monkeypatch):
+    """Send SIGTERM (what `kill` and job schedulers send) to this process when the run reaches a step (default 4)."""
+    step = getattr(request, "param", 4)
     original = SaveOnInterrupt.on_step_end
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == 4 and not self.interrupted:
+        if state.global_step == step and not self.interrupted:
             os.kill(os.getpid(), signal.SIGTERM)
         return original(self, args, state, control, **kwargs)
 
@@ -196,3 +197,16 @@ def test_newest_complete_skips_partial_checkpoints_one_line_each(tmp_path):
         "no trainer_state.json (the save did not finish)", "trainer_state.json is damaged",
         "trainer_state.json is not at step 6",
     ]
+
+
+@pytest.mark.parametrize("sigterm_at", [7], indirect=True)
+def test_the_stop_keeps_the_checkpoint_it_names_when_an_earlier_one_is_best(tmp_path, run_files, sigterm_at, capsys):
+    """checkpoint-5 is the best evaluated so far; the Trainer ends train() by deleting every other checkpoint
+    when save_total_limit is 1, which took the stop's own checkpoint-7 with it."""
+    plan, data = run_files
+    out = tmp_path / "run"
+    code, _, stderr = execute(capsys, plan, data, out)
+    assert code == 130 and "saving checkpoint-7" in stderr
+    assert (out / "checkpoints" / "checkpoint-7" / "trainer_state.json").is_file()
+    code, _, stderr = execute(capsys, plan, data, out, "--resume")
+    assert code == 0, stderr
