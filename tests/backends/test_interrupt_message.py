@@ -23,7 +23,7 @@ def test_ctrl_c_inside_a_step_names_that_step(capsys):
         callback.on_step_begin(None, state(12), control)
         interrupt()
         assert "finishing step 13/40, then saving checkpoint-13 and stopping" in capsys.readouterr().err
-        callback.on_step_end(None, state(13), control)  # the Trainer saves checkpoint-{global_step} now
+        callback.on_step_end(SimpleNamespace(save_total_limit=1), state(13), control)  # the Trainer saves checkpoint-{global_step} now
         assert control.should_save and control.should_training_stop
     finally:
         callback.restore()
@@ -36,7 +36,7 @@ def test_ctrl_c_between_steps_names_the_next_one(capsys):
     try:
         assert callback.kept_step() == 21  # resumed at 20: the first step to end is 21
         callback.on_step_begin(None, state(20), control)
-        callback.on_step_end(None, state(21), control)  # evaluation or saving of step 21 runs after this
+        callback.on_step_end(SimpleNamespace(save_total_limit=1), state(21), control)  # evaluation or saving of step 21 runs after this
         interrupt()
         assert "saving checkpoint-22" in capsys.readouterr().err
     finally:
