@@ -89,8 +89,11 @@ class MethodRegistry:
     # -- loading ---------------------------------------------------------
     def load_entry_points(self, points: Iterable[EntryPoint]) -> None:
         """Import and register each entry point; built-ins first, failures reported and skipped."""
-        for point in sorted(points, key=lambda p: (_package_of(p) != BUILTIN_DISTRIBUTION, _package_of(p), p.name)):
-            provider = _Provider(plugin=point.name, package=_package_of(point), version=_version_of(point))
+        # A distribution's name and version parse its METADATA file on every access: read them once per
+        # entry point (measured: 44 reads were a fifth of a cold `advisor plan`).
+        providers = [(point, _provider_of(point)) for point in points]
+        for point, provider in sorted(providers, key=lambda pair: (pair[1].package != BUILTIN_DISTRIBUTION,
+                                                                  pair[1].package, pair[0].name)):
             try:
                 with contextlib.redirect_stdout(sys.stderr):
                     module = point.load()
@@ -172,12 +175,11 @@ class MethodRegistry:
         ]
 
 
-def _package_of(point: EntryPoint) -> str:
-    return point.dist.name if point.dist is not None else "unknown"
-
-
-def _version_of(point: EntryPoint) -> str:
-    return point.dist.version if point.dist is not None else "unknown"
+def _provider_of(point: EntryPoint) -> _Provider:
+    if point.dist is None:
+        return _Provider(plugin=point.name, package="unknown", version="unknown")
+    metadata = point.dist.metadata  # parsed once here: .name and .version would each parse it again
+    return _Provider(plugin=point.name, package=metadata["Name"], version=metadata["Version"])
 
 
 def _describe(error: BaseException) -> str:
