@@ -24,7 +24,10 @@ Quality = Literal["low", "medium", "high"]
 Latency = Literal["strict", "moderate", "relaxed"]
 Approach = Literal["prompting", "rag", "peft", "full_finetune"]
 Precision = Literal["bf16", "mixed", "fp16", "fp32"]
-Sharding = Literal["none", "ddp", "fsdp", "zero2", "zero3"]
+#: hybrid: FSDP2 hybrid sharding, sharded within each node and replicated across nodes.
+Sharding = Literal["none", "ddp", "fsdp", "hybrid", "zero2", "zero3"]
+#: What the sharding engine keeps in host memory: nothing, the optimizer states, or parameters too.
+Offload = Literal["none", "optimizer", "parameters"]
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
 
 #: Upper bounds of the numbers a person gives: far above any real run, low enough that the
@@ -34,6 +37,7 @@ MAX_CORPUS_TOKENS = 10**15
 MAX_SEQ_LEN = 2**20
 MAX_BATCH_SIZE = 2**16
 MAX_GPUS = 4096
+MAX_NODES = 1024
 MAX_TASKS = 10**6
 MAX_GPU_MEMORY_GIB = 10_000.0
 MAX_PRICE_PER_HOUR = 1_000_000.0
@@ -85,6 +89,7 @@ class Profile(StrictModel):
     gpu: str = Field("a10g", description="accelerator catalog id per device (cpu for none)")
     gpu_memory_gib: Optional[float] = Field(None, gt=0, le=MAX_GPU_MEMORY_GIB, description="overrides the catalog's memory per device")
     num_gpus: int = Field(1, ge=1, le=MAX_GPUS, description="devices on the machine")
+    num_nodes: int = Field(1, ge=1, le=MAX_NODES, description="machines, each with num_gpus devices")
     latency: Latency = Field("moderate", description="strict = no added inference latency allowed")
     tasks: int = Field(1, ge=1, le=MAX_TASKS, description="tasks/variants served from one base model")
     seq_len: Optional[int] = Field(None, ge=8, le=MAX_SEQ_LEN, description="training sequence length (default chosen by the plan)")

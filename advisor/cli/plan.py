@@ -27,6 +27,7 @@ FLAGS: dict[str, dict[str, Any]] = {
     "--gpu": dict(help="accelerator id or name, any case: h100, 'A100 80GB', rtx-4090 (see `advisor gpus`)"),
     "--gpu-memory-gib": dict(type=float, help="overrides the catalog's memory per device"),
     "--num-gpus": dict(type=int, help="devices on the machine"),
+    "--num-nodes": dict(type=int, help="machines, each with --num-gpus devices (default 1)"),
     "--latency": dict(choices=["strict", "moderate", "relaxed"], help="strict = no added inference latency"),
     "--tasks": dict(type=int, help="tasks/variants served from one base model"),
     "--seq-len": dict(type=int, help="training sequence length"),

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..architecture import Architecture
 from ..knowledge_base import GpuEntry
 from ..methods import Footprint
-from ..models import Optimizer, Precision, Sharding
+from ..models import Offload, Optimizer, Precision, Sharding
 
 
 class EstimateRequest(BaseModel):
@@ -32,8 +32,10 @@ class EstimateRequest(BaseModel):
     batch_size: int = Field(1, ge=1)
     seq_len: int = Field(512, ge=1)
     gradient_checkpointing: bool = False
-    num_gpus: int = Field(1, ge=1)
+    num_gpus: int = Field(1, ge=1, description="devices per node")
+    num_nodes: int = Field(1, ge=1)
     sharding: Sharding = "none"
+    offload: Offload = "none"
     optimizer: Optimizer = "adamw"
     head: Literal["lm", "classification"] = "lm"
     num_labels: int = Field(2, ge=1)
