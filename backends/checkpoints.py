@@ -91,3 +91,93 @@ def _incomplete(checkpoint: Path, step: int) -> Optional[str]:
 def clear_staging(folder: Path) -> None:
     """Remove the saves a killed run left unfinished (the run's own folder)."""
     shutil.rmtree(folder / STAGING, ignore_errors=True)
+
+
+#: Where a sharded checkpoint is rewritten whole for a run that does not shard (inside the Trainer's folder).
+WHOLE = ".whole"
+#: The folders transformers' Trainer (through accelerate) writes a sharded FSDP checkpoint into: DCP format.
+_SHARDED_MODEL, _SHARDED_OPTIMIZER = "pytorch_model_fsdp_0", "optimizer_0"
+_RNG_STATE = re.compile(r"^rng_state(?:_(\d+))?\.pth$")
+
+
+def writer_processes(checkpoint: Path) -> int:
+    """How many processes wrote `checkpoint`: the Trainer saves one RNG state per process (rng_state_N.pth)."""
+    return max(1, sum(1 for path in checkpoint.iterdir() if _RNG_STATE.match(path.name)))
+
+
+def is_sharded(checkpoint: Path) -> bool:
+    """An FSDP checkpoint in torch.distributed.checkpoint (DCP) format: each process wrote its shard."""
+    return (checkpoint / _SHARDED_MODEL / ".metadata").is_file()
+
+
+def world_size_line(checkpoint: Path, processes: int) -> Optional[str]:
+    """The one line a resume on another number of processes prints; None on the same number."""
+    wrote = writer_processes(checkpoint)
+    if wrote == processes:
+        return None
+    return (f"resuming a {wrote}-process checkpoint on {processes} process{'' if processes == 1 else 'es'}: "
+            "the model, optimizer and schedule carry over; the data order is the new one's, from the same step")
+
+
+def whole_copy(checkpoint: Path, run_dir: Path, model: Any) -> Path:
+    """A copy of the sharded `checkpoint` a run without FSDP resumes from (transformers 5.24 refuses a sharded one
+    there: "only supported when using PyTorch FSDP"); written under STAGING, then renamed to run_dir/.whole/.
+
+    torch.distributed.checkpoint reads every shard back whole without a process group (`dcp_to_torch_save`):
+    the model as the Trainer saves one (a peft adapter: adapter_model.safetensors with its config; else
+    pytorch_model.bin), the optimizer as optimizer.pt. The small files (trainer_state.json, scheduler.pt, the
+    RNG states) are copied.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    staged = Path(staging_dir(str(run_dir))) / WHOLE / checkpoint.name
+    final = run_dir / WHOLE / checkpoint.name
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    for path in checkpoint.iterdir():
+        if path.is_file():
+            shutil.copy2(path, staged / path.name)
+    weights = _read_dcp(checkpoint / _SHARDED_MODEL, staged)["model"]
+    if hasattr(model, "peft_config"):
+        # Under FSDP the Trainer saves a peft model's adapter alone, in peft's own key format.
+        save_file({name: tensor.contiguous() for name, tensor in weights.items()},
+                  str(staged / "adapter_model.safetensors"))
+        model.peft_config[model.active_adapter].save_pretrained(str(staged))
+    else:
+        torch.save(weights, staged / "pytorch_model.bin")  # tied embeddings: safetensors refuses shared tensors
+    torch.save(_by_position(_read_dcp(checkpoint / _SHARDED_OPTIMIZER, staged)["optimizer"]), staged / "optimizer.pt")
+    shutil.rmtree(final, ignore_errors=True)
+    final.parent.mkdir(exist_ok=True)
+    os.replace(staged, final)
+    return final
+
+
+def _read_dcp(folder: Path, scratch: Path) -> dict[str, Any]:
+    """A DCP checkpoint folder read back whole in this one process (torch's own converter, through a file)."""
+    import torch
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    converted = scratch / f".{folder.name}.pt"
+    dcp_to_torch_save(str(folder), str(converted))
+    try:
+        return torch.load(converted, weights_only=True)
+    finally:
+        converted.unlink()
+
+
+def _by_position(optimizer_state: dict[str, Any]) -> dict[str, Any]:
+    """DCP's optimizer state (keyed by parameter name) in `Optimizer.load_state_dict`'s form (keyed by position).
+
+    A twin of torch's set_optimizer_state_dict, which needs the live optimizer; the Trainer builds that inside
+    train() and then reads optimizer.pt with Optimizer.load_state_dict. Positions count the parameters of every
+    group in order, as Optimizer.state_dict numbers them; the groups are the same ones (param_groups.py) with or
+    without FSDP, whose parameter names are the unwrapped model's.
+    """
+    position: dict[str, int] = {}
+    groups = []
+    for group in optimizer_state["param_groups"]:
+        ids = [position.setdefault(name, len(position)) for name in group["params"]]
+        groups.append({**group, "params": ids})
+    state = {position[name]: values for name, values in optimizer_state["state"].items() if name in position}
+    return {"state": state, "param_groups": groups}

@@ -39,7 +39,7 @@ from typing import Any, Optional, Sequence
 from ..errors import EXIT_NO, UserError
 from ..knowledge_base import resolve_model
 from . import artifacts
-from .checkpoints import clear_staging, newest_complete
+from .checkpoints import WHOLE, clear_staging, is_sharded, newest_complete, whole_copy, world_size_line
 from .downshift import describe, next_shape
 from .loading import load_model
 from .manifest import MANIFEST_FILE, PROGRESS_FILE, build_manifest, check_resume, load_manifest
@@ -215,12 +215,14 @@ def _train_model(
         began = time.monotonic()
         out_of_memory: Optional[BaseException] = None
         try:
-            trainer.train(resume_from_checkpoint=resume_from)
+            trainer.train(resume_from_checkpoint=_loadable(trainer, resume_from, checkpoint_dir))
         except torch.OutOfMemoryError as error:
             out_of_memory = error
         finally:
             interrupt.restore()
             close_progress(trainer)
+            if is_main_process():
+                shutil.rmtree(checkpoint_dir / WHOLE, ignore_errors=True)
         if out_of_memory is not None:
             step = trainer.state.global_step
             if world_size() > 1:
@@ -245,13 +247,31 @@ def _train_model(
 
 
 def _resume_point(checkpoint_dir: Path) -> Optional[str]:
-    """The newest complete checkpoint (None: start over), naming each newer one skipped; unfinished saves go."""
+    """The newest complete checkpoint (None: start over), naming each newer one skipped; unfinished saves go.
+
+    A checkpoint written by another number of processes is resumed too, said in one line.
+    """
     checkpoint, skipped = newest_complete(checkpoint_dir)
     for line in skipped:
         print(f"warning: skipped checkpoint {line}", file=sys.stderr)
     if is_main_process():
         clear_staging(checkpoint_dir)
+        moved = checkpoint and world_size_line(checkpoint, world_size())
+        if moved:
+            print(moved, file=sys.stderr)
     return str(checkpoint) if checkpoint else None
+
+
+def _loadable(trainer: Any, checkpoint: Optional[str], checkpoint_dir: Path) -> Optional[str]:
+    """What this trainer resumes from: `checkpoint`, or its whole copy when FSDP sharded it and this run does not
+    shard (checkpoints.whole_copy). FSDP to FSDP on any number of processes needs no copy: accelerate loads the
+    shards through torch.distributed.checkpoint, which reshards on load."""
+    if checkpoint is None or trainer.is_fsdp_enabled or not is_sharded(Path(checkpoint)):
+        return checkpoint
+    if is_main_process():
+        whole_copy(Path(checkpoint), checkpoint_dir, trainer.model)
+    trainer.accelerator.wait_for_everyone()
+    return str(checkpoint_dir / WHOLE / Path(checkpoint).name)
 
 
 def _downshift(metrics: RunMetrics, name: str, shape: TrainShape, step: int, error: BaseException) -> TrainShape:
