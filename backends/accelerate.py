@@ -55,6 +55,7 @@ CONFIG_FILE = "accelerate_config.yaml"
 LAUNCH_FILE = "launch.sh"
 SCRIPT_FILE = "train.py"
 LAUNCH_FILES = (CONFIG_FILE, LAUNCH_FILE, SCRIPT_FILE, artifacts.PLAN_FILE)
+TOKENIZED_DIR = "tokenized"
 
 
 class LaunchFiles(BaseModel):
@@ -202,8 +203,11 @@ def training_script(prepared: Prepared) -> str:
 Runs plan.json (next to this file) on the data below with the transformers
 Trainer, as `advisor execute` does, in each process `accelerate launch`
 starts. Needs `pip install "advisor[train]"`. Run it with `bash launch.sh`
-(add --resume to continue from the last checkpoint). To change a setting,
-edit plan.json (a changed plan cannot --resume an older checkpoint).
+(add --resume to continue from the last checkpoint, on any number of
+processes). `python train.py --prepare-only` tokenises the data once into
+tokenized/, which every process then reads instead of tokenising it again
+(launch.sh runs it first). To change a setting, edit plan.json (a changed
+plan cannot --resume an older checkpoint).
 
 The run, as resolved when this file was written:
 
@@ -224,10 +228,13 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.add_argument("--max-steps", type=int, default={request.max_steps!r}, help="stop each model after N steps")
     parser.add_argument("--save-steps", type=int, default=SAVE_STEPS, help="checkpoint every N steps")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="tokenise the data once into tokenized/ (every process reads it), then exit")
     args = parser.parse_args(argv)
     from advisor.backends.accelerate import run_generated
 
-    return run_generated(HERE / "plan.json", DATA, HERE, args.resume, args.max_steps, args.save_steps)
+    return run_generated(HERE / "plan.json", DATA, HERE, args.resume, args.max_steps, args.save_steps,
+                         prepare_only=args.prepare_only)
 
 
 if __name__ == "__main__":
@@ -263,6 +270,7 @@ def execute(prepared: Prepared, as_json: bool) -> int:
         # The files the checkpoints were made with stay as they are; the data and plan must not have changed.
         artifacts.prepare_output_dir(output_dir, resume=True, overwrite=False, launch_files=LAUNCH_FILES)
         check_resume(request)
+        _tokenize_once(prepared)
         return _launch(output_dir, request, None)
     config, described = cluster_config(prepared)  # refusals (a 4-bit base sharded) before anything is written
     if request.dry_run and artifacts.check_output_dir(output_dir, False, request.overwrite, LAUNCH_FILES):
@@ -283,7 +291,16 @@ def execute(prepared: Prepared, as_json: bool) -> int:
                   f"{output_dir / LAUNCH_FILE} and {output_dir / SCRIPT_FILE}")
             print(f"run it with: {files.command}")
         return 0
+    _tokenize_once(prepared)
     return _launch(output_dir, request, backup)
+
+
+def _tokenize_once(prepared: Prepared) -> None:
+    """The encoding this process already made, saved for every launched process to read (--prepare-only's work)."""
+    from .pretokenize import prepare_once
+
+    folder = Path(prepared.request.output_dir) / TOKENIZED_DIR
+    print(prepare_once(prepared.request, folder, prepared), file=sys.stderr)
 
 
 DISTRIBUTED_WORDS = {"NO": "no distribution", "MULTI_GPU": "data parallel", "MULTI_CPU": "data parallel on CPUs",
@@ -342,22 +359,32 @@ def _launch(output_dir: Path, request: Any, backup: Optional[Path]) -> int:
 
 def run_generated(
     plan_path: Path, data: str, output_dir: Path, resume: bool, max_steps: Optional[int], save_steps: Optional[int],
+    prepare_only: bool = False,
 ) -> int:
-    """train.py's body in each launched process: the local backend; one line for a user mistake."""
+    """train.py's body in each launched process: the local backend; one line for a user mistake.
+
+    Each process reads the data tokenised once in TOKENIZED_DIR when it is there; `prepare_only` (one process,
+    before the launch) writes it and returns.
+    """
     from ..documents import load_plan
     from ..errors import EXIT_INTERRUPTED, EXIT_NO
-    from . import local
+    from . import local, pretokenize
     from .models import ExecuteRequest
     from .prepared import prepare
 
+    tokenized = output_dir / TOKENIZED_DIR
     try:
         request = ExecuteRequest(
             plan=load_plan(str(plan_path)), plan_path=str(plan_path), data=data, output_dir=str(output_dir),
             resume=resume, max_steps=max_steps, save_steps=save_steps, backend="accelerate",
         )
-        prepared = prepare(request)
+        if prepare_only:
+            print(pretokenize.prepare_once(request, tokenized), file=sys.stderr)
+            return 0
+        prepared = prepare(request, tokenized)
         if local.is_main_process():
-            artifacts.prepare_output_dir(output_dir, resume, overwrite=False, launch_files=LAUNCH_FILES)
+            artifacts.prepare_output_dir(output_dir, resume, overwrite=False,
+                                         launch_files=LAUNCH_FILES + pretokenize.owned_files(output_dir, TOKENIZED_DIR))
         local.run(prepared)
     except local.RunInterrupted as stop:
         print(f"interrupted: checkpoint saved at {stop.checkpoint}; resume with: bash {output_dir / LAUNCH_FILE} --resume",

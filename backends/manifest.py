@@ -35,6 +35,8 @@ MANIFEST_FILE = "run-manifest.json"
 PROGRESS_FILE = "progress.jsonl"
 #: Folders the Trainer fills (checkpoints, k-fold checkpoints): the run's as a whole.
 CHECKPOINT_DIRS = ("checkpoints", "folds")
+#: Where a folder of the run is built before it is renamed into place (pretokenize.py): the run's as a whole.
+PARTIAL_DIR = ".partial"
 #: Packages whose versions decide what a checkpoint means.
 PACKAGES = ("advisor", "torch", "transformers", "peft", "accelerate", "datasets", "scikit-learn", "tokenizers")
 
@@ -94,7 +96,7 @@ def build_manifest(
         packages=versions,
         replaced_backup=replaced_backup,
         files=dict(files or {}),
-        directories=list(CHECKPOINT_DIRS),
+        directories=[*CHECKPOINT_DIRS, PARTIAL_DIR],
         appending=[PROGRESS_FILE],
     )
 

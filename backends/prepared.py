@@ -88,8 +88,12 @@ class Prepared(BaseModel):
         )
 
 
-def prepare(request: ExecuteRequest) -> Prepared:
-    """Resolve the plan against this machine and the data; no model is loaded. UserError on any mismatch."""
+def prepare(request: ExecuteRequest, tokenized: Optional[Path] = None) -> Prepared:
+    """Resolve the plan against this machine and the data; no model is loaded. UserError on any mismatch.
+
+    `tokenized`: a folder `python train.py --prepare-only` saved the encoding in (pretokenize.py); when it is
+    there, the records are read from it instead of tokenised again (a stale one is refused).
+    """
     plan = request.plan
     if plan.training is None:
         raise UserError(f"the plan recommends '{plan.recommendation.approach}': there is nothing to train", EXIT_NO)
@@ -119,9 +123,14 @@ def prepare(request: ExecuteRequest) -> Prepared:
     ensure_pad_token(tokenizer)  # batches need one; decoders (GPT-2, Llama, Qwen) often ship without
     labels = label_names(data.records) if kind == "classification" else []
     hp = training.hyperparameters
-    encoded = encode_records(
-        data.records, data.format, tokenizer, hp.seq_len, {name: i for i, name in enumerate(labels)}
-    )
+    if tokenized is not None and tokenized.is_dir():
+        from .pretokenize import load
+
+        encoded = load(tokenized, request)
+    else:
+        encoded = encode_records(
+            data.records, data.format, tokenizer, hp.seq_len, {name: i for i, name in enumerate(labels)}
+        )
     refusal = packing_refusal(kind, method, model_type_of(source, plan.profile.model))
     if hp.packing and refusal:
         raise UserError(f"plan.json training.hyperparameters.packing is true but {refusal}; set it to null or false")
