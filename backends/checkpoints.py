@@ -13,6 +13,18 @@ holds a complete checkpoint or none.
 checkpoint-N whose trainer_state.json reads back and is at step N (ones made
 before this scheme, or damaged since, are skipped and named), and reports the
 interrupted saves left in STAGING, which `clear_staging` removes.
+
+A checkpoint resumes on another number of processes. Under FSDP each process
+writes its shard in torch.distributed.checkpoint (DCP) format; an FSDP run on
+any number of processes loads it through accelerate, and DCP reshards on load.
+A run without FSDP (one process: plain `advisor execute --resume`) cannot read
+it (transformers refuses), so `whole_copy` reads every shard back whole into
+a checkpoint in the unsharded layout. The Trainer's per-process RNG files
+(rng_state_N.pth) tell how many processes wrote a checkpoint
+(`writer_processes`); a missing one for this process count is the Trainer's
+"reproducibility is not guaranteed", not an error. What is not carried over:
+a whole checkpoint (one process or DDP) into an FSDP run, which reads only
+DCP shards.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ One run:
 metrics.json is also written when a run is interrupted or fails: `--resume`
 reads it back to skip finished folds and keep the downshifted shape, and
 continues each model from its newest complete checkpoint (checkpoints.py),
-naming any it skipped. Every file written here is recorded in
+naming any it skipped, on any number of processes (a sharded FSDP checkpoint
+is read back whole for a run without FSDP; said in one line). Every file written here is recorded in
 run-manifest.json with its sha256 (artifacts.record): what a later
 --overwrite may replace.
 """
@@ -266,7 +267,14 @@ def _loadable(trainer: Any, checkpoint: Optional[str], checkpoint_dir: Path) -> 
     """What this trainer resumes from: `checkpoint`, or its whole copy when FSDP sharded it and this run does not
     shard (checkpoints.whole_copy). FSDP to FSDP on any number of processes needs no copy: accelerate loads the
     shards through torch.distributed.checkpoint, which reshards on load."""
-    if checkpoint is None or trainer.is_fsdp_enabled or not is_sharded(Path(checkpoint)):
+    if checkpoint is None:
+        return None
+    if trainer.is_fsdp_enabled and not is_sharded(Path(checkpoint)):
+        raise UserError(
+            f"cannot resume '{checkpoint}' under FSDP: it was written whole, without FSDP, and FSDP reads only "
+            "its own sharded checkpoints; finish the run without FSDP (`advisor execute ... --resume`, one process)"
+        )
+    if trainer.is_fsdp_enabled or not is_sharded(Path(checkpoint)):
         return checkpoint
     if is_main_process():
         whole_copy(Path(checkpoint), checkpoint_dir, trainer.model)

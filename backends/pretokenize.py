@@ -73,9 +73,11 @@ def staleness(folder: Path, request: ExecuteRequest) -> Optional[str]:
         return f"its {TOKENIZED_MANIFEST} is missing or damaged"
     now = expected(request)
     if made.plan_sha256 != now["plan_sha256"]:
-        return f"the plan '{request.plan_path}' changed since (hash {made.plan_sha256[:12]} then, {now['plan_sha256'][:12]} now)"
+        return (f"the plan '{request.plan_path}' changed since "
+                f"(hash {made.plan_sha256[:12]} then, {now['plan_sha256'][:12]} now)")
     if made.data_sha256 != now["data_sha256"]:
-        return f"the data '{request.data}' changed since (sha256 {made.data_sha256[:12]} then, {now['data_sha256'][:12]} now)"
+        return (f"the data '{request.data}' changed since "
+                f"(sha256 {made.data_sha256[:12]} then, {now['data_sha256'][:12]} now)")
     changed = [f"{name} {made.packages.get(name, 'absent')} then, {version} now"
                for name, version in now["packages"].items() if made.packages.get(name) != version]
     if changed:

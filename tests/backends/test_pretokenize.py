@@ -126,7 +126,8 @@ def test_a_sharded_checkpoint_is_read_back_whole_with_its_optimizer_state(tmp_pa
 
     def lora_model():
         torch.manual_seed(0)
-        return get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama), LoraConfig(r=4, target_modules="all-linear"))
+        base = AutoModelForCausalLM.from_pretrained(tiny_llama)
+        return get_peft_model(base, LoraConfig(r=4, target_modules="all-linear"))
 
     model = lora_model()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
@@ -154,3 +155,17 @@ def test_a_sharded_checkpoint_is_read_back_whole_with_its_optimizer_state(tmp_pa
     loaded = fresh_optimizer.state_dict()["state"]
     assert loaded.keys() == expected.keys()
     assert all(torch.equal(loaded[i]["exp_avg"], expected[i]["exp_avg"]) for i in expected)
+
+
+def test_a_whole_checkpoint_is_refused_in_one_line_under_fsdp(tmp_path):
+    """FSDP reads only its own DCP shards: a checkpoint one process wrote stops with the way to finish the run."""
+    from types import SimpleNamespace
+
+    from advisor.backends.local import _loadable
+
+    checkpoint = tmp_path / "checkpoint-2"
+    checkpoint.mkdir()
+    (checkpoint / "model.safetensors").write_bytes(b"")
+    with pytest.raises(UserError, match=r"cannot resume .* under FSDP: it was written whole.*--resume`, one process"):
+        _loadable(SimpleNamespace(is_fsdp_enabled=True), str(checkpoint), tmp_path)
+    assert _loadable(SimpleNamespace(is_fsdp_enabled=False), str(checkpoint), tmp_path) == str(checkpoint)
