@@ -116,9 +116,12 @@ def save(encoded: Encoded, request: ExecuteRequest, folder: Path) -> None:
     made = TokenizedManifest(**expected(request), records=len(encoded.features), truncated=encoded.truncated,
                              refused=encoded.refused)
     artifacts.write_json(staged / TOKENIZED_MANIFEST, made)
-    if folder.exists():
-        shutil.rmtree(folder)
+    replaced = run_dir / PARTIAL_DIR / f"{folder.name}.replaced"
+    if folder.exists():  # moved aside, not deleted first: a crash leaves a complete folder, old or new
+        shutil.rmtree(replaced, ignore_errors=True)
+        os.replace(folder, replaced)
     os.replace(staged, folder)
+    shutil.rmtree(replaced, ignore_errors=True)
     with contextlib.suppress(OSError):
         staged.parent.rmdir()
     if load_manifest(run_dir) is not None:
