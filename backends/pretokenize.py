@@ -117,7 +117,7 @@ def save(encoded: Encoded, request: ExecuteRequest, folder: Path) -> None:
                              refused=encoded.refused)
     artifacts.write_json(staged / TOKENIZED_MANIFEST, made)
     replaced = run_dir / PARTIAL_DIR / f"{folder.name}.replaced"
-    if folder.exists():  # moved aside, not deleted first: a crash leaves a complete folder, old or new
+    if folder.exists():  # moved aside, then replaced: never half a folder in place
         shutil.rmtree(replaced, ignore_errors=True)
         os.replace(folder, replaced)
     os.replace(staged, folder)
