@@ -131,7 +131,7 @@ def model_names() -> dict[str, str]:
 
 
 def resolve_model(model: str) -> ModelEntry:
-    """A catalog model by any of its names, a local directory with a config.json, or a cached hub model."""
+    """A catalog model by any of its names, a local directory with a config.json, or a hub model (cached or fetched)."""
     catalog = models()
     known = model_names().get(model_key(model))
     if known is not None:
@@ -142,10 +142,13 @@ def resolve_model(model: str) -> ModelEntry:
     cached = cached_hub_snapshot(model)
     if cached is not None:
         return model_from_config(model, cached, hf_id=model)
-    hint = " or a hub id whose config.json is in the local cache" if is_hub_id(model) else ""
+    if is_hub_id(model):  # neither catalog nor cache: its config.json from the Hub, or one line saying why not
+        from .hub import download_model_file
+
+        return model_from_config(model, download_model_file(model, "config.json").parent, hf_id=model)
     raise UserError(
         f"unknown model '{model}'; known: {', '.join(catalog)} "
-        f"(or pass a local model directory with a config.json{hint})"
+        "(or pass a local model directory with a config.json, or a Hugging Face Hub id owner/name)"
     )
 
 

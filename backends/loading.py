@@ -2,9 +2,9 @@
 
 `local.py` calls these; the CLI calls `model_source` and `check_reachable`
 first, so a hub id on an offline machine is one line before anything loads:
-the Hub is probed once per process with a short connection attempt, and an
-unreachable Hub switches to offline mode at once instead of letting
-huggingface_hub retry for over a minute.
+the Hub is probed once per process (`advisor.hub`), and an unreachable Hub
+switches to offline mode at once instead of letting huggingface_hub retry
+for over a minute.
 A local directory (the embedded MiniLM, a model built from a config) switches
 the Hugging Face libraries to offline mode for the whole process: saving an
 adapter or a model card then never reaches for the Hub (peft #1452).
@@ -12,17 +12,14 @@ adapter or a model card then never reaches for the Hub (peft #1452).
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import socket
 import sys
-import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
-from urllib.parse import urlsplit
 
 from ..errors import UserError
+from ..hub import hub_address, hub_reachable, offline_requested
 from ..knowledge_base import resolve_model
 from ..manager import plugin_call
 from ..methods import Method, MethodHyperparameters
@@ -66,41 +63,6 @@ def quiet_libraries() -> None:
     for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
         warnings.filterwarnings("ignore", category=category, module=LIBRARY_MODULES)
     warnings.filterwarnings("ignore", module=PACKAGING_MODULES)
-
-
-def offline_requested() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
-
-
-HUB_PROBE_SECONDS = 3.0
-
-
-def hub_address() -> tuple[str, int]:
-    """Host and port of the Hub endpoint huggingface_hub will use (HF_ENDPOINT, else huggingface.co)."""
-    url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    return url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
-
-
-@functools.cache
-def hub_reachable() -> bool:
-    """One TCP connection to the Hub endpoint, decided within HUB_PROBE_SECONDS, once per process.
-
-    The attempt runs in a daemon thread because a name lookup on a machine without DNS is not bound by
-    the socket timeout; a probe still pending after the deadline counts as unreachable.
-    """
-    answer: list[bool] = []
-
-    def probe() -> None:
-        try:
-            with socket.create_connection(hub_address(), timeout=HUB_PROBE_SECONDS):
-                answer.append(True)
-        except OSError:
-            answer.append(False)
-
-    worker = threading.Thread(target=probe, name="hub-probe", daemon=True)
-    worker.start()
-    worker.join(HUB_PROBE_SECONDS)
-    return bool(answer and answer[0])
 
 
 def check_reachable(source: str) -> None:

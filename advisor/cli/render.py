@@ -8,7 +8,7 @@ from rich.table import Table
 
 from ..errors import UserError
 from ..knowledge_base import resolve_gpu
-from ..models import Plan, TimeEstimate
+from ..models import Plan, PlanStage, TimeEstimate
 
 
 def time_with_band(time: TimeEstimate) -> str:
@@ -69,15 +69,7 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
         console.print(f"Data: {split} split" + (", stratified" if data.stratify else "") + f", seed {data.seed}")
 
     for number, stage in enumerate(plan.stages, 1):
-        line = f"Stage {number}, {stage.name}: {stage.purpose}; {stage.method or 'does not fit'}"
-        if stage.training:
-            hp = stage.training.hyperparameters
-            line += f", lr {hp.learning_rate:g}, {hp.epochs:g} epochs, seq {hp.seq_len}"
-        if stage.estimate:
-            line += f", peak {stage.estimate.memory.peak_gib:.1f} GiB"
-            if stage.estimate.time:
-                line += f", ~{stage.estimate.time.hours:.1f} h"
-        console.print(line)
+        console.print(stage_line(number, stage))
 
     if plan.alternatives:
         table = Table("method", "approach", "fits", "peak GiB", "why not", title="Alternatives", title_justify="left")
@@ -92,6 +84,19 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
     for warning in plan.warnings:
         if warning not in plan.assumptions:
             console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def stage_line(number: int, stage: PlanStage) -> str:
+    """One stage of a multi-stage plan in a line: what it trains, with which method and settings, its cost."""
+    line = f"Stage {number}, {stage.name}: {stage.purpose}; {stage.method or 'does not fit'}"
+    if stage.training:
+        hp = stage.training.hyperparameters
+        line += f", lr {hp.learning_rate:g}, {hp.epochs:g} epochs, seq {hp.seq_len}"
+    if stage.estimate:
+        line += f", peak {stage.estimate.memory.peak_gib:.1f} GiB"
+        if stage.estimate.time:
+            line += f", ~{stage.estimate.time.hours:.1f} h"
+    return line
 
 
 def on_cuda(plan: Plan) -> bool:

@@ -36,7 +36,12 @@ def answer(profile: Profile, values: dict[str, Any]) -> Profile:
 def command_line(profile: Profile) -> str:
     """`advisor plan ...` with a flag per given answer, in the order of the Profile's fields."""
     words = ["advisor", "plan"]
-    for field, value in given(profile).items():
+    answers = given(profile)
+    if {"goal", "goals"} & answers.keys():  # several goals are --goal given once per goal
+        words += [word for goal in profile.all_goals() for word in ("--goal", goal)]
+    for field, value in answers.items():
+        if field in ("goal", "goals"):
+            continue
         flag = "--" + field.replace("_", "-")
         if isinstance(value, bool):
             words += [flag] if value else []

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The wizard from its first screen to a finished tiny run, in tmux at 80x24, driven by send-keys.
-# Usage: walk.sh ADVISOR DATA.csv MODEL_DIR WORKDIR OUT_DIR
+# Usage: walk.sh ADVISOR DATA.csv MODEL_DIR WORKDIR OUT_DIR (prepare.py makes DATA.csv and MODEL_DIR)
 # Each screen is saved as text (tmux capture-pane -p) in OUT_DIR, numbered in the order it was seen.
 set -euo pipefail
 advisor=$1 data=$2 model=$3 work=$4 out=$5
@@ -25,38 +25,40 @@ wait_for() {  # wait until the screen shows $1 (up to $2 seconds)
 
 wait_for "step 1 of 4"
 shot 01-goal
-keys Enter                                   # Behaviour (the default) is highlighted: Enter picks it, moves on
+keys Down Space                              # from Behaviour (the default) down to Both; space picks it
+keys Tab Tab Tab Space                       # the third statement: it must keep its general ability
+shot 02-goal-answered
+keys C-n
 wait_for "step 2 of 4"
-shot 02-task-data
+shot 03-task-data
 keys Tab Tab Tab                             # task -> examples -> quality -> data file
 keys -l "${data%/*}/sm"                      # a path typed in part ...
-shot 03-data-completion
 keys Right                                   # ... and completed with the right arrow
 keys Enter                                   # Enter reads the file and fills task, examples and quality
 wait_for "filled in"
 shot 04-data-read
+keys Tab Tab                                 # language -> domain corpus: both left at their defaults
+shot 05-language-corpus
 keys C-n
 wait_for "step 3 of 4"
-shot 05-hardware
 keys Tab                                     # model list -> local folder
 keys -l "${model%/*}/ti"
 keys Right
 keys Tab Enter                               # the accelerator list opens
 keys Home Enter                              # its first entry: cpu
-shot 06-hardware-filled
+keys Tab Tab                                 # how many devices -> machines
+shot 06-hardware
 keys C-n
 wait_for "step 4 of 4"
-shot 07-serving
 keys Enter                                   # Moderate latency (the default): Enter moves on
 wait_for "x Execute"
 sleep 2
-shot 08-recommendation
+shot 07-recommendation
 keys x
 wait_for "Execute the plan"
-shot 09-execute-dialog
 keys Enter
 wait_for "validation loss" 600               # the first evaluation is on the loss chart
-shot 10-running
-wait_for "finished" 1200
-shot 11-finished
+shot 08-running
+wait_for "finished" 1500
+shot 09-finished
 tmux kill-session -t "$session"

@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from advisor import hub
 from advisor.backends import loading
 from advisor.errors import UserError
 
@@ -33,7 +34,7 @@ def test_an_unreachable_hub_is_decided_in_well_under_a_second_and_goes_offline(o
 
 def test_the_probe_runs_once_per_process(online_requested, monkeypatch):
     calls = []
-    monkeypatch.setattr(loading.socket, "create_connection", lambda *args, **kwargs: calls.append(args) or _Open())
+    monkeypatch.setattr(hub.socket, "create_connection", lambda *args, **kwargs: calls.append(args) or _Open())
     assert loading.hub_reachable() and loading.hub_reachable()
     assert len(calls) == 1
 

@@ -16,11 +16,11 @@ from advisor.models import (
 )
 from advisor.tui.widgets.field import RadioField
 
-#: The Profile fields each step asks, in order.
+#: The Profile fields each step asks, in order ("goal" takes "both" for knowledge and behaviour).
 STEP_FIELDS = (
-    ("goal", "dynamic_knowledge", "one_off"),
-    ("task", "examples", "quality", "data"),
-    ("model", "gpu", "num_gpus", "gpu_memory_gib", "price_per_hour"),
+    ("goal", "dynamic_knowledge", "one_off", "keep_general_ability", "continual_updates"),
+    ("task", "examples", "quality", "data", "language", "corpus_tokens"),
+    ("model", "gpu", "num_gpus", "num_nodes", "gpu_memory_gib", "price_per_hour"),
     ("latency", "tasks", "seq_len", "batch_size"),
 )
 FAKE_EXECUTOR = [sys.executable, str(Path(__file__).parent / "fake_executor.py")]

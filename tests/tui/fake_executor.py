@@ -7,6 +7,7 @@ exits 130. `--steps` and `--delay` set its pace; `--fail CODE` fails as a refuse
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -24,6 +25,7 @@ out = Path(args.output_dir)
 out.mkdir(parents=True)
 method = json.loads(Path(args.plan).read_text())["training"]["method"]
 print(f"training {method} on {args.data}", flush=True)
+print(f"columns {os.environ.get('COLUMNS')}: " + "a long line of the resolved run " * 4, flush=True)
 if args.fail:
     print(f"error: '{args.data}' has 3 invalid record(s); fix them (see `advisor validate`) before training", flush=True)
     print("  (a trailing line of library noise)", flush=True)

@@ -33,6 +33,9 @@ def test_a_bad_answer_is_the_clis_one_line_error():
     {"task": "classification", "examples": 2000, "model": "all-minilm-l6-v2", "gpu": "cpu", "num_gpus": 2,
      "gpu_memory_gib": 11.5, "price_per_hour": 0.4, "latency": "strict", "tasks": 3, "seq_len": 256,
      "batch_size": 4, "method": "qlora", "data": "my data/train set.jsonl"},
+    {"goal": "knowledge", "goals": ["knowledge", "behavior"], "keep_general_ability": True, "continual_updates": True,
+     "task": "chat", "corpus_tokens": 50_000_000, "language": "de", "num_gpus": 8, "num_nodes": 2},
+    {"goals": ["behavior", "knowledge"], "task": "preference"},
 ])
 def test_the_command_line_gives_the_same_profile_to_advisor_plan(values):
     profile = validate_profile(values)

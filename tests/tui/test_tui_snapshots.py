@@ -61,3 +61,14 @@ def test_recommendation_at_80x24(snap_compare):
         await answer_all(pilot, {"model": "llama-3.1-8b", "gpu": "rtx4090"})
 
     assert snap_compare(build_app(planner=handmade_plan), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_two_stage_recommendation_at_80x24(snap_compare):
+    """A domain corpus makes the plan two stages; both are listed under the summary."""
+    from .test_tui_inputs import staged_plan
+
+    async def run_before(pilot):
+        await answer_all(pilot, {"goal": "both", "keep_general_ability": True, "examples": 2000,
+                                 "corpus_tokens": 50_000_000, "language": "de", "num_nodes": 2})
+
+    assert snap_compare(build_app(planner=staged_plan), terminal_size=(80, 24), run_before=run_before)

@@ -124,6 +124,23 @@ async def test_a_failed_run_shows_its_error_line_exit_code_and_what_to_do(tmp_pa
         assert screen.query_one("#run-status").region.bottom <= 24, "the status is on screen"
 
 
+async def test_the_runs_output_is_laid_out_for_the_log_and_wrapped_whole_at_80_columns(tmp_path):
+    app = build_app(planner=handmade_plan, executor=[*FAKE_EXECUTOR, "--fail", "1"])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await answer_all(pilot, {})
+        await pilot.press("x")
+        await pilot.pause()
+        app.screen.query_one("#run-data", Input).value = __file__
+        app.screen.query_one("#run-output-dir", Input).value = str(tmp_path / "run")
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        log = app.screen.query_one("#run-output")
+        width = log.scrollable_content_region.width
+        assert f"columns {width}: " in "\n".join(app.screen.output), "the run's console is as wide as the log"
+        assert all(line.cell_length <= width for line in log.lines), "no line runs past the log's right edge"
+
+
 def test_a_failure_without_an_error_line_names_its_last_line():
     assert failure_report(139, ["loading", "Segmentation fault"]).startswith("failed (exit 139): Segmentation fault\n")
 

@@ -1,4 +1,5 @@
-"""Step 3: the base model and the machine: a GPU from the catalog (or CPU), how many, custom memory.
+"""Step 3: the base model and the machines: a GPU from the catalog (or CPU), how many, on how many machines,
+custom memory.
 
 The model is a catalog entry, or a local folder holding a config.json typed
 (with path completion) in the field below the list; a folder, when given, wins.
@@ -54,7 +55,10 @@ class HardwareScreen(StepScreen):
                         model_folder_note("")[0], placeholder="path to a model folder; → completes",
                         suggester=PathSuggester(directories_only=True))
         yield ChoiceField("gpu", "Accelerator", gpu_options(), self.profile.gpu)
-        yield ProfileField("num_gpus", "How many", self.answers.get("num_gpus"), input_type="integer")
+        yield ProfileField("num_gpus", "How many", self.answers.get("num_gpus"), input_type="integer",
+                           note="devices on each machine")
+        yield ProfileField("num_nodes", "Machines", self.answers.get("num_nodes"), input_type="integer",
+                           note="machines, each with that many devices")
         yield ProfileField("gpu_memory_gib", "Memory per device (GiB)", self.answers.get("gpu_memory_gib"),
                            input_type="number", placeholder="default: the catalog's figure")
         yield ProfileField("price_per_hour", "Price per device-hour", self.answers.get("price_per_hour"),
@@ -70,6 +74,7 @@ class HardwareScreen(StepScreen):
             "model": os.path.normpath(folder) if folder else self.query_one("#model", Select).value,
             "gpu": self.query_one("#gpu", Select).value,
             "num_gpus": self.query_one("#num_gpus-field", ProfileField).value,
+            "num_nodes": self.query_one("#num_nodes-field", ProfileField).value,
             "gpu_memory_gib": self.query_one("#gpu_memory_gib-field", ProfileField).value,
             "price_per_hour": self.query_one("#price_per_hour-field", ProfileField).value,
         }

@@ -1,4 +1,5 @@
-"""The answer: approach and method, why (with sources), memory, storage and time, alternatives.
+"""The answer: approach and method, why (with sources), memory, storage and time, alternatives;
+a plan in stages (continued pre-training, then task tuning) lists each stage with its method and cost.
 
 The plan comes from the core planner (`app.planner`, `advisor.planner.plan_for`
 by default) in a worker thread; picking an alternative plans again with that
@@ -19,6 +20,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from ...cli.render import stage_line
 from ...errors import UserError
 from ...models import Plan, Profile
 from ..answers import command_line
@@ -97,6 +99,7 @@ class RecommendationScreen(Screen):
         with VerticalScroll(id="plan-body"):
             yield Static(id="headline", markup=False)
             yield Static(id="summary", markup=False)
+            yield Static(id="stages", markup=False)
             with Horizontal(id="plan-columns"):
                 with VerticalScroll(id="why", classes="panel") as why:
                     why.border_title = "Why"
@@ -139,6 +142,9 @@ class RecommendationScreen(Screen):
         for part in ("#headline", "#cost"):
             self.query_one(part).set_class(not fits(plan), "-over")
         self.query_one("#summary", Static).update(plan.recommendation.summary)
+        stages = "\n".join(stage_line(number, stage) for number, stage in enumerate(plan.stages, 1))
+        self.query_one("#stages", Static).update(stages)
+        self.query_one("#stages").display = bool(stages)
         self.query_one(RationaleList).entries = list(plan.rationale)
         bars = self.query_one(MemoryBars)
         bars.memory = plan.estimate.memory if plan.estimate else None
@@ -157,8 +163,9 @@ class RecommendationScreen(Screen):
         self.query_one("#summary", Static).update(f"error: {message}")
         self.query_one(RationaleList).entries = []
         self.query_one(MemoryBars).memory = None
-        for part in ("#storage-time", "#warnings"):
+        for part in ("#storage-time", "#warnings", "#stages"):
             self.query_one(part, Static).update("")
+        self.query_one("#stages").display = False
         self.query_one("#command", Static).update(f"$ {command_line(profile)}")
         self.refresh_bindings()
 

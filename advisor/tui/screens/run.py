@@ -95,18 +95,21 @@ class RunScreen(Screen):
         yield ProgressBar(id="run-progress", show_eta=True)
         yield LossChart(id="run-loss")
         with Vertical(id="run-lower"):  # the status keeps its lines; the log gets what is left
-            yield RichLog(id="run-output", max_lines=5000, wrap=True, markup=False, highlight=False)
+            # min_width: RichLog's default (78) is wider than the log at 80 columns, which cut lines on the right
+            yield RichLog(id="run-output", max_lines=5000, wrap=True, markup=False, highlight=False, min_width=20)
             yield Static("starting ...", id="run-status", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
         self.set_interval(0.5, self.follow_progress)
-        self.execute()
+        self.call_after_refresh(self.execute)  # after the layout, so the log's width is known
 
     @work(exclusive=True, group="execute")
     async def execute(self) -> None:
-        env = os.environ | {"PYTHONUNBUFFERED": "1"}
         log = self.query_one(RichLog)
+        # The run's own tables (rich) are laid out for the log's width, not for the 80 columns of a pipe.
+        width = log.scrollable_content_region.width
+        env = os.environ | {"PYTHONUNBUFFERED": "1"} | ({"COLUMNS": str(width)} if width >= 40 else {})
         try:
             self.process = await asyncio.create_subprocess_exec(
                 *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,

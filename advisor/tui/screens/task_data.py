@@ -1,4 +1,5 @@
-"""Step 2: the task family, how many examples and how good they are, or a data file that says so.
+"""Step 2: the task family, how many examples and how good they are, or a data file that says so;
+the data's language, and an unlabelled domain corpus for continued pre-training first.
 
 Enter in the data field runs the data validator (in a worker thread) and fills
 task, examples and quality from its report, as `advisor plan --data` would.
@@ -36,6 +37,12 @@ class TaskDataScreen(StepScreen):
                            placeholder="JSONL, JSON, CSV or Parquet; → completes, Enter reads it",
                            suggester=PathSuggester())
         yield Static(classes="data-report", markup=False)
+        yield ProfileField("language", "Language", self.answers.get("language"),
+                           placeholder="default: en (an ISO 639 code: de, zh, ...)")
+        yield ProfileField("corpus_tokens", "Domain corpus (tokens)", self.answers.get("corpus_tokens"),
+                           input_type="integer", placeholder="optional: unlabelled text to pre-train on first",
+                           note="tokens of unlabelled domain text: a plan in two stages, continued "
+                                "pre-training on it, then tuning on the examples")
 
     def values(self) -> dict[str, Any]:
         return {
@@ -43,6 +50,8 @@ class TaskDataScreen(StepScreen):
             "examples": self.query_one("#examples-field", ProfileField).value,
             "quality": self.query_one("#quality", Select).value,
             "data": self.query_one("#data-field", ProfileField).value,
+            "language": self.query_one("#language-field", ProfileField).value,
+            "corpus_tokens": self.query_one("#corpus_tokens-field", ProfileField).value,
         }
 
     @on(Input.Submitted, "#data")

@@ -90,9 +90,10 @@ class ProfileField(QuestionRow):
     """A text question for one Profile field; `value` is the text (None when blank)."""
 
     def __init__(self, field: str, question: str, value: Any, *, input_type: str = "text",
-                 placeholder: Optional[str] = None, suggester: Optional[Suggester] = None) -> None:
-        description = Profile.model_fields[field].description or ""
-        super().__init__(question, description, id=f"{field}-field")
+                 placeholder: Optional[str] = None, suggester: Optional[Suggester] = None,
+                 note: Optional[str] = None) -> None:
+        """`note` (the line under the input) defaults to the Profile field's description."""
+        super().__init__(question, note or Profile.model_fields[field].description or "", id=f"{field}-field")
         self.field = field
         self.initial = "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
         default = Profile.model_fields[field].default
@@ -192,10 +193,11 @@ class FlagsField(QuestionRow):
     def __init__(self, question: str, flags: list[tuple[str, str, bool]], *, id: Optional[str] = None) -> None:
         super().__init__(question, id=id)
         self.flags = flags
+        self.add_class("flags")
 
     def compose_control(self) -> ComposeResult:
-        for field, label, value in self.flags:
-            yield Flag(label, value, id=field)
+        for field, label, value in self.flags:  # compact: one line each, so four fit at 80x24
+            yield Flag(label, value, id=field, compact=True)
 
     @property
     def values(self) -> dict[str, bool]:
