@@ -33,6 +33,7 @@ if args.fail:
 
 
 def stop(signum, frame):
+    (out / "stopped").write_text(signal.Signals(signum).name)  # for the tests: the run saw the stop
     print(f"saved checkpoint {out}/checkpoint-last", flush=True)
     print(f"resume with: advisor execute {out}/plan.json --data {args.data} --output-dir {out} --resume", flush=True)
     sys.exit(130)

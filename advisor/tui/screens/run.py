@@ -4,7 +4,9 @@ The executor's stdout and stderr go to the log line by line; its progress log
 `DIR/progress.jsonl` is polled twice a second for the bar and the loss chart
 (without it, only the lines show). Escape or Ctrl-C sends SIGINT: the executor
 saves a checkpoint and prints how to resume. After the run, `DIR/metrics.json`
-is summarised and Escape goes back.
+is summarised and Escape goes back. The executor runs in its own session, so a
+closed terminal (SIGHUP to the wizard) would not reach it: the wizard passes the
+stop on, and the run ends with a checkpoint instead of training on, unwatched.
 """
 
 from __future__ import annotations
@@ -118,6 +120,8 @@ class RunScreen(Screen):
             self.finish(None, f"could not start: {error}")
             return
         self.status(f"running · {STOP_HINT}")
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self.hang_up)
         try:
             assert self.process.stdout is not None
             async for raw in self.process.stdout:
@@ -128,6 +132,7 @@ class RunScreen(Screen):
                 log.write(line)
             code = await self.process.wait()
         finally:
+            loop.remove_signal_handler(signal.SIGHUP)
             await self.stop_process()
         self.follow_progress()
         self.finish(code)
@@ -142,6 +147,13 @@ class RunScreen(Screen):
             await asyncio.wait_for(process.wait(), STOP_GRACE_S)
         except asyncio.TimeoutError:
             process.kill()
+
+    def hang_up(self) -> None:
+        """The terminal closed: stop the run with a checkpoint (as Ctrl-C does) and leave."""
+        if self.process is not None and self.process.returncode is None:
+            self.stopping = True
+            self.process.send_signal(signal.SIGINT)
+        self.app.exit()
 
     def follow_progress(self) -> None:
         events = self.tail.read()
