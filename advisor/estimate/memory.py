@@ -48,7 +48,9 @@ class Shape:
     num_labels: int
     accumulation_steps: int = 1
     sharding: str = "none"
-    devices: int = 1
+    devices: int = 1  # per node
+    nodes: int = 1
+    offload: str = "none"
 
 
 @dataclass(frozen=True)
@@ -254,7 +256,7 @@ def peak_memory(arch: Architecture, fp: Footprint, shape: Shape, kernel: act.Ker
     """Walk the step's timeline and return its largest moment, per device."""
     params, buffers = shard(
         parameters(arch, fp, shape), arch, fp, shape.sharding, shape.devices, base_param_bytes(shape.precision),
-        shape.optimizer, autocast=shape.precision == "mixed",
+        shape.optimizer, autocast=shape.precision == "mixed", nodes=shape.nodes, offload=shape.offload,
     )
     state = forward_state(arch, fp, shape, kernel)
     grads = layer_grads(arch, fp, state.checkpointing)

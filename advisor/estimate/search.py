@@ -5,8 +5,14 @@ alternatives. Compromises are tried from the cheapest, each adding to the ones
 before: gradient checkpointing (slower steps; never for prefix tuning, which
 peft refuses to checkpoint), a smaller micro-batch with
 gradient accumulation (same effective batch), an 8-bit then a paged 8-bit
-optimizer, sharding across the GPUs when there are several (no quality cost),
-and last shorter sequences (a quality trade-off: longer examples get cut).
+optimizer, sharding across the GPUs when there are several (no quality cost;
+on several nodes hybrid sharding first, which keeps parameter traffic inside
+the node and sends only gradients over the slower links between nodes, and
+hybrid with its shards offloaded to CPU memory, then full FSDP, whose every
+parameter crosses those links each micro-batch, then ZeRO-3; a 4-bit base by
+FSDP only, as FSDP-QLoRA), CPU offload of the optimizer states, then of the
+parameters too (slower steps, no quality cost), and last shorter sequences (a
+quality trade-off: longer examples get cut).
 Once a configuration fits, the compromises made before the one that made it
 fit are undone where it still fits without them (sharding often makes the
 8-bit optimizer, checkpointing and a small micro-batch unnecessary). `smallest_tried` is the
@@ -23,10 +29,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..models import Estimate
 from . import EstimateRequest
 from .estimator import device_memory, estimate
+from .sharding import OFFLOADS, hardware_label, world_size
 
 #: Shortest sequence the search proposes.
 MIN_SEQ_LEN = 128
-SHARDINGS = (("fsdp", "FSDP full sharding"), ("zero3", "DeepSpeed ZeRO-3"))
+SHARDINGS = (
+    ("hybrid", "FSDP hybrid sharding (sharded within each node, replicated across nodes)"),
+    ("fsdp", "FSDP full sharding"),
+    ("zero3", "DeepSpeed ZeRO-3"),
+)
+#: The shardings a 4-bit base can use: FSDP with bnb_4bit_quant_storage set to the compute dtype (FSDP-QLoRA).
+QUANTIZED_SHARDINGS = ("hybrid", "fsdp")
+OFFLOAD_STEPS = (
+    ("optimizer", "optimizer states offloaded to CPU memory (slower steps: the optimizer runs on the CPU)"),
+    ("parameters", "parameters, gradients and optimizer states offloaded to CPU memory (slower steps: "
+                   "every layer is copied in for the forward and the backward pass)"),
+)
 OPTIMIZERS = (
     ("adamw_8bit", "8-bit AdamW (bitsandbytes) instead of AdamW"),
     ("paged_adamw_8bit", "paged 8-bit AdamW: optimizer states can spill to host memory"),
@@ -133,18 +151,45 @@ def _candidates(request: EstimateRequest, effective: int) -> Iterator[tuple[Esti
                 current = current.model_copy(update={"optimizer": optimizer})
                 notes["optimizer"] = why
                 yield current, list(notes.values())
-    # A 4-bit base under FSDP / ZeRO-3 fails only at run time (peft #1844, axolotl #1240): never proposed.
-    if current.num_gpus > 1 and current.sharding in ("none", "ddp", "zero2") and not current.footprint.quantized_base:
+    if world_size(current.num_gpus, current.num_nodes) > 1 and current.sharding in ("none", "ddp", "zero2"):
         for sharding, name in SHARDINGS:
-            current = current.model_copy(update={"sharding": sharding})
-            notes["sharding"] = f"{name} across {current.num_gpus} GPUs"
-            yield current, list(notes.values())
+            if _can_shard(current, sharding):
+                current = current.model_copy(update={"sharding": sharding})
+                notes["sharding"] = f"{name} across {hardware_label(current.num_gpus, current.num_nodes)}"
+                if current.footprint.quantized_base:
+                    notes["sharding"] += " (FSDP-QLoRA: the 4-bit base stored in the compute dtype, sharded)"
+                yield current, list(notes.values())
+                if sharding == "hybrid":
+                    # Across nodes, offloading hybrid's shards beats full sharding, whose every parameter crosses
+                    # the network each micro-batch (throughput.py: the node's link, shared by its devices).
+                    yield from _offloads(current, notes, ("parameters",))
+                    notes.pop("offload", None)
+    for current, changes in _offloads(current, notes, tuple(offload for offload, _ in OFFLOAD_STEPS)):
+        yield current, changes
     while current.seq_len // 2 >= MIN_SEQ_LEN:
         current = current.model_copy(update={"seq_len": current.seq_len // 2})
         notes["seq"] = (
             f"sequence length {request.seq_len} -> {current.seq_len} (quality trade-off: longer examples are truncated)"
         )
         yield current, list(notes.values())
+
+
+def _offloads(request: EstimateRequest, notes: dict[str, str],
+              offloads: tuple[str, ...]) -> Iterator[tuple[EstimateRequest, list[str]]]:
+    """The offload steps the request's sharding offers, each adding to the one before."""
+    for offload, why in OFFLOAD_STEPS:
+        if offload in offloads and request.sharding in OFFLOADS[offload] and request.offload != offload:
+            request = request.model_copy(update={"offload": offload})
+            notes["offload"] = why
+            yield request, list(notes.values())
+
+
+def _can_shard(request: EstimateRequest, sharding: str) -> bool:
+    """Hybrid needs several nodes. A 4-bit base shards under FSDP only, with bitsandbytes' quant_storage in the
+    compute dtype (its default uint8 storage fails at run time: peft #1844, axolotl #1240); ZeRO is not proposed."""
+    if sharding == "hybrid" and request.num_nodes <= 1:
+        return False
+    return sharding in QUANTIZED_SHARDINGS or not request.footprint.quantized_base
 
 
 def _on_cuda(request: EstimateRequest) -> bool:
