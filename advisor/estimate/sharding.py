@@ -19,7 +19,8 @@ What each engine stores, per device:
   weights and caches no copies of its own. Gathered at once: the layer
   computing and the one prefetched, plus the root unit (embeddings, final
   norm, head), in the compute dtype; and a layer's whole gradient until it is
-  reduce-scattered.
+  reduce-scattered. Under gradient accumulation the Trainer's `no_sync` keeps
+  the whole unsharded gradients between micro-batches (`accumulated_gradients`).
 - hybrid (FSDP2 `fully_shard` on a 2-D (nodes, devices) DeviceMesh, HSDP):
   fsdp's split over the `devices` of one node only, so each node holds a whole
   replica and only the gradient shards are all-reduced across nodes. Per
@@ -135,6 +136,19 @@ def shard(params, arch: Architecture, fp: Footprint, sharding: str, devices: int
         split.update(weights=0.0, upcast=0.0, adapters=0.0, gradients=0.0, layer_gradients=0.0,
                      head_gradients=0.0, tied_embedding_gradient=0.0)
     return replace(params, **split), buffers
+
+
+def accumulated_gradients(whole, sharded, sharding: str) -> float:
+    """Gradient bytes a device holds between micro-batches of one optimizer step.
+
+    The Trainer runs every micro-batch but the last inside accelerate's
+    `no_sync`, which for FSDP2 is `set_requires_gradient_sync(False)`: no
+    reduce-scatter (nor HSDP's all-reduce), so each device accumulates the
+    whole unsharded gradients until the last micro-batch reduces them.
+    DeepSpeed ZeRO reduces every micro-batch (accelerate leaves it alone): its
+    gradient partitions, as DDP keeps its own whole gradients.
+    """
+    return whole.gradients if sharding in ("fsdp", "hybrid") else sharded.gradients
 
 
 def offloaded_bytes(params, arch: Architecture, fp: Footprint, sharding: str, devices: int, param_bytes: int,

@@ -19,10 +19,12 @@ With several devices a third time can be the longest, the links' (`communication
 the engines overlap their collectives with compute, so the step takes the longest
 of the three, not their sum). Ring collectives over n devices move, per device,
 (n-1)/n of the tensor for an all-gather or a reduce-scatter and twice that for
-an all-reduce. Per micro-batch: ddp all-reduces the gradients once per optimizer
-step (accumulation skips the sync); zero2 reduce-scatters them and all-gathers
-the updated parameters once per step; fsdp and zero3 all-gather every unit for
-the forward and again for the backward, and reduce-scatter the gradients;
+an all-reduce. ddp all-reduces the gradients once per optimizer step (the
+Trainer's `no_sync` skips the other micro-batches); zero2 reduce-scatters them
+every micro-batch and all-gathers the updated parameters once per step; fsdp
+and zero3 all-gather every unit for the forward and again for the backward of
+every micro-batch, and reduce-scatter the gradients, fsdp once per step
+(`no_sync`, see sharding.accumulated_gradients), zero3 every micro-batch;
 hybrid does fsdp's inside the node, then all-reduces each device's gradient
 shard (1/devices of the gradients) with its peers on the other nodes. A
 collective that spans nodes goes at the node's network bandwidth shared by its
@@ -137,11 +139,12 @@ def communication_seconds(arch: Architecture, fp: Footprint, shape: Shape) -> fl
     elif shape.sharding == "zero2":
         links = (_ring(grads, world) + _ring(stored, world) / steps) / spanning
     elif shape.sharding == "hybrid":
-        within = (2 * _ring(gathered, shape.devices) + _ring(grads, shape.devices)) / INTRA_NODE_BYTES_PER_S
-        across = 2 * _ring(grads / shape.devices, shape.nodes) / (INTER_NODE_BYTES_PER_S / shape.devices)
+        within = (2 * _ring(gathered, shape.devices) + _ring(grads, shape.devices) / steps) / INTRA_NODE_BYTES_PER_S
+        across = 2 * _ring(grads / shape.devices, shape.nodes) / steps / (INTER_NODE_BYTES_PER_S / shape.devices)
         links = within + across
-    else:  # fsdp, zero3
-        links = (2 * _ring(gathered, world) + _ring(grads, world)) / spanning
+    else:  # fsdp reduces once per step (the Trainer's no_sync), zero3 every micro-batch
+        reductions = steps if shape.sharding == "fsdp" else 1
+        links = (2 * _ring(gathered, world) + _ring(grads, world) / reductions) / spanning
     ways = shard_ways(shape.sharding, shape.devices, shape.nodes)
     if shape.offload == "optimizer":
         links += (grads + stored) / ways / steps / HOST_LINK_BYTES_PER_S
