@@ -11,8 +11,9 @@ the node and sends only gradients over the slower links between nodes, and
 hybrid with its shards offloaded to CPU memory, then full FSDP, whose every
 parameter crosses those links each micro-batch, then ZeRO-3; a 4-bit base by
 FSDP only, as FSDP-QLoRA), CPU offload of the optimizer states, then of the
-parameters too (slower steps, no quality cost), and last shorter sequences (a
-quality trade-off: longer examples get cut).
+parameters too (slower steps, no quality cost; an offload fits only where the
+node's CPU memory, assumed twice its devices', holds what is offloaded), and
+last shorter sequences (a quality trade-off: longer examples get cut).
 Once a configuration fits, the compromises made before the one that made it
 fit are undone where it still fits without them (sharding often makes the
 8-bit optimizer, checkpointing and a small micro-batch unnecessary). `smallest_tried` is the
@@ -40,6 +41,10 @@ SHARDINGS = (
 )
 #: The shardings a 4-bit base can use: FSDP with bnb_4bit_quant_storage set to the compute dtype (FSDP-QLoRA).
 QUANTIZED_SHARDINGS = ("hybrid", "fsdp")
+#: ASSUMPTION (the profile does not give it): CPU memory a node has for offloaded shards, as a multiple of its
+#: devices' memory. Training servers commonly carry twice or more (an 8 x H100 80 GB DGX has 2 TB); a workstation
+#: with 4 x 24 GB cards often has 128-256 GB.
+HOST_MEMORY_PER_DEVICE_MEMORY = 2.0
 OFFLOAD_STEPS = (
     ("optimizer", "optimizer states offloaded to CPU memory (slower steps: the optimizer runs on the CPU)"),
     ("parameters", "parameters, gradients and optimizer states offloaded to CPU memory (slower steps: "
@@ -70,7 +75,7 @@ def best_fit(request: EstimateRequest, effective_batch: Optional[int] = None) ->
     effective = effective_batch or request.batch_size * request.gradient_accumulation_steps
     for candidate, changes in _candidates(request, effective):
         result = _memory_estimate(candidate)
-        if result.fits is None or result.fits:
+        if result.fits is None or (result.fits and _host_holds(candidate, result)):
             candidate = _relax(candidate, request)
             result = estimate(candidate)
             notes: dict[str, str] = {}
@@ -103,15 +108,26 @@ def _relax(fitting: EstimateRequest, asked: EstimateRequest) -> EstimateRequest:
         if getattr(fitting, field) == value:
             continue
         trial = fitting.model_copy(update={field: value})
-        if _memory_estimate(trial).fits:
+        if _fits(trial):
             fitting = trial
     effective = fitting.batch_size * fitting.gradient_accumulation_steps
     while fitting.batch_size * 2 <= min(asked.batch_size, effective):
         trial = _with_batch(fitting, fitting.batch_size * 2, effective)
-        if not _memory_estimate(trial).fits:
+        if not _fits(trial):
             break
         fitting = trial
     return fitting
+
+
+def _fits(request: EstimateRequest) -> bool:
+    result = _memory_estimate(request)
+    return bool(result.fits) and _host_holds(request, result)
+
+
+def _host_holds(request: EstimateRequest, result: Estimate) -> bool:
+    """What is offloaded fits the node's CPU memory, assumed HOST_MEMORY_PER_DEVICE_MEMORY times its devices'."""
+    offloaded = result.config.get("offloaded_gib_per_node", 0.0)
+    return offloaded <= HOST_MEMORY_PER_DEVICE_MEMORY * (result.device_memory_gib or 0.0) * request.num_gpus
 
 
 def _memory_estimate(request: EstimateRequest) -> Estimate:

@@ -125,3 +125,32 @@ def test_config_reports_the_layout_and_the_assumed_links():
     assert config["inter_node_gb_per_s_assumed"] == INTER_NODE_BYTES_PER_S / 1e9
     assert {"intra_node_gb_per_s_assumed", "host_link_gb_per_s_assumed", "offloaded_gib_per_node"} <= set(config)
     assert "inter_node_gb_per_s_assumed" not in timed(num_gpus=8, sharding="fsdp").config
+
+
+def searched(model: str, method: str, gpu: str, **shape):
+    from advisor.estimate.search import best_fit
+
+    return best_fit(request(model, method, gpu=resolve_gpu(gpu), batch_size=1, seq_len=1024, **shape))
+
+
+def test_search_tries_hybrid_first_on_several_nodes_and_never_on_one():
+    from advisor.estimate.search import _candidates
+
+    asked = request("llama-3.1-70b", "full", gpu=resolve_gpu("h100"), num_gpus=8, num_nodes=2, sharding="ddp")
+    order = [(candidate.sharding, candidate.offload) for candidate, _ in _candidates(asked, 16)]
+    shardings = [sharding for sharding, _ in order if sharding != "ddp"]
+    assert shardings[0] == "hybrid" and shardings.index("fsdp") < shardings.index("zero3")
+    assert order.index(("hybrid", "parameters")) < order.index(("fsdp", "none"))  # before any sharding across nodes
+    one_node = asked.model_copy(update={"num_nodes": 1})
+    assert "hybrid" not in {candidate.sharding for candidate, _ in _candidates(one_node, 16)}
+
+
+def test_offload_comes_after_sharding_and_before_cutting_sequences():
+    fit = searched("llama-3.1-70b", "lora", "rtx4090", num_gpus=4, sharding="ddp")
+    assert fit.request.offload != "none" and fit.request.seq_len == 1024
+    assert any("CPU memory" in change for change in fit.changes)
+
+
+def test_offload_is_bounded_by_the_assumed_host_memory():
+    """70B full fine-tuning on 2 x 24 GB would need about a terabyte of CPU memory: not offered."""
+    assert searched("llama-3.1-70b", "full", "rtx4090", num_gpus=2, sharding="ddp") is None
