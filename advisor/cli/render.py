@@ -7,7 +7,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from ..errors import UserError
-from ..estimate.sharding import hardware_label
+from ..estimate.sharding import ENGINE_NAMES, OFFLOAD_NAMES, hardware_label
 from ..knowledge_base import resolve_gpu
 from ..models import Plan, TimeEstimate
 
@@ -98,14 +98,6 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
             console.print(f"[yellow]warning:[/yellow] {warning}")
 
 
-#: How a person reads the estimate's sharding and offload settings.
-SHARDING_NAMES = {"ddp": "DDP (replicated)", "fsdp": "FSDP full sharding", "zero2": "DeepSpeed ZeRO-2",
-                  "zero3": "DeepSpeed ZeRO-3",
-                  "hybrid": "FSDP hybrid sharding (sharded within each node, replicated across nodes)"}
-OFFLOAD_NAMES = {"optimizer": "optimizer states in CPU memory",
-                 "parameters": "parameters, gradients and optimizer states in CPU memory"}
-
-
 def devices_layout(config: dict) -> str:
     """'2 nodes x 8 GPUs, FSDP hybrid sharding (...), optimizer states in CPU memory (12 GiB per node)', or ''
     for one device."""
@@ -113,8 +105,8 @@ def devices_layout(config: dict) -> str:
     if gpus * nodes <= 1 and config.get("offload", "none") == "none":
         return ""
     parts = [hardware_label(gpus, nodes)]
-    if config.get("sharding") in SHARDING_NAMES:
-        parts.append(SHARDING_NAMES[config["sharding"]])
+    if config.get("sharding") in ENGINE_NAMES:
+        parts.append(ENGINE_NAMES[config["sharding"]])
     if config.get("offload") in OFFLOAD_NAMES:
         offloaded = config.get("offloaded_gib_per_node")
         parts.append(OFFLOAD_NAMES[config["offload"]] + (f" ({offloaded:,.0f} GiB per node)" if offloaded else ""))

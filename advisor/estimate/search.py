@@ -30,15 +30,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..models import Estimate
 from . import EstimateRequest
 from .estimator import device_memory, estimate
-from .sharding import OFFLOADS, hardware_label, world_size
+from .sharding import ENGINE_NAMES, OFFLOAD_NAMES, OFFLOADS, hardware_label, world_size
 
 #: Shortest sequence the search proposes.
 MIN_SEQ_LEN = 128
-SHARDINGS = (
-    ("hybrid", "FSDP hybrid sharding (sharded within each node, replicated across nodes)"),
-    ("fsdp", "FSDP full sharding"),
-    ("zero3", "DeepSpeed ZeRO-3"),
-)
+SHARDINGS = ("hybrid", "fsdp", "zero3")
 #: The shardings a 4-bit base can use: FSDP with bnb_4bit_quant_storage set to the compute dtype (FSDP-QLoRA).
 QUANTIZED_SHARDINGS = ("hybrid", "fsdp")
 #: ASSUMPTION (the profile does not give it): CPU memory a node has for offloaded shards, as a multiple of its
@@ -46,9 +42,9 @@ QUANTIZED_SHARDINGS = ("hybrid", "fsdp")
 #: with 4 x 24 GB cards often has 128-256 GB.
 HOST_MEMORY_PER_DEVICE_MEMORY = 2.0
 OFFLOAD_STEPS = (
-    ("optimizer", "optimizer states offloaded to CPU memory (slower steps: the optimizer runs on the CPU)"),
-    ("parameters", "parameters, gradients and optimizer states offloaded to CPU memory (slower steps: "
-                   "every layer is copied in for the forward and the backward pass)"),
+    ("optimizer", f"{OFFLOAD_NAMES['optimizer']} (slower steps: the optimizer runs on the CPU)"),
+    ("parameters", f"{OFFLOAD_NAMES['parameters']} (slower steps: every layer is copied in for the forward "
+                   "and the backward pass)"),
 )
 OPTIMIZERS = (
     ("adamw_8bit", "8-bit AdamW (bitsandbytes) instead of AdamW"),
@@ -168,10 +164,11 @@ def _candidates(request: EstimateRequest, effective: int) -> Iterator[tuple[Esti
                 notes["optimizer"] = why
                 yield current, list(notes.values())
     if world_size(current.num_gpus, current.num_nodes) > 1 and current.sharding in ("none", "ddp", "zero2"):
-        for sharding, name in SHARDINGS:
+        for sharding in SHARDINGS:
             if _can_shard(current, sharding):
                 current = current.model_copy(update={"sharding": sharding})
-                notes["sharding"] = f"{name} across {hardware_label(current.num_gpus, current.num_nodes)}"
+                across = hardware_label(current.num_gpus, current.num_nodes)
+                notes["sharding"] = f"{ENGINE_NAMES[sharding]} across {across}"
                 if current.footprint.quantized_base:
                     notes["sharding"] += " (FSDP-QLoRA: the 4-bit base stored in the compute dtype, sharded)"
                 yield current, list(notes.values())

@@ -73,6 +73,12 @@ FP32_STATE_EXTRA_BYTES = 4
 GATHERED_LAYERS = 2
 #: Engines whose parameters are partitioned (and gathered unit by unit).
 PARTITIONED = ("fsdp", "hybrid", "zero3")
+#: How a person reads each engine and offload setting (the plan's changes, `advisor plan` and `advisor estimate`).
+ENGINE_NAMES = {"ddp": "DDP (replicated)", "fsdp": "FSDP full sharding", "zero2": "DeepSpeed ZeRO-2",
+                "zero3": "DeepSpeed ZeRO-3",
+                "hybrid": "FSDP hybrid sharding (sharded within each node, replicated across nodes)"}
+OFFLOAD_NAMES = {"optimizer": "optimizer states in CPU memory",
+                 "parameters": "parameters, gradients and optimizer states in CPU memory"}
 #: What each offload setting needs: the engines that offer it.
 OFFLOADS = {"none": ("none", "ddp", "fsdp", "hybrid", "zero2", "zero3"),
             "optimizer": ("zero2", "zero3"), "parameters": ("fsdp", "hybrid", "zero3")}
