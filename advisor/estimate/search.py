@@ -71,7 +71,7 @@ def best_fit(request: EstimateRequest, effective_batch: Optional[int] = None) ->
     effective = effective_batch or request.batch_size * request.gradient_accumulation_steps
     for candidate, changes in _candidates(request, effective):
         result = _memory_estimate(candidate)
-        if result.fits is None or (result.fits and _host_holds(candidate, result)):
+        if result.fits is None or result.fits:
             candidate = _relax(candidate, request)
             result = estimate(candidate)
             notes: dict[str, str] = {}
@@ -189,10 +189,14 @@ def _candidates(request: EstimateRequest, effective: int) -> Iterator[tuple[Esti
 
 def _offloads(request: EstimateRequest, notes: dict[str, str],
               offloads: tuple[str, ...]) -> Iterator[tuple[EstimateRequest, list[str]]]:
-    """The offload steps the request's sharding offers, each adding to the one before."""
+    """The offload steps the request's sharding offers, each adding to the one before, while the node's CPU
+    memory holds what they offload (each offloads more than the one before)."""
     for offload, why in OFFLOAD_STEPS:
         if offload in offloads and request.sharding in OFFLOADS[offload] and request.offload != offload:
-            request = request.model_copy(update={"offload": offload})
+            trial = request.model_copy(update={"offload": offload})
+            if not _host_holds(trial, _memory_estimate(trial)):
+                return
+            request = trial
             notes["offload"] = why
             yield request, list(notes.values())
 

@@ -154,3 +154,14 @@ def test_offload_comes_after_sharding_and_before_cutting_sequences():
 def test_offload_is_bounded_by_the_assumed_host_memory():
     """70B full fine-tuning on 2 x 24 GB would need about a terabyte of CPU memory: not offered."""
     assert searched("llama-3.1-70b", "full", "rtx4090", num_gpus=2, sharding="ddp") is None
+
+
+def test_needs_x_gib_comes_from_a_configuration_whose_offload_the_host_holds():
+    """Nothing fits, so the plan says what the smallest configuration needs: never one whose offload needs a
+    terabyte of CPU memory, which would read as 'needs 11 GiB of 24'."""
+    from advisor.estimate.search import smallest_tried
+
+    asked = request("llama-3.1-70b", "full", gpu=resolve_gpu("rtx4090"), batch_size=1, seq_len=1024, num_gpus=2,
+                    sharding="ddp")
+    smallest = smallest_tried(asked)
+    assert smallest.config["offload"] == "none" and smallest.fits is False
