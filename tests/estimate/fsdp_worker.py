@@ -55,8 +55,35 @@ def run(rank: int, world: int, nodes: int, init: str, out: str) -> None:
             "optimizer": _local_bytes(t for state in optimizer.state.values()
                                       for name, t in state.items() if name != "step"),
         }
+    # Gradient accumulation as the Trainer runs FSDP2: a micro-batch inside accelerate's no_sync
+    # (set_requires_gradient_sync(False)). The gradients stay on FSDP's unsharded parameters.
+    model = tm.build("llama", "float32", "full")
+    mesh = init_device_mesh("cpu", (world,), mesh_dim_names=("shard",))
+    for layer in model.model.layers:
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    model.set_requires_gradient_sync(False)
+    model(**tm.batch("llama", 2, 16, seed=rank)).loss.backward()
+    measured["fsdp-fp32-full-no-sync"] = {"unsharded_grads": _unsharded_grad_bytes(model)}
     Path(out, f"{rank}.json").write_text(json.dumps(measured))
     dist.destroy_process_group()
+
+
+def _unsharded_grad_bytes(model) -> int:
+    """Bytes of the gradients FSDP2 holds unsharded between micro-batches (private state: torch has no public
+    view of them; FSDPParam keeps them on its unsharded parameter, or converted to the reduce dtype)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    total = 0
+    for module in model.modules():
+        if not isinstance(module, FSDPModule):
+            continue
+        for group in module._get_fsdp_state()._fsdp_param_groups:
+            for param in group.fsdp_params:
+                grad = param.unsharded_accumulated_grad
+                grad = grad if grad is not None else param._unsharded_param.grad
+                total += grad.numel() * grad.element_size() if grad is not None else 0
+    return total
 
 
 def _local_bytes(tensors) -> int:

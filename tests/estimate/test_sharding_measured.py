@@ -13,6 +13,12 @@ every sharded dimension of the tiny model (vocabulary 256, hidden 64, 2 kv
 heads x 16, intermediate 176, LoRA rank 8) divides by 4, so FSDP2's dim-0
 chunks are equal and unpadded on every rank.
 
+Under gradient accumulation the Trainer wraps every micro-batch but the last in
+accelerate's `no_sync`, FSDP2's `set_requires_gradient_sync(False)`: each rank
+then holds the whole unsharded gradients (read from FSDP2's private per-
+parameter state, the only view torch gives), as sharding.accumulated_gradients
+prices them.
+
 Not measured here: the gathered units and the unsharded layer gradient
 (`communication_buffers`) are transient device allocations; CPU has no
 allocator peak to read, so the GPU harness (test_gpu_harness.py) is where they
@@ -28,7 +34,7 @@ import json
 import pytest
 
 from advisor.estimate import memory
-from advisor.estimate.sharding import shard
+from advisor.estimate.sharding import accumulated_gradients, shard
 
 from . import fsdp_worker
 from . import tiny_models as tm
@@ -67,6 +73,20 @@ def test_every_rank_holds_the_bytes_sharding_py_predicts(measured, label):
     expected = predicted(sharding, {"fp32": "fp32", "bf16": "bf16", "mixed": "mixed"}[precision], method)
     for rank in measured:
         assert rank[label] == expected, (label, rank[label], expected)
+
+
+@pytest.mark.slow
+def test_fsdp_holds_whole_gradients_between_micro_batches(measured):
+    """accelerate's no_sync for FSDP2 (the Trainer's gradient accumulation) leaves every rank with the whole
+    unsharded gradients, as sharding.accumulated_gradients prices them."""
+    arch, fp = tm.architecture("llama"), tm.footprint("llama", "full")
+    shape = memory.Shape(precision="fp32", batch=2, seq=16, gradient_checkpointing=False, optimizer="adamw",
+                         head="lm", num_labels=2, accumulation_steps=4)
+    whole = memory.parameters(arch, fp, shape)
+    sharded, _ = shard(whole, arch, fp, "fsdp", DEVICES, 4, "adamw", autocast=False, nodes=NODES)
+    for rank in measured:
+        assert rank["fsdp-fp32-full-no-sync"]["unsharded_grads"] == accumulated_gradients(whole, sharded, "fsdp")
+        assert accumulated_gradients(whole, sharded, "fsdp") == WORLD * sharded.gradients
 
 
 @pytest.mark.slow
