@@ -20,6 +20,7 @@ from . import rules as rulebook
 from .estimate import EstimateRequest, estimate
 from .errors import UserError, describe_validation_error
 from .estimate.search import FitResult, best_fit, smallest_tried
+from .estimate.sharding import world_size
 from .facts import Facts, derive_facts, method_facts
 from .knowledge_base import ModelEntry, gpus, models, resolve_gpu, tasks
 from .manager import footprint_of
@@ -113,8 +114,9 @@ def configure(method: Method, profile: Profile, model: ModelEntry, facts: Facts,
         return Candidate(method=method, settings=settings, provenance=provenance, excluded_by=excluded_by,
                          unavailable=reason)
     seq_len = sequence_length(profile, model, data_report)
-    # The rules' effective batch is global: each of the devices takes its share of it.
-    effective = max(1, math.ceil(settings.get("effective_batch", 16) / profile.num_gpus))
+    # The rules' effective batch is global: each of the devices (of every node) takes its share of it.
+    devices = world_size(profile.num_gpus, profile.num_nodes)
+    effective = max(1, math.ceil(settings.get("effective_batch", 16) / devices))
     gpu = resolve_gpu(profile.gpu)
     mean_tokens = getattr(getattr(getattr(data_report, "stats", None), "token_lengths", None), "mean", None)
     train_examples = profile.examples * (1 - settings.get("validation_ratio", 0.2))
@@ -125,7 +127,8 @@ def configure(method: Method, profile: Profile, model: ModelEntry, facts: Facts,
         batch_size=profile.batch_size or effective,
         seq_len=seq_len,
         num_gpus=profile.num_gpus,
-        sharding="ddp" if profile.num_gpus > 1 else "none",
+        num_nodes=profile.num_nodes,
+        sharding="ddp" if devices > 1 else "none",
         head="classification" if facts.head == "classification" else "lm",
         num_labels=facts.data_labels or 2,
         gpu=gpu,
@@ -152,7 +155,11 @@ def fit_change_kinds(candidate: Candidate) -> list[str]:
         "gradient_accumulation": candidate.fit.gradient_accumulation_steps > 1,
         "optimizer": got.optimizer != asked.optimizer,
         "seq_len": got.seq_len < asked.seq_len,
-        "sharding": got.sharding != asked.sharding,
+        # The memory rules say which sharding and why: hybrid (several nodes) or full (FSDP / ZeRO-3).
+        "sharding": got.sharding != asked.sharding and got.sharding != "hybrid",
+        "hybrid_sharding": got.sharding != asked.sharding and got.sharding == "hybrid",
+        "quantized_sharding": got.sharding != asked.sharding and got.footprint.quantized_base,
+        "offload": got.offload != asked.offload,
     }
     return [kind for kind, changed in kinds.items() if changed]
 
@@ -163,11 +170,13 @@ def smallest_fitting_hardware(candidates: list[Candidate], profile: Profile, mod
     options = sorted(((gpu, count) for gpu in gpus().values() if gpu.cuda for count in (1, 2, 4, 8)),
                      key=lambda option: (option[0].memory_gib * option[1], option[1]))
     labels = len(data_report.stats.labels) if data_report is not None and data_report.stats.labels else None
-    shown = {"batch_size", "seq_len", "gradient_checkpointing", "optimizer", "sharding"}
+    shown = {"batch_size", "seq_len", "gradient_checkpointing", "optimizer", "sharding", "offload"}
     for gpu, count in options:
-        if gpu.memory_gib * count <= (profile.gpu_memory_gib or resolve_gpu(profile.gpu).memory_gib) * profile.num_gpus:
+        asked = (profile.gpu_memory_gib or resolve_gpu(profile.gpu).memory_gib) * world_size(profile.num_gpus,
+                                                                                            profile.num_nodes)
+        if gpu.memory_gib * count <= asked:
             continue
-        elsewhere = profile.model_copy(update={"gpu": gpu.id, "num_gpus": count, "gpu_memory_gib": None})
+        elsewhere = profile.model_copy(update={"gpu": gpu.id, "num_gpus": count, "num_nodes": 1, "gpu_memory_gib": None})
         trial = first_fit(candidates, elsewhere, model, derive_facts(elsewhere, model, data_labels=labels), data_report)
         if trial is not None:
             config = trial.fit.request.model_dump(include=shown)

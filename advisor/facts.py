@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict
 
+from .estimate.sharding import hardware_label
 from .knowledge_base import ModelEntry, resolve_gpu, resolve_model, tasks
 from .methods import Method
 from .models import Profile
@@ -31,6 +32,8 @@ class Facts(BaseModel):
     latency: str
     tasks: int
     num_gpus: int
+    num_nodes: int = 1
+    hardware: str = ""  # "8 GPUs", "2 nodes x 8 GPUs"
     model: str
     gpu: str
     gpu_given: bool = True
@@ -113,7 +116,8 @@ def derive_facts(profile: Profile, model: Optional[ModelEntry] = None, data_labe
         goal=goals[0], goals=goals, knowledge_goal="knowledge" in goals, behavior_goal="behavior" in goals,
         task=profile.task, examples=profile.examples, quality=profile.quality,
         dynamic_knowledge=profile.dynamic_knowledge, one_off=profile.one_off, latency=profile.latency,
-        tasks=profile.tasks, num_gpus=profile.num_gpus, model=profile.model, gpu=profile.gpu,
+        tasks=profile.tasks, num_gpus=profile.num_gpus, num_nodes=profile.num_nodes,
+        hardware=hardware_label(profile.num_gpus, profile.num_nodes), model=profile.model, gpu=profile.gpu,
         gpu_given="gpu" in profile.model_fields_set,
         keep_general_ability=profile.keep_general_ability, continual_updates=profile.continual_updates,
         corpus_tokens=corpus, language=profile.language,

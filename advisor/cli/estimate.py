@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import Any, get_args
 
 from ..errors import EXIT_NO, UserError
 from ..documents import TooDeep, parse_json, print_json
-from ..models import MAX_BATCH_SIZE, MAX_GPU_MEMORY_GIB, MAX_GPUS, MAX_PRICE_PER_HOUR, MAX_SEQ_LEN, MAX_STEPS, MAX_TASKS
+from ..estimate.sharding import OFFLOADS
+from ..models import (MAX_BATCH_SIZE, MAX_GPU_MEMORY_GIB, MAX_GPUS, MAX_NODES, MAX_PRICE_PER_HOUR, MAX_SEQ_LEN,
+                      MAX_STEPS, MAX_TASKS, Offload, Sharding)
 from .numbers import finite, whole
 
 #: Shortcut flag (argparse dest) -> the method hyperparameter it sets.
@@ -47,9 +49,13 @@ def register(subparsers) -> None:
     parser.add_argument("--num-labels", type=whole(1, MAX_LABELS), default=2, help="classes of a classification head")
     parser.add_argument("--gpu", help="accelerator id or name (see `advisor gpus`); gives `fits` and time")
     parser.add_argument("--gpu-memory-gib", type=finite(0, MAX_GPU_MEMORY_GIB, low_included=False), help="overrides the catalog's memory per device")
-    parser.add_argument("--num-gpus", type=whole(1, MAX_GPUS), default=1, help="devices (data parallel)")
-    parser.add_argument("--sharding", choices=["none", "ddp", "fsdp", "zero2", "zero3"], default=None,
-                        help="multi-GPU scheme (default: ddp with several GPUs)")
+    parser.add_argument("--num-gpus", type=whole(1, MAX_GPUS), default=1, help="devices per node (data parallel)")
+    parser.add_argument("--num-nodes", type=whole(1, MAX_NODES), default=1, help="machines, each with --num-gpus devices")
+    parser.add_argument("--sharding", choices=list(get_args(Sharding)), default=None,
+                        help="multi-GPU scheme (default: ddp with several GPUs); hybrid: FSDP sharded within "
+                             "each node, replicated across nodes")
+    parser.add_argument("--offload", choices=list(get_args(Offload)), default="none",
+                        help="kept in CPU memory: optimizer (zero2, zero3) or parameters too (fsdp, hybrid, zero3)")
     parser.add_argument("--optimizer", choices=["adamw", "adamw_8bit", "paged_adamw_8bit"], default="adamw")
     parser.add_argument("--tasks", type=whole(1, MAX_TASKS), default=1, help="tasks/variants stored (storage total)")
     parser.add_argument("--tokens", type=whole(1, MAX_TOKENS), help="training tokens of the whole run (for hours and cost)")
@@ -90,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
     from ..knowledge_base import device_memory_label, resolve_gpu, resolve_model
     from ..manager import footprint_of, get_method
 
+    sharding = args.sharding or ("ddp" if args.num_gpus * args.num_nodes > 1 else "none")
+    if sharding not in OFFLOADS[args.offload]:
+        raise UserError(f"--offload {args.offload} needs --sharding {' or '.join(OFFLOADS[args.offload])}, "
+                        f"not {sharding}")
     model = resolve_model(args.model)
     method = get_method(args.method)
     values = method_values(args, list(method.Hyperparameters.model_fields), method.name)
@@ -106,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
         gradient_checkpointing=args.gradient_checkpointing,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         num_gpus=args.num_gpus,
-        sharding=args.sharding or ("ddp" if args.num_gpus > 1 else "none"),
+        num_nodes=args.num_nodes,
+        sharding=sharding,
+        offload=args.offload,
         optimizer=args.optimizer,
         head=args.head,
         num_labels=args.num_labels,
@@ -130,7 +142,7 @@ def render(result, model: str, method: str, device: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .render import time_with_band
+    from .render import devices_layout, time_with_band
 
     memory = result.memory
     table = Table("part", "GiB", title=f"{model} / {method}: peak memory per device")
@@ -145,6 +157,9 @@ def render(result, model: str, method: str, device: str) -> None:
         verdict = "[green]fits[/green]" if result.fits else "[red]does not fit[/red]"
         need = memory.peak_gib + memory.overhead_gib
         console.print(f"{verdict}: needs {need:.1f} GiB of {device} per device")
+    layout = devices_layout(result.config)
+    if layout:
+        console.print(f"devices: {layout}")
     if result.storage is not None:
         storage = result.storage
         kind = "full checkpoint" if storage.merged else "adapter"

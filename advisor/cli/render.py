@@ -7,6 +7,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from ..errors import UserError
+from ..estimate.sharding import ENGINE_NAMES, OFFLOAD_NAMES, hardware_label
 from ..knowledge_base import resolve_gpu
 from ..models import Plan, PlanStage, TimeEstimate
 
@@ -43,6 +44,9 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
         slack = "CUDA context and allocator slack" if on_cuda(plan) else "allocator slack"
         console.print(f"Memory per device: {memory.peak_gib:.2f} GiB peak (+{memory.overhead_gib:.2f} GiB {slack}) "
                       f"of {plan.estimate.device_memory_gib or 0:.1f} GiB: {verdict}")
+        layout = devices_layout(plan.estimate.config)
+        if layout:
+            console.print(f"Devices: {layout}")
         table = Table("part", "GiB")
         for part, gib in memory.breakdown.items():
             table.add_row(part, f"{gib:.2f}")
@@ -97,6 +101,21 @@ def stage_line(number: int, stage: PlanStage) -> str:
         if stage.estimate.time:
             line += f", ~{stage.estimate.time.hours:.1f} h"
     return line
+
+
+def devices_layout(config: dict) -> str:
+    """'2 nodes x 8 GPUs, FSDP hybrid sharding (...), optimizer states in CPU memory (12 GiB per node)', or ''
+    for one device."""
+    gpus, nodes = config.get("num_gpus", 1), config.get("num_nodes", 1)
+    if gpus * nodes <= 1 and config.get("offload", "none") == "none":
+        return ""
+    parts = [hardware_label(gpus, nodes)]
+    if config.get("sharding") in ENGINE_NAMES:
+        parts.append(ENGINE_NAMES[config["sharding"]])
+    if config.get("offload") in OFFLOAD_NAMES:
+        offloaded = config.get("offloaded_gib_per_node")
+        parts.append(OFFLOAD_NAMES[config["offload"]] + (f" ({offloaded:,.0f} GiB per node)" if offloaded else ""))
+    return ", ".join(parts)
 
 
 def on_cuda(plan: Plan) -> bool:

@@ -14,7 +14,8 @@ from ..precision import Dtypes, resolve_dtypes
 from . import EstimateRequest
 from . import throughput
 from .calibration import TIME_BAND
-from .memory import GIB, Shape, peak_memory
+from .memory import GIB, Shape, base_param_bytes, parameters, peak_memory
+from .sharding import offloaded_bytes, world_size
 from .storage import storage_estimate
 
 #: CUDA context and kernels loaded by torch (not in max_memory_allocated).
@@ -36,7 +37,7 @@ def shape_of(request: EstimateRequest, accumulation_steps: int = 1) -> Shape:
         gradient_checkpointing=request.gradient_checkpointing, optimizer=request.optimizer,
         head=request.head, num_labels=request.num_labels,
         accumulation_steps=max(accumulation_steps, request.gradient_accumulation_steps),
-        sharding=request.sharding, devices=request.num_gpus,
+        sharding=request.sharding, devices=request.num_gpus, nodes=request.num_nodes, offload=request.offload,
     )
 
 
@@ -78,7 +79,9 @@ def estimate(request: EstimateRequest) -> Estimate:
             "seq_len": request.seq_len,
             "gradient_checkpointing": request.gradient_checkpointing or fp.forces_gradient_checkpointing,
             "gradient_accumulation_steps": shape.accumulation_steps, "optimizer": request.optimizer,
-            "num_gpus": request.num_gpus, "sharding": request.sharding, "peak_phase": peak.phase,
+            "num_gpus": request.num_gpus, "num_nodes": request.num_nodes, "sharding": request.sharding,
+            "offload": request.offload, "peak_phase": peak.phase, **_host_memory(request, shape),
+            **_links_assumed(request),
         },
     )
 
@@ -91,18 +94,42 @@ def _time(request: EstimateRequest, shape: Shape) -> Optional[TimeEstimate]:
     if not tflops:
         return None
     per_device = throughput.tokens_per_second(request.architecture, request.footprint, shape, tflops)
+    devices = world_size(request.num_gpus, request.num_nodes)
     train_tokens = request.train_tokens or 0
-    hours = throughput.hours(train_tokens, per_device, request.num_gpus)
-    cost = None if request.train_tokens is None else throughput.cost(hours, request.price_per_hour, request.num_gpus)
+    hours = throughput.hours(train_tokens, per_device, devices)
+    cost = None if request.train_tokens is None else throughput.cost(hours, request.price_per_hour, devices)
     low, high = TIME_BAND
     return TimeEstimate(
-        tokens_per_s=round(per_device * request.num_gpus, 1),
+        tokens_per_s=round(per_device * devices, 1),
         train_tokens=train_tokens,
         hours=round(hours, 4),
         cost=_round(cost),
         hours_band=(round(hours * low, 4), round(hours * high, 4)) if train_tokens else None,
         cost_band=None if cost is None else (round(cost * low, 2), round(cost * high, 2)),
     )
+
+
+def _host_memory(request: EstimateRequest, shape: Shape) -> dict[str, float]:
+    """CPU memory each node gives the offloaded shards (GiB), when something is offloaded."""
+    if request.offload == "none":
+        return {}
+    pb = base_param_bytes(shape.precision)
+    per_device = offloaded_bytes(
+        parameters(request.architecture, request.footprint, shape), request.architecture, request.footprint,
+        shape.sharding, shape.devices, pb, shape.optimizer, shape.precision == "mixed", shape.nodes, shape.offload)
+    return {"offloaded_gib_per_node": round(per_device * request.num_gpus / GIB, 3)}
+
+
+def _links_assumed(request: EstimateRequest) -> dict[str, float]:
+    """The link bandwidths the time assumes (GB/s), for a run whose devices talk to each other or the host."""
+    assumed: dict[str, float] = {}
+    if world_size(request.num_gpus, request.num_nodes) > 1 and request.sharding != "none":
+        assumed["intra_node_gb_per_s_assumed"] = throughput.INTRA_NODE_BYTES_PER_S / 1e9
+    if request.num_nodes > 1:
+        assumed["inter_node_gb_per_s_assumed"] = throughput.INTER_NODE_BYTES_PER_S / 1e9
+    if request.offload != "none":
+        assumed["host_link_gb_per_s_assumed"] = throughput.HOST_LINK_BYTES_PER_S / 1e9
+    return assumed
 
 
 def _round(value: Optional[float]) -> Optional[float]:

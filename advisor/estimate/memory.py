@@ -26,7 +26,7 @@ from ..architecture import Architecture
 from ..methods import Footprint
 from . import activations as act
 from .calibration import LAYER_BACKWARD_TEMPORARIES
-from .sharding import shard
+from .sharding import accumulated_gradients, shard
 
 GIB = 2**30
 #: NF4 with double quantisation: 4 bits per weight, an 8-bit absmax per 64 weights, fp32 per 256 absmax blocks.
@@ -48,7 +48,9 @@ class Shape:
     num_labels: int
     accumulation_steps: int = 1
     sharding: str = "none"
-    devices: int = 1
+    devices: int = 1  # per node
+    nodes: int = 1
+    offload: str = "none"
 
 
 @dataclass(frozen=True)
@@ -252,14 +254,15 @@ def forward_state(arch: Architecture, fp: Footprint, shape: Shape, kernel: act.K
 
 def peak_memory(arch: Architecture, fp: Footprint, shape: Shape, kernel: act.Kernel = "cuda") -> Peak:
     """Walk the step's timeline and return its largest moment, per device."""
+    whole = parameters(arch, fp, shape)
     params, buffers = shard(
-        parameters(arch, fp, shape), arch, fp, shape.sharding, shape.devices, base_param_bytes(shape.precision),
-        shape.optimizer, autocast=shape.precision == "mixed",
+        whole, arch, fp, shape.sharding, shape.devices, base_param_bytes(shape.precision),
+        shape.optimizer, autocast=shape.precision == "mixed", nodes=shape.nodes, offload=shape.offload,
     )
     state = forward_state(arch, fp, shape, kernel)
     grads = layer_grads(arch, fp, state.checkpointing)
     logits = state.logits
-    accumulating = params.gradients if shape.accumulation_steps > 1 else 0.0
+    accumulating = accumulated_gradients(whole, params, shape.sharding) if shape.accumulation_steps > 1 else 0.0
     # Under checkpointing autocast's bf16 weight copies are remade per layer; only the lm_head's stays.
     copies_held = min(params.autocast_copies, params.head_copy) if state.checkpointing else params.autocast_copies
 

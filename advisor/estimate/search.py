@@ -5,8 +5,15 @@ alternatives. Compromises are tried from the cheapest, each adding to the ones
 before: gradient checkpointing (slower steps; never for prefix tuning, which
 peft refuses to checkpoint), a smaller micro-batch with
 gradient accumulation (same effective batch), an 8-bit then a paged 8-bit
-optimizer, sharding across the GPUs when there are several (no quality cost),
-and last shorter sequences (a quality trade-off: longer examples get cut).
+optimizer, sharding across the GPUs when there are several (no quality cost;
+on several nodes hybrid sharding first, which keeps parameter traffic inside
+the node and sends only gradients over the slower links between nodes, and
+hybrid with its shards offloaded to CPU memory, then full FSDP, whose every
+parameter crosses those links each micro-batch, then ZeRO-3; a 4-bit base by
+FSDP only, as FSDP-QLoRA), CPU offload of the optimizer states, then of the
+parameters too (slower steps, no quality cost; an offload fits only where the
+node's CPU memory, assumed twice its devices', holds what is offloaded), and
+last shorter sequences (a quality trade-off: longer examples get cut).
 Once a configuration fits, the compromises made before the one that made it
 fit are undone where it still fits without them (sharding often makes the
 8-bit optimizer, checkpointing and a small micro-batch unnecessary). `smallest_tried` is the
@@ -23,10 +30,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..models import Estimate
 from . import EstimateRequest
 from .estimator import device_memory, estimate
+from .sharding import ENGINE_NAMES, OFFLOAD_NAMES, OFFLOADS, hardware_label, world_size
 
 #: Shortest sequence the search proposes.
 MIN_SEQ_LEN = 128
-SHARDINGS = (("fsdp", "FSDP full sharding"), ("zero3", "DeepSpeed ZeRO-3"))
+SHARDINGS = ("hybrid", "fsdp", "zero3")
+#: The shardings a 4-bit base can use: FSDP with bnb_4bit_quant_storage set to the compute dtype (FSDP-QLoRA).
+QUANTIZED_SHARDINGS = ("hybrid", "fsdp")
+#: ASSUMPTION (the profile does not give it): CPU memory a node has for offloaded shards, as a multiple of its
+#: devices' memory. Training servers commonly carry twice or more (an 8 x H100 80 GB DGX has 2 TB); a workstation
+#: with 4 x 24 GB cards often has 128-256 GB.
+HOST_MEMORY_PER_DEVICE_MEMORY = 2.0
+OFFLOAD_STEPS = (
+    ("optimizer", f"{OFFLOAD_NAMES['optimizer']} (slower steps: the optimizer runs on the CPU)"),
+    ("parameters", f"{OFFLOAD_NAMES['parameters']} (slower steps: every layer is copied in for the forward "
+                   "and the backward pass)"),
+)
 OPTIMIZERS = (
     ("adamw_8bit", "8-bit AdamW (bitsandbytes) instead of AdamW"),
     ("paged_adamw_8bit", "paged 8-bit AdamW: optimizer states can spill to host memory"),
@@ -85,15 +104,26 @@ def _relax(fitting: EstimateRequest, asked: EstimateRequest) -> EstimateRequest:
         if getattr(fitting, field) == value:
             continue
         trial = fitting.model_copy(update={field: value})
-        if _memory_estimate(trial).fits:
+        if _fits(trial):
             fitting = trial
     effective = fitting.batch_size * fitting.gradient_accumulation_steps
     while fitting.batch_size * 2 <= min(asked.batch_size, effective):
         trial = _with_batch(fitting, fitting.batch_size * 2, effective)
-        if not _memory_estimate(trial).fits:
+        if not _fits(trial):
             break
         fitting = trial
     return fitting
+
+
+def _fits(request: EstimateRequest) -> bool:
+    result = _memory_estimate(request)
+    return bool(result.fits) and _host_holds(request, result)
+
+
+def _host_holds(request: EstimateRequest, result: Estimate) -> bool:
+    """What is offloaded fits the node's CPU memory, assumed HOST_MEMORY_PER_DEVICE_MEMORY times its devices'."""
+    offloaded = result.config.get("offloaded_gib_per_node", 0.0)
+    return offloaded <= HOST_MEMORY_PER_DEVICE_MEMORY * (result.device_memory_gib or 0.0) * request.num_gpus
 
 
 def _memory_estimate(request: EstimateRequest) -> Estimate:
@@ -133,18 +163,50 @@ def _candidates(request: EstimateRequest, effective: int) -> Iterator[tuple[Esti
                 current = current.model_copy(update={"optimizer": optimizer})
                 notes["optimizer"] = why
                 yield current, list(notes.values())
-    # A 4-bit base under FSDP / ZeRO-3 fails only at run time (peft #1844, axolotl #1240): never proposed.
-    if current.num_gpus > 1 and current.sharding in ("none", "ddp", "zero2") and not current.footprint.quantized_base:
-        for sharding, name in SHARDINGS:
-            current = current.model_copy(update={"sharding": sharding})
-            notes["sharding"] = f"{name} across {current.num_gpus} GPUs"
-            yield current, list(notes.values())
+    if world_size(current.num_gpus, current.num_nodes) > 1 and current.sharding in ("none", "ddp", "zero2"):
+        for sharding in SHARDINGS:
+            if _can_shard(current, sharding):
+                current = current.model_copy(update={"sharding": sharding})
+                across = hardware_label(current.num_gpus, current.num_nodes)
+                notes["sharding"] = f"{ENGINE_NAMES[sharding]} across {across}"
+                if current.footprint.quantized_base:
+                    notes["sharding"] += " (FSDP-QLoRA: the 4-bit base stored in the compute dtype, sharded)"
+                yield current, list(notes.values())
+                if sharding == "hybrid":
+                    # Across nodes, offloading hybrid's shards beats full sharding, whose every parameter crosses
+                    # the network each micro-batch (throughput.py: the node's link, shared by its devices).
+                    yield from _offloads(current, notes, ("parameters",))
+                    notes.pop("offload", None)
+    for current, changes in _offloads(current, notes, tuple(offload for offload, _ in OFFLOAD_STEPS)):
+        yield current, changes
     while current.seq_len // 2 >= MIN_SEQ_LEN:
         current = current.model_copy(update={"seq_len": current.seq_len // 2})
         notes["seq"] = (
             f"sequence length {request.seq_len} -> {current.seq_len} (quality trade-off: longer examples are truncated)"
         )
         yield current, list(notes.values())
+
+
+def _offloads(request: EstimateRequest, notes: dict[str, str],
+              offloads: tuple[str, ...]) -> Iterator[tuple[EstimateRequest, list[str]]]:
+    """The offload steps the request's sharding offers, each adding to the one before, while the node's CPU
+    memory holds what they offload (each offloads more than the one before)."""
+    for offload, why in OFFLOAD_STEPS:
+        if offload in offloads and request.sharding in OFFLOADS[offload] and request.offload != offload:
+            trial = request.model_copy(update={"offload": offload})
+            if not _host_holds(trial, _memory_estimate(trial)):
+                return
+            request = trial
+            notes["offload"] = why
+            yield request, list(notes.values())
+
+
+def _can_shard(request: EstimateRequest, sharding: str) -> bool:
+    """Hybrid needs several nodes. A 4-bit base shards under FSDP only, with bitsandbytes' quant_storage in the
+    compute dtype (its default uint8 storage fails at run time: peft #1844, axolotl #1240); ZeRO is not proposed."""
+    if sharding == "hybrid" and request.num_nodes <= 1:
+        return False
+    return sharding in QUANTIZED_SHARDINGS or not request.footprint.quantized_base
 
 
 def _on_cuda(request: EstimateRequest) -> bool:

@@ -14,6 +14,26 @@ process that launches its kernels:
 Small steps (batch 1) are host-bound, so tokens/s is far below the large-batch
 figure. The coefficients (calibration.py) are global, fitted on the H100 rows
 of the calibration file (benchmarks/estimator_accuracy.py).
+
+With several devices a third time can be the longest, the links' (`communication_seconds`;
+the engines overlap their collectives with compute, so the step takes the longest
+of the three, not their sum). Ring collectives over n devices move, per device,
+(n-1)/n of the tensor for an all-gather or a reduce-scatter and twice that for
+an all-reduce. ddp all-reduces the gradients once per optimizer step (the
+Trainer's `no_sync` skips the other micro-batches); zero2 reduce-scatters them
+every micro-batch and all-gathers the updated parameters once per step; fsdp
+and zero3 all-gather every unit for the forward and again for the backward of
+every micro-batch, and reduce-scatter the gradients, fsdp once per step
+(`no_sync`, see sharding.accumulated_gradients), zero3 every micro-batch;
+hybrid does fsdp's inside the node, then all-reduces each device's gradient
+shard (1/devices of the gradients) with its peers on the other nodes. A
+collective that spans nodes goes at the node's network bandwidth shared by its
+devices (NCCL runs a ring per device). CPU offload adds host-link traffic:
+`optimizer` sends the gradient shard out and takes the parameter shard back
+once per step, `parameters` brings the parameter shard in for the forward and
+the backward and sends the gradient shard out every micro-batch. The CPU's own
+optimizer step is not timed. The three bandwidths are assumptions, named below
+and reported in the estimate's config.
 """
 
 from __future__ import annotations
@@ -25,7 +45,19 @@ from ..architecture import Architecture
 from ..methods import Footprint
 from . import calibration as cal
 from . import activations as act
-from .memory import Shape, layer_grads, tokens, trained_layers, trains_base_weights, trains_embeddings
+from .memory import Shape, base_param_bytes, layer_grads, parameters, tokens, trained_layers, trains_base_weights, trains_embeddings
+from .sharding import PARTITIONED, gathered_unit_bytes, shard_ways, world_size
+
+#: ASSUMPTION (the catalog has no link figures): bytes/s one device exchanges with the others of its node.
+#: NVLink nodes (A100/H100 SXM) reach 150-450 GB/s per direction, PCIe-only cards 10-30 GB/s.
+INTRA_NODE_BYTES_PER_S = 100e9
+#: ASSUMPTION: bytes/s one node exchanges with the other nodes: 100 Gb/s Ethernet, a common cloud link
+#: (InfiniBand / EFA clusters have 4-32 times more, for which the estimate is pessimistic). That inter-node
+#: links are far slower than intra-node ones is what motivates hybrid sharding (Zhao et al. 2023, PyTorch FSDP:
+#: Experiences on Scaling Fully Sharded Data Parallel, arXiv:2304.11277).
+INTER_NODE_BYTES_PER_S = 100e9 / 8
+#: ASSUMPTION: bytes/s between one device and host memory under CPU offload (PCIe 4.0 x16 as measured in practice).
+HOST_LINK_BYTES_PER_S = 25e9
 
 
 @dataclass(frozen=True)
@@ -85,7 +117,45 @@ def tokens_per_second(arch: Architecture, fp: Footprint, shape: Shape, peak_tflo
     cost = step_cost(arch, fp, shape)
     gpu_s = (cost.flops + cost.traffic * cal.FLOPS_PER_TRAFFIC_BYTE) / (peak_tflops * 1e12 * cal.MODEL_FLOPS_UTILISATION)
     host_s = cost.layer_passes * cal.HOST_SECONDS_PER_LAYER_PASS
-    return shape.batch * shape.seq / max(gpu_s, host_s)
+    return shape.batch * shape.seq / max(gpu_s, host_s, communication_seconds(arch, fp, shape))
+
+
+def communication_seconds(arch: Architecture, fp: Footprint, shape: Shape) -> float:
+    """Seconds one micro-batch spends on collectives and host-link copies (per device; see the docstring)."""
+    world = world_size(shape.devices, shape.nodes)
+    if shape.sharding == "none" or world <= 1:
+        return 0.0
+    params = parameters(arch, fp, shape)
+    grads, stored, steps = params.gradients, params.resident, shape.accumulation_steps
+    # A collective spanning nodes shares the node's network among its devices.
+    spanning = min(INTRA_NODE_BYTES_PER_S, INTER_NODE_BYTES_PER_S / shape.devices) if shape.nodes > 1 \
+        else INTRA_NODE_BYTES_PER_S
+    if shape.sharding in PARTITIONED:
+        layer, root = gathered_unit_bytes(arch, fp, shape.sharding, base_param_bytes(shape.precision),
+                                          shape.precision == "mixed")
+        gathered = arch.num_layers * layer + root  # the whole model, gathered unit by unit
+    if shape.sharding == "ddp":
+        links = 2 * _ring(grads, world) / steps / spanning
+    elif shape.sharding == "zero2":
+        links = (_ring(grads, world) + _ring(stored, world) / steps) / spanning
+    elif shape.sharding == "hybrid":
+        within = (2 * _ring(gathered, shape.devices) + _ring(grads, shape.devices) / steps) / INTRA_NODE_BYTES_PER_S
+        across = 2 * _ring(grads / shape.devices, shape.nodes) / steps / (INTER_NODE_BYTES_PER_S / shape.devices)
+        links = within + across
+    else:  # fsdp reduces once per step (the Trainer's no_sync), zero3 every micro-batch
+        reductions = steps if shape.sharding == "fsdp" else 1
+        links = (2 * _ring(gathered, world) + _ring(grads, world) / reductions) / spanning
+    ways = shard_ways(shape.sharding, shape.devices, shape.nodes)
+    if shape.offload == "optimizer":
+        links += (grads + stored) / ways / steps / HOST_LINK_BYTES_PER_S
+    elif shape.offload == "parameters":
+        links += (2 * stored + grads) / ways / HOST_LINK_BYTES_PER_S
+    return links
+
+
+def _ring(size: float, devices: int) -> float:
+    """Bytes each of `devices` sends in a ring all-gather or reduce-scatter of `size` bytes."""
+    return size * (devices - 1) / devices
 
 
 def peak_tflops(gpu, precision: str) -> float:

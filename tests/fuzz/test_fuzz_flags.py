@@ -15,7 +15,7 @@ FUZZ = settings(max_examples=40, derandomize=True, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 PLAN_VALUED = [flag for flag, options in FLAGS.items() if options.get("action") != "store_true" and flag != "--data"]
-NUMERIC = {"--examples", "--gpu-memory-gib", "--num-gpus", "--tasks", "--seq-len", "--batch-size", "--price-per-hour"}
+NUMERIC = {"--examples", "--gpu-memory-gib", "--num-gpus", "--num-nodes", "--tasks", "--seq-len", "--batch-size", "--price-per-hour"}
 
 
 def _value(flag: str):
@@ -34,7 +34,7 @@ def test_plan_flags(pairs):
 
 
 ESTIMATE_NUMERIC = ["--batch-size", "--seq-len", "--gradient-accumulation-steps", "--lora-rank", "--num-virtual-tokens",
-                    "--trainable-layers", "--num-labels", "--gpu-memory-gib", "--num-gpus", "--tasks", "--tokens",
+                    "--trainable-layers", "--num-labels", "--gpu-memory-gib", "--num-gpus", "--num-nodes", "--tasks", "--tokens",
                     "--price-per-hour"]
 
 

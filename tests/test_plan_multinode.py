@@ -1,0 +1,88 @@
+"""Plans for several nodes and sharded 4-bit bases: which sharding, why, and how the plan says it."""
+
+import json
+
+import pytest
+
+from advisor.cli.main import main
+from advisor.facts import derive_facts
+from advisor.models import Plan, Profile
+from advisor.planner import make_plan
+
+FULL_70B_TWO_NODES = dict(examples=5000, model="llama-3.1-70b", gpu="h100", num_gpus=8, num_nodes=2, method="full")
+QLORA_70B_FOUR_4090 = dict(examples=5000, model="llama-3.1-70b", gpu="rtx4090", num_gpus=4, method="qlora")
+
+
+@pytest.fixture(scope="module")
+def two_nodes() -> Plan:
+    return make_plan(Profile(**FULL_70B_TWO_NODES))
+
+
+def rationale(plan: Plan) -> dict[str, str]:
+    return {entry.rule: f"{entry.message} {entry.source}" for entry in plan.rationale}
+
+
+def test_70b_full_fine_tuning_on_two_nodes_of_eight_h100_is_hybrid_sharded(two_nodes):
+    assert two_nodes.recommendation.method == "full" and two_nodes.estimate.fits
+    config = two_nodes.estimate.config
+    assert (config["sharding"], config["num_gpus"], config["num_nodes"]) == ("hybrid", 8, 2)
+    why = rationale(two_nodes)
+    assert "memory.sharding" not in why
+    assert "2 nodes x 8 GPUs" in why["memory.hybrid-sharding"]
+    assert "only gradients cross the slower network" in why["memory.hybrid-sharding"]
+    assert "arxiv.org/abs/2304.11277" in why["memory.hybrid-sharding"]
+
+
+def test_the_effective_batch_is_divided_over_every_device_of_every_node(two_nodes):
+    hp = two_nodes.training.hyperparameters
+    assert hp.batch_size * hp.gradient_accumulation_steps * 16 == 16
+
+
+def test_a_70b_qlora_fits_four_24gb_cards_with_fsdp_qlora():
+    plan = make_plan(Profile(**QLORA_70B_FOUR_4090))
+    assert plan.recommendation.method == "qlora" and plan.estimate.fits
+    assert plan.estimate.config["sharding"] == "fsdp"
+    why = rationale(plan)
+    assert "bnb_4bit_quant_storage" in why["memory.fsdp-qlora"] and "huggingface.co/docs/peft" in why["memory.fsdp-qlora"]
+
+
+def test_a_70b_qlora_does_not_fit_one_24gb_card():
+    plan = make_plan(Profile(**{**QLORA_70B_FOUR_4090, "num_gpus": 1}))
+    assert plan.recommendation.method is None and "memory.fsdp-qlora" not in rationale(plan)
+
+
+def test_one_node_never_gets_hybrid_sharding():
+    plan = make_plan(Profile(**{**FULL_70B_TWO_NODES, "num_nodes": 1}))
+    assert plan.estimate.config["sharding"] != "hybrid" and "memory.hybrid-sharding" not in rationale(plan)
+
+
+def test_facts_carry_the_nodes():
+    facts = derive_facts(Profile(**FULL_70B_TWO_NODES))
+    assert (facts.num_nodes, facts.hardware) == (2, "2 nodes x 8 GPUs")
+
+
+def test_human_plan_names_the_nodes_and_the_sharding(capsys):
+    code = main(["plan", "--examples", "5000", "--model", "llama-3.1-70b", "--gpu", "h100", "--num-gpus", "8",
+                 "--num-nodes", "2", "--method", "full"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Devices: 2 nodes x 8 GPUs, FSDP hybrid sharding" in " ".join(out.split())
+
+
+def test_estimate_cli_takes_nodes_and_offload(capsys):
+    code = main(["estimate", "--model", "llama-3.1-8b", "--method", "full", "--num-gpus", "8", "--num-nodes", "2",
+                 "--sharding", "hybrid", "--offload", "parameters", "--json"])
+    config = json.loads(capsys.readouterr().out)["config"]
+    assert code == 0
+    assert (config["num_nodes"], config["sharding"], config["offload"]) == (2, "hybrid", "parameters")
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--num-gpus", "8", "--offload", "optimizer"], "error: --offload optimizer needs --sharding zero2 or zero3, not ddp"),
+    (["--num-gpus", "8", "--sharding", "fsdp", "--offload", "optimizer"], "not fsdp"),
+    (["--num-nodes", "0"], "error: argument --num-nodes"),
+])
+def test_estimate_cli_refuses_an_offload_the_engine_lacks_in_one_line(capsys, argv, says):
+    code = main(["estimate", "--model", "llama-3.1-8b", "--method", "full", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
