@@ -126,6 +126,15 @@ def sbatch_script(shape: ClusterShape) -> str:
     ]) + "\n"
 
 
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (setup, run) as YAML block literals, as a person writes a SkyPilot task."""
+
+
+_BlockDumper.add_representer(
+    str, lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+)
+
+
 def sky_task(shape: ClusterShape) -> str:
     """sky.yaml: the run folder as the workdir of every node, the data mounted, launch.sh run per node."""
     accelerator = skypilot_accelerator(shape.gpu)
@@ -168,15 +177,6 @@ def sky_task(shape: ClusterShape) -> str:
         "run": "\n".join(run) + "\n",
     }
     return "\n".join(header) + "\n" + yaml.dump(task, Dumper=_BlockDumper, sort_keys=False, width=200)
-
-
-class _BlockDumper(yaml.SafeDumper):
-    """Multi-line strings (setup, run) as YAML block literals, as a person writes a SkyPilot task."""
-
-
-_BlockDumper.add_representer(
-    str, lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
-)
 
 
 def skypilot_accelerator(gpu: str) -> Optional[str]:
