@@ -162,7 +162,8 @@ def test_offload_is_written_as_the_sharding_engine_spells_it(tmp_path, tiny_llam
 
 
 def test_fsdp_shards_a_4bit_base(tmp_path, tiny_llama, alpaca, capsys, cuda_methods_here):
-    code, _, stderr, out = write_files(capsys, tmp_path, cluster_plan(str(tiny_llama), "hybrid", method="qlora"), alpaca)
+    plan = cluster_plan(str(tiny_llama), "hybrid", method="qlora")
+    code, _, stderr, out = write_files(capsys, tmp_path, plan, alpaca)
     assert code == 0, stderr
     config = config_of(out)
     assert config["distributed_type"] == "FSDP" and config["fsdp_config"]["fsdp_cpu_ram_efficient_loading"] is True
