@@ -1,17 +1,25 @@
 """The accelerate backend: the same run on several GPUs through `accelerate launch`, with a generated config.
 
-`advisor execute --backend accelerate` calls `execute`. It writes three files
-into the output directory and runs the second (unless --dry-run):
+`advisor execute --backend accelerate` calls `execute`. It writes these files
+into the output directory and runs launch.sh (unless --dry-run):
 
 - accelerate_config.yaml: accelerate's own ClusterConfig, from the plan, never
   from a user's default config (a stale default silently turned FSDP on,
   axolotl #394): DDP; FSDP wrapping the model's decoder-layer class, read from
   the model (transformers' `_no_split_modules`, else the class repeated in the
-  layer stack), not guessed (accelerate #1943); DeepSpeed ZeRO-2/3 when
-  deepspeed is importable, FSDP in its place otherwise;
-- launch.sh: `accelerate launch --config_file accelerate_config.yaml train.py "$@"`;
+  layer stack), not guessed (accelerate #1943); hybrid sharding (HSDP) through
+  accelerate's parallelism_config; DeepSpeed ZeRO-2/3 when deepspeed is
+  importable, FSDP in its place otherwise; num_machines = the plan's num_nodes,
+  num_processes = all machines' processes together; CPU offload as the plan says;
+- launch.sh, launch.sbatch, sky.yaml (cluster_files.py): `accelerate launch`
+  with this config on one machine, on each of several (MACHINE_RANK,
+  MAIN_PROCESS_IP), under Slurm, under SkyPilot;
 - train.py: a script that runs plan.json (copied next to it) on the data with
   the local backend in each process; `--resume` and `--max-steps` pass through.
+
+A dry run for another machine (files_only in prepared.py) does not need the
+model's tokenizer: offline, with the model not cached, it still writes every
+file and leaves the token checks to the cluster.
 
 The sharding comes from the plan's estimate (`estimate.config.sharding`, what
 the fit search chose) and the mixed precision from the plan's GPU, so a
@@ -34,7 +42,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import shlex
 import signal
 import subprocess
 import sys
