@@ -205,3 +205,17 @@ def test_offline_run_of_an_uncached_model_is_still_refused(tmp_path, alpaca, cap
     code, _, stderr = run_cli(capsys, "execute", save_plan(plan, tmp_path / "plan.json"), "--data", alpaca,
                               "--output-dir", tmp_path / "out", "--dry-run")
     assert code == 2 and "not in the local cache" in stderr
+
+
+def test_an_unreachable_hub_is_one_line_then_the_files(tmp_path, alpaca, capsys, monkeypatch):
+    from advisor.backends.loading import hub_reachable
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # not told: the probe decides (conftest refuses every connection)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-hf-home" / "hub"))
+    hub_reachable.cache_clear()
+    plan = cluster_plan("qwen2.5-7b", "fsdp")
+    code, _, stderr, out = write_files(capsys, tmp_path, plan, alpaca)
+    hub_reachable.cache_clear()
+    assert code == 0, stderr
+    assert stderr.count("is not reachable; working offline") == 1
+    assert (out / "sky.yaml").is_file() and "Qwen2DecoderLayer" in (out / "accelerate_config.yaml").read_text()
