@@ -1,17 +1,25 @@
 """The accelerate backend: the same run on several GPUs through `accelerate launch`, with a generated config.
 
-`advisor execute --backend accelerate` calls `execute`. It writes three files
-into the output directory and runs the second (unless --dry-run):
+`advisor execute --backend accelerate` calls `execute`. It writes these files
+into the output directory and runs launch.sh (unless --dry-run):
 
 - accelerate_config.yaml: accelerate's own ClusterConfig, from the plan, never
   from a user's default config (a stale default silently turned FSDP on,
   axolotl #394): DDP; FSDP wrapping the model's decoder-layer class, read from
   the model (transformers' `_no_split_modules`, else the class repeated in the
-  layer stack), not guessed (accelerate #1943); DeepSpeed ZeRO-2/3 when
-  deepspeed is importable, FSDP in its place otherwise;
-- launch.sh: `accelerate launch --config_file accelerate_config.yaml train.py "$@"`;
+  layer stack), not guessed (accelerate #1943); hybrid sharding (HSDP) through
+  accelerate's parallelism_config; DeepSpeed ZeRO-2/3 when deepspeed is
+  importable, FSDP in its place otherwise; num_machines = the plan's num_nodes,
+  num_processes = all machines' processes together; CPU offload as the plan says;
+- launch.sh, launch.sbatch, sky.yaml (cluster_files.py): `accelerate launch`
+  with this config on one machine, on each of several (MACHINE_RANK,
+  MAIN_PROCESS_IP), under Slurm, under SkyPilot;
 - train.py: a script that runs plan.json (copied next to it) on the data with
   the local backend in each process; `--resume` and `--max-steps` pass through.
+
+A dry run for another machine (files_only in prepared.py) does not need the
+model's tokenizer: offline, with the model not cached, it still writes every
+file and leaves the token checks to the cluster.
 
 The sharding comes from the plan's estimate (`estimate.config.sharding`, what
 the fit search chose) and the mixed precision from the plan's GPU, so a
@@ -34,16 +42,15 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import shlex
 import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import EXIT_INTERRUPTED, UserError
+from ..errors import EXIT_INTERRUPTED, EXIT_NO, UserError
 from ..knowledge_base import resolve_gpu
 from ..precision import resolve_dtypes
 from . import artifacts
@@ -54,8 +61,13 @@ from .prepared import Prepared
 CONFIG_FILE = "accelerate_config.yaml"
 LAUNCH_FILE = "launch.sh"
 SCRIPT_FILE = "train.py"
-LAUNCH_FILES = (CONFIG_FILE, LAUNCH_FILE, SCRIPT_FILE, artifacts.PLAN_FILE)
+SBATCH_FILE = "launch.sbatch"
+SKY_FILE = "sky.yaml"
+LAUNCH_FILES = (CONFIG_FILE, LAUNCH_FILE, SCRIPT_FILE, SBATCH_FILE, SKY_FILE, artifacts.PLAN_FILE)
+#: The saved dataset `python train.py --prepare-only` writes in the run folder: tokenised once, read by every rank.
 TOKENIZED_DIR = "tokenized"
+#: accelerate's (torchrun's) default port on the main machine.
+DEFAULT_PORT = 29500
 
 
 class LaunchFiles(BaseModel):
@@ -68,15 +80,28 @@ class LaunchFiles(BaseModel):
     script: str
     command: str
     distributed_type: str
-    num_processes: int
+    num_processes: int = Field(description="processes on all machines together (accelerate's num_processes)")
+    num_machines: int = 1
     mixed_precision: str
     wrap_class: Optional[str] = None
+    sbatch: Optional[str] = Field(None, description="the Slurm batch script")
+    sky: Optional[str] = Field(None, description="the SkyPilot task")
+    node_commands: list[str] = Field([], description="the command to run on each machine, machine rank 0 first")
     notes: list[str] = []
 
 
 def sharding_of(plan: Any) -> str:
     estimated = (plan.estimate.config if plan.estimate else {}).get("sharding")
-    return estimated or ("ddp" if plan.profile.num_gpus > 1 else "none")
+    return estimated or ("ddp" if total_processes(plan) > 1 else "none")
+
+
+def total_processes(plan: Any) -> int:
+    """accelerate's num_processes counts every machine's: num_gpus per node x num_nodes (on CPU, processes)."""
+    return plan.profile.num_gpus * plan.profile.num_nodes
+
+
+def deepspeed_installed() -> bool:
+    return importlib.util.find_spec("deepspeed") is not None
 
 
 def decoder_layer_class(model_type: str, kind: str) -> str:
@@ -111,91 +136,110 @@ def cluster_config(prepared: Prepared) -> tuple[Any, LaunchFiles]:
     hp = prepared.hp
     gpu = resolve_gpu(plan.profile.gpu)
     precision = resolve_dtypes(plan.training.precision, cuda=gpu.cuda, bf16=gpu.bf16)
-    sharding = sharding_of(plan)
-    notes: list[str] = []
-    if sharding in ("zero2", "zero3") and importlib.util.find_spec("deepspeed") is None:
-        notes.append(f"the plan shards with DeepSpeed {sharding} but deepspeed is not installed: FSDP instead "
-                     f"({'parameters, gradients and optimizer state' if sharding == 'zero3' else 'gradients and optimizer state'} sharded)")
-        sharding = "fsdp" if sharding == "zero3" else "fsdp_grad_op"
-    if prepared.method.quantized and sharding != "none" and sharding != "ddp":
+    if prepared.method.requires_cuda and not gpu.cuda:
+        raise UserError(f"method '{prepared.method.name}' needs a CUDA GPU and the plan's GPU is "
+                        f"'{plan.profile.gpu}'; plan it for a CUDA GPU (--gpu h100, a100-80gb, ...)")
+    num_nodes, num_processes = plan.profile.num_nodes, total_processes(plan)  # on a CPU profile: CPU processes
+    offload = (plan.estimate.config if plan.estimate else {}).get("offload", "none")
+    sharding, notes = _sharding_here(sharding_of(plan), plan.profile.num_gpus, num_nodes)
+    if prepared.method.quantized and sharding in ("zero2", "zero3"):
         raise UserError(
-            f"method '{prepared.method.name}' keeps the base in 4 bits, which FSDP and ZeRO-3 cannot shard "
-            "here (peft #1844); use ddp (each GPU holds the 4-bit base) or plan lora"
+            f"method '{prepared.method.name}' keeps the base in 4 bits: advisor shards a 4-bit base with FSDP2 "
+            "(bnb_4bit_quant_storage in the compute dtype, as peft's FSDP + QLoRA guide does), not with DeepSpeed "
+            "ZeRO (not measured here); plan sharding fsdp, hybrid or ddp"
         )
-    num_processes = plan.profile.num_gpus  # on a CPU profile: that many CPU processes
     wrap_class = None
-    fsdp_config = deepspeed_config = None
+    fsdp_config = deepspeed_config = parallelism_config = None
     if sharding == "none" or num_processes == 1 and sharding == "ddp":
         distributed = DistributedType.NO
     elif sharding == "ddp":
         # Also on CPU (use_cpu: the Trainer's processes join a gloo group): accelerate 1.15 starts N processes
         # (torchrun) only for a multi-device type; its MULTI_CPU config starts one unless mpirun is set up.
         distributed = DistributedType.MULTI_GPU
-    elif sharding.startswith("fsdp"):
+    elif sharding in ("fsdp", "fsdp_grad_op", "hybrid"):
         distributed = DistributedType.FSDP
         wrap_class = decoder_layer_class(model_type_of(prepared.source, plan.profile.model), prepared.kind)
         fsdp_config = {
             "fsdp_version": 2,
             "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
             "fsdp_transformer_layer_cls_to_wrap": wrap_class,
-            "fsdp_reshard_after_forward": sharding == "fsdp",
+            "fsdp_reshard_after_forward": sharding != "fsdp_grad_op",
             # Checkpoints: each process writes its shard. The final model is gathered whole (local._save_model).
             "fsdp_state_dict_type": "SHARDED_STATE_DICT",
+            # A 4-bit base loads whole in every process (transformers skips the meta device for a quantized
+            # model, accelerate 1.15 skips its sync for Params4bit), so the switch is harmless for QLoRA.
             "fsdp_cpu_ram_efficient_loading": True,
             "fsdp_sync_module_states": True,  # accelerate launch requires it with cpu_ram_efficient_loading
-            "fsdp_offload_params": False,
+            # FSDP2's CPUOffloadPolicy: parameters, their gradients and the optimizer step on the CPU together.
+            "fsdp_offload_params": offload != "none",
             # Activation checkpointing is the Trainer's (the plan's gradient_checkpointing), never also FSDP's:
             # transformers refuses both, and FSDP's wraps each layer in a checkpoint wrapper whose module names
             # peft does not strip, so a LoRA adapter gathered for the final save came out empty (measured).
             "fsdp_activation_checkpointing": False,
         }
+        if offload == "optimizer":
+            notes.append("FSDP2 offloads the optimizer state together with the parameters and gradients "
+                         "(no optimizer-only offload): fsdp_offload_params is on")
+        if sharding == "hybrid":
+            # accelerate's own HSDP for FSDP2: a (replicate, shard) device mesh, ranks of one node in a shard group.
+            parallelism_config = {"parallelism_config_dp_replicate_size": num_nodes,
+                                  "parallelism_config_dp_shard_size": plan.profile.num_gpus}
     else:
         distributed = DistributedType.DEEPSPEED
+        offload_params = offload == "parameters" and sharding == "zero3"
+        if offload == "parameters" and not offload_params:
+            notes.append("ZeRO-2 keeps the parameters on the GPUs: only the optimizer state is offloaded")
         deepspeed_config = {
             "zero_stage": 3 if sharding == "zero3" else 2,
             "gradient_accumulation_steps": hp.gradient_accumulation_steps,
             "gradient_clipping": hp.max_grad_norm,
-            "offload_optimizer_device": "none",
-            "offload_param_device": "none",
+            "offload_optimizer_device": "cpu" if offload != "none" else "none",
+            "offload_param_device": "cpu" if offload_params else "none",
             "zero3_init_flag": sharding == "zero3",
             "zero3_save_16bit_model": sharding == "zero3",
         }
+    if offload != "none" and distributed in (DistributedType.NO, DistributedType.MULTI_GPU):
+        notes.append(f"the plan offloads the {offload} to the CPU, which needs FSDP or DeepSpeed; "
+                     "with data parallelism nothing is offloaded")
     if not gpu.cuda and num_processes > 1 and distributed != DistributedType.NO:
         notes.append(f"{num_processes} CPU processes over gloo: the config says {distributed.value} with use_cpu, "
                      "as accelerate launch starts several processes only for a multi-device type")
     mixed = precision.autocast or ("bf16" if precision.weights == "bfloat16" else "no")
     config = ClusterConfig(
         compute_environment=ComputeEnvironment.LOCAL_MACHINE, distributed_type=distributed, mixed_precision=mixed,
-        use_cpu=not gpu.cuda, debug=False, num_processes=num_processes, num_machines=1, machine_rank=0,
+        use_cpu=not gpu.cuda, debug=False, num_processes=num_processes, num_machines=num_nodes, machine_rank=0,
         gpu_ids="all" if gpu.cuda else None, rdzv_backend="static", same_network=True,
-        fsdp_config=fsdp_config, deepspeed_config=deepspeed_config,
+        main_process_port=DEFAULT_PORT if num_nodes > 1 else None,
+        fsdp_config=fsdp_config, deepspeed_config=deepspeed_config, parallelism_config=parallelism_config,
     )
     described = LaunchFiles(
         config=CONFIG_FILE, launch=LAUNCH_FILE, script=SCRIPT_FILE, command="", distributed_type=distributed.value,
-        num_processes=num_processes, mixed_precision=mixed, wrap_class=wrap_class, notes=notes,
+        num_processes=num_processes, num_machines=num_nodes, mixed_precision=mixed, wrap_class=wrap_class,
+        notes=notes,
     )
     return config, described
 
 
-def launch_script(offline: bool) -> str:
-    lines = [
-        "#!/usr/bin/env bash",
-        "# Generated by advisor: runs train.py in every process with the config next to it.",
-        "# Arguments pass through to train.py (--resume, --max-steps N, --save-steps N).",
-        "set -euo pipefail",
-        'cd "$(dirname "$0")"',
-    ]
-    if offline:
-        lines.append("export HF_HUB_OFFLINE=1  # the model is a local directory: nothing needs the Hub")
-    lines.append(f'exec accelerate launch --config_file {CONFIG_FILE} {SCRIPT_FILE} "$@"')
-    return "\n".join(lines) + "\n"
+def _sharding_here(sharding: str, gpus_per_node: int, num_nodes: int) -> tuple[str, list[str]]:
+    """The plan's sharding as this config can write it, with a note for each change."""
+    if sharding in ("zero2", "zero3") and not deepspeed_installed():
+        kept = "parameters, gradients and optimizer state" if sharding == "zero3" else "gradients and optimizer state"
+        return ("fsdp" if sharding == "zero3" else "fsdp_grad_op"), [
+            f"the plan shards with DeepSpeed {sharding} but deepspeed is not installed: FSDP instead ({kept} sharded)"]
+    if sharding == "hybrid" and num_nodes == 1:
+        return "fsdp", ["hybrid sharding on one machine is FSDP: every process holds a shard"]
+    if sharding == "hybrid" and gpus_per_node == 1:
+        return "ddp", ["hybrid sharding with one GPU per machine shards nothing: data parallel instead"]
+    return sharding, []
 
 
 def training_script(prepared: Prepared) -> str:
     """train.py: plan.json next to it, the data path, the local backend in each process."""
     from .describe import resolved_run
 
-    resolved = resolved_run(prepared).text()
+    resolved = resolved_run(prepared).text() if prepared.encoded is not None else (
+        f"model {prepared.request.plan.profile.model} ({prepared.source}); its tokenizer was not available where this "
+        "file was written, so the token counts, split and schedule are resolved when the data is tokenised")
     request = prepared.request
     return f'''#!/usr/bin/env python
 """Training script generated by `advisor execute --backend accelerate`.
@@ -215,11 +259,12 @@ The run, as resolved when this file was written:
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DATA = {str(Path(request.data).resolve())!r}
+DATA = os.environ.get("ADVISOR_DATA") or {str(Path(request.data).resolve())!r}  # ADVISOR_DATA: the data elsewhere
 SAVE_STEPS = {request.save_steps!r}
 
 
@@ -243,14 +288,25 @@ if __name__ == "__main__":
 
 
 def write_launch_files(prepared: Prepared, output_dir: Path, config: Any, described: LaunchFiles) -> LaunchFiles:
+    from . import cluster_files
     from .loading import is_local
 
+    plan = prepared.request.plan
+    shape = cluster_files.ClusterShape(
+        run_dir=str(output_dir.resolve()), data=str(Path(prepared.request.data).resolve()),
+        num_nodes=plan.profile.num_nodes, gpus_per_node=plan.profile.num_gpus, gpu=plan.profile.gpu,
+        cuda=resolve_gpu(plan.profile.gpu).cuda, offline=is_local(prepared.source),
+        job_name=f"advisor-{plan.training.method}",
+    )
     config.to_yaml_file(str(output_dir / CONFIG_FILE))
-    (output_dir / LAUNCH_FILE).write_text(launch_script(is_local(prepared.source)), encoding="utf-8")
+    for name, text in ((LAUNCH_FILE, cluster_files.launch_script(shape)), (SCRIPT_FILE, training_script(prepared)),
+                       (SBATCH_FILE, cluster_files.sbatch_script(shape)), (SKY_FILE, cluster_files.sky_task(shape))):
+        (output_dir / name).write_text(text, encoding="utf-8")
     (output_dir / LAUNCH_FILE).chmod(0o755)
-    (output_dir / SCRIPT_FILE).write_text(training_script(prepared), encoding="utf-8")
     artifacts.write_json(output_dir / artifacts.PLAN_FILE, prepared.request.plan)
-    described.command = f"bash {shlex.quote(str(output_dir / LAUNCH_FILE))}"
+    described.node_commands = cluster_files.node_commands(shape)
+    described.command = described.node_commands[0]
+    described.sbatch, described.sky = SBATCH_FILE, SKY_FILE
     return described
 
 
@@ -273,6 +329,13 @@ def execute(prepared: Prepared, as_json: bool) -> int:
         _tokenize_once(prepared)
         return _launch(output_dir, request, None)
     config, described = cluster_config(prepared)  # refusals (a 4-bit base sharded) before anything is written
+    if prepared.encoded is None:
+        described.notes.append(
+            f"the tokenizer of '{prepared.source}' is not here (offline, not in the local cache): the files are "
+            f"written without it; the token lengths, rows left without loss and decoded preview are checked on "
+            f"the cluster by `python {SCRIPT_FILE} --prepare-only`, which the launch runs before the first step"
+            + (f"; the FSDP wrap class ({described.wrap_class}) is read from the architecture, not the weights"
+               if described.wrap_class else ""))
     if request.dry_run and artifacts.check_output_dir(output_dir, False, request.overwrite, LAUNCH_FILES):
         print(f"nothing written: '{output_dir}' holds a previous run, which only a run without --dry-run "
               "replaces; or choose another --output-dir", file=sys.stderr)
@@ -287,9 +350,7 @@ def execute(prepared: Prepared, as_json: bool) -> int:
         if as_json:
             print_json(files)
         else:
-            print(f"wrote {output_dir / CONFIG_FILE} ({launch_words(files)}), "
-                  f"{output_dir / LAUNCH_FILE} and {output_dir / SCRIPT_FILE}")
-            print(f"run it with: {files.command}")
+            print(dry_run_text(output_dir, files))
         return 0
     _tokenize_once(prepared)
     return _launch(output_dir, request, backup)
@@ -303,6 +364,39 @@ def _tokenize_once(prepared: Prepared) -> None:
     print(prepare_once(prepared.request, folder, prepared), file=sys.stderr)
 
 
+def dry_run_text(output_dir: Path, files: LaunchFiles) -> str:
+    """What was written and the exact command for each machine (or for the cluster's scheduler)."""
+    lines = [f"wrote {output_dir / CONFIG_FILE} ({launch_words(files)}), {LAUNCH_FILE}, {SCRIPT_FILE}, "
+             f"{SBATCH_FILE} and {SKY_FILE}"]
+    if len(files.node_commands) > 1:
+        lines.append(f"run it on each of the {files.num_machines} machines, with MAIN_PROCESS_IP set to the "
+                     "address of machine 0 there:")
+        lines += [f"  machine {rank}: {command}" for rank, command in enumerate(files.node_commands)]
+    else:
+        lines.append(f"run it with: {files.command}")
+    lines.append(f"or with Slurm: sbatch {output_dir / SBATCH_FILE} (fill in its partition); "
+                 f"with SkyPilot: sky launch {output_dir / SKY_FILE}")
+    return "\n".join(lines)
+
+
+def check_data(prepared: Prepared, as_json: bool = False) -> int:
+    """The preflight's data checks (token lengths, rows left without loss, the decoded preview; no probe step):
+    0, or EXIT_NO with the report on stderr. Before launch files are written, and in `train.py --prepare-only`."""
+    from rich.console import Console
+
+    from ..documents import print_json
+    from .preflight import render_preflight, run_preflight
+
+    with contextlib.redirect_stdout(sys.stderr):
+        report = run_preflight(prepared, probe=False)
+    if report.ok:
+        return 0
+    render_preflight(report, Console(file=sys.stderr, highlight=False, soft_wrap=True))
+    if as_json:
+        print_json({"ok": False, "preflight": report.model_dump(mode="json")})
+    return EXIT_NO
+
+
 DISTRIBUTED_WORDS = {"NO": "no distribution", "MULTI_GPU": "data parallel", "MULTI_CPU": "data parallel on CPUs",
                      "FSDP": "FSDP sharding", "DEEPSPEED": "DeepSpeed ZeRO"}
 
@@ -310,6 +404,8 @@ DISTRIBUTED_WORDS = {"NO": "no distribution", "MULTI_GPU": "data parallel", "MUL
 def launch_words(files: LaunchFiles) -> str:
     """The launch config in words: "data parallel, 4 processes, bf16 mixed precision, wraps LlamaDecoderLayer"."""
     processes = f"{files.num_processes} process" + ("" if files.num_processes == 1 else "es")
+    if files.num_machines > 1:
+        processes += f" on {files.num_machines} machines"
     precision = "full precision" if files.mixed_precision == "no" else f"{files.mixed_precision} mixed precision"
     words = [DISTRIBUTED_WORDS.get(files.distributed_type, files.distributed_type), processes, precision]
     if files.wrap_class:
@@ -378,8 +474,12 @@ def run_generated(
             plan=load_plan(str(plan_path)), plan_path=str(plan_path), data=data, output_dir=str(output_dir),
             resume=resume, max_steps=max_steps, save_steps=save_steps, backend="accelerate",
         )
-        if prepare_only:
-            print(pretokenize.prepare_once(request, tokenized), file=sys.stderr)
+        if prepare_only:  # the data checks a dry run without the tokenizer left for the cluster, then the encoding
+            prepared = prepare(request)
+            refused = check_data(prepared)
+            if refused:
+                return refused
+            print(pretokenize.prepare_once(request, tokenized, prepared), file=sys.stderr)
             return 0
         prepared = prepare(request, tokenized)
         if local.is_main_process():

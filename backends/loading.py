@@ -67,23 +67,32 @@ def quiet_libraries() -> None:
 
 def check_reachable(source: str) -> None:
     """A local model goes offline; a hub id goes offline too when the Hub does not answer, and must then be cached."""
+    if not model_available(source):
+        raise UserError(
+            f"model '{source}' is a Hugging Face Hub id, the Hub is offline (HF_HUB_OFFLINE) and the model is not "
+            "in the local cache; download it on a connected machine first, or pass a local model directory"
+        )
+
+
+def model_available(source: str) -> bool:
+    """Whether from_pretrained can reach the model from here: a local directory, the Hub, or the local cache.
+
+    Decided at once: the Hub is probed once (hub_reachable); when it does not answer, the process goes
+    offline (HF_HUB_OFFLINE=1) so that no later load waits on huggingface_hub's retries.
+    """
     if is_local(source):
         go_offline()
-        return
+        return True
     if not offline_requested():
         if hub_reachable():
-            return
+            return True
         host, _ = hub_address()
         print(f"advisor: the Hugging Face Hub ({host}) is not reachable; working offline (HF_HUB_OFFLINE=1)",
               file=sys.stderr)
         go_offline()
     from huggingface_hub import try_to_load_from_cache
 
-    if not isinstance(try_to_load_from_cache(source, "config.json"), str):
-        raise UserError(
-            f"model '{source}' is a Hugging Face Hub id, the Hub is offline (HF_HUB_OFFLINE) and the model is not "
-            "in the local cache; download it on a connected machine first, or pass a local model directory"
-        )
+    return isinstance(try_to_load_from_cache(source, "config.json"), str)
 
 
 def load_tokenizer(source: str, pad_left: bool = False) -> Any:

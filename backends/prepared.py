@@ -26,7 +26,7 @@ from .hardware import (
     detect_device,
     run_dtypes,
 )
-from .loading import check_reachable, load_tokenizer, model_source, model_type_of, quiet_libraries
+from .loading import check_reachable, load_tokenizer, model_available, model_source, model_type_of, quiet_libraries
 from .models import ExecuteRequest, TrainShape
 from .packing import packing_refusal
 from .tasks import (
@@ -54,9 +54,10 @@ class Prepared(BaseModel):
     source: str
     data: LoadedData
     kind: TaskKind
-    tokenizer: Any = Field(description="a transformers tokenizer (PreTrainedTokenizerBase)")
+    tokenizer: Any = Field(None, description="a transformers tokenizer (PreTrainedTokenizerBase); None with encoded")
     labels: list[str]
-    encoded: Encoded
+    encoded: Optional[Encoded] = Field(
+        None, description="None only where launch files are written without the model's tokenizer (files_only)")
     split: SplitPlan
     metric: str
     packed: bool = Field(False, description="micro-batches train as padding-free packed rows (packing.py)")
@@ -105,9 +106,13 @@ def prepare(request: ExecuteRequest, tokenized: Optional[Path] = None) -> Prepar
         raise UserError(f"plan training.hyperparameters.method ({method.name}): "
                         f"{describe_validation_error(error, method.Hyperparameters)}") from None
     device = detect_device()
-    check_method_runs_here(method, device)
     source = model_source(plan.profile.model)
-    check_reachable(source)
+    if files_only(request):
+        tokenize = model_available(source)
+    else:
+        check_method_runs_here(method, device)
+        check_reachable(source)
+        tokenize = True
     quiet_libraries()
     data = load_records(request.data)
     if not data.records:
@@ -119,15 +124,17 @@ def prepare(request: ExecuteRequest, tokenized: Optional[Path] = None) -> Prepar
             f"'{data.format}'; plan again with the data (`advisor plan --data {request.data}`)"
         )
     pad_left = kind == "classification" and reads_a_padded_last_position(plan.profile.model, method, method_hp)
-    tokenizer = load_tokenizer(source, pad_left=pad_left)
-    ensure_pad_token(tokenizer)  # batches need one; decoders (GPT-2, Llama, Qwen) often ship without
     labels = label_names(data.records) if kind == "classification" else []
     hp = training.hyperparameters
+    tokenizer = encoded = None
+    if tokenize:
+        tokenizer = load_tokenizer(source, pad_left=pad_left)
+        ensure_pad_token(tokenizer)  # batches need one; decoders (GPT-2, Llama, Qwen) often ship without
     if tokenized is not None and tokenized.is_dir():
         from .pretokenize import load
 
         encoded = load(tokenized, request)
-    else:
+    elif tokenize:
         encoded = encode_records(
             data.records, data.format, tokenizer, hp.seq_len, {name: i for i, name in enumerate(labels)}
         )
@@ -141,6 +148,12 @@ def prepare(request: ExecuteRequest, tokenized: Optional[Path] = None) -> Prepar
         metric=watched_metric(hp.eval_metric, kind), packed=hp.packing is not False and refusal is None,
         packing_note="off in the plan" if hp.packing is False else refusal or "",
     )
+
+
+def files_only(request: ExecuteRequest) -> bool:
+    """`--backend accelerate --dry-run` writes launch files for another machine: the model, its tokenizer and the
+    method's hardware need only be there. Without the tokenizer here (offline, not cached) it still writes them."""
+    return request.backend == "accelerate" and request.dry_run
 
 
 def reads_a_padded_last_position(model: str, method: Method, method_hp: MethodHyperparameters) -> bool:

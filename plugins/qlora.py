@@ -38,16 +38,22 @@ class QLoRA(LoRA):
 
     def load_options(self, hp: QLoraHyperparameters, dtypes: Dtypes) -> dict[str, Any]:
         import torch
+        from accelerate import PartialState
         from transformers import BitsAndBytesConfig
 
+        compute = getattr(torch, hp.compute_dtype or dtypes.compute)
         return {
             "quantization_config": BitsAndBytesConfig(
                 load_in_4bit=True,
                 bnb_4bit_quant_type="nf4",
                 bnb_4bit_use_double_quant=hp.double_quant,
-                bnb_4bit_compute_dtype=getattr(torch, hp.compute_dtype or dtypes.compute),
+                bnb_4bit_compute_dtype=compute,
+                # The packed 4-bit weights stored in a float dtype: FSDP shards only floating tensors (peft's
+                # "FSDP + QLoRA"; accelerate 1.15 leaves uint8 storage unsharded). The same bytes on one GPU.
+                bnb_4bit_quant_storage=compute,
             ),
-            "device_map": {"": torch.cuda.current_device()},
+            # Each process of a launch loads onto its own GPU (its local rank), not every one onto the first.
+            "device_map": {"": PartialState().local_process_index},
         }
 
     def build(self, model: Any, hp: QLoraHyperparameters, task_type: str = "CAUSAL_LM") -> Any:

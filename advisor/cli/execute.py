@@ -82,7 +82,8 @@ def _execute(args) -> int:
     if args.resume and args.overwrite:
         raise UserError("--resume continues a run and --overwrite replaces it: pass one of them")
     _check_output_dir(request)
-    _check_method_runs_here(plan)
+    if not (args.backend == "accelerate" and args.dry_run):  # launch files for a cluster: its GPUs run the method
+        _check_method_runs_here(plan)
     if not data_is_valid(args.data, args.json):
         return EXIT_NO
     # Libraries print load reports and warnings; stdout stays for our answer (one JSON document with --json).
@@ -233,15 +234,10 @@ def summary(metrics, output_dir: Path) -> str:
 
 def _accelerate(prepared, args) -> int:
     """The data checks of the preflight run here; its probe does not (it would hold a CUDA context in the
-    parent while the launched processes train), so the first step is the launched run's own."""
+    parent while the launched processes train), so the first step is the launched run's own. Launch files
+    written without the model's tokenizer leave the checks to `train.py --prepare-only` on the cluster."""
     from ..backends import accelerate
-    from ..backends.preflight import run_preflight
 
-    with contextlib.redirect_stdout(sys.stderr):
-        report = run_preflight(prepared, probe=False)
-    if not report.ok:
-        _render(report, sys.stderr)
-        if args.json:
-            print_json({"ok": False, "preflight": report.model_dump(mode="json")})
-        return EXIT_NO
+    if prepared.encoded is not None and (refused := accelerate.check_data(prepared, args.json)):
+        return refused
     return accelerate.execute(prepared, as_json=args.json)

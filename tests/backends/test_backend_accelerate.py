@@ -88,15 +88,20 @@ def test_zero3_without_deepspeed_installed_falls_back_to_fsdp_and_says_so(tmp_pa
     assert "deepspeed is not installed" in stderr
 
 
-def test_a_4bit_base_is_not_sharded(tmp_path, tiny_llama, alpaca, capsys, monkeypatch):
+def test_a_4bit_base_is_sharded_by_fsdp_not_deepspeed(tmp_path, tiny_llama, alpaca, capsys, monkeypatch):
     from advisor.backends import hardware
 
-    # The refusal is about sharding, so let the CUDA check pass on this CPU machine.
+    # The launch files are for the cluster's GPUs; a real run still checks CUDA where it runs.
     monkeypatch.setattr(hardware, "check_method_runs_here", lambda method, device: None)
     monkeypatch.setattr("advisor.backends.prepared.check_method_runs_here", lambda method, device: None)
     code, _, stderr, out = dry_run(capsys, tmp_path, sharded_plan(str(tiny_llama), "fsdp", method="qlora"), alpaca)
-    assert code == 2
-    assert "peft #1844" in stderr and not out.exists()
+    assert code == 0, stderr
+    assert config_of(out)["distributed_type"] == "FSDP"
+    monkeypatch.setattr("advisor.backends.accelerate.deepspeed_installed", lambda: True)
+    (tmp_path / "zero3").mkdir()
+    code, _, stderr, out = dry_run(capsys, tmp_path / "zero3", sharded_plan(str(tiny_llama), "zero3", method="qlora"),
+                                   alpaca)
+    assert code == 2 and "not with DeepSpeed ZeRO" in stderr and not out.exists()
 
 
 @pytest.mark.slow
