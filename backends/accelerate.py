@@ -475,7 +475,8 @@ def run_generated(
             resume=resume, max_steps=max_steps, save_steps=save_steps, backend="accelerate",
         )
         if prepare_only:  # the data checks a dry run without the tokenizer left for the cluster, then the encoding
-            prepared = prepare(request)
+            current = tokenized.is_dir() and pretokenize.staleness(tokenized, request) is None
+            prepared = prepare(request, tokenized if current else None)
             refused = check_data(prepared)
             if refused:
                 return refused

@@ -106,7 +106,7 @@ def test_prepare_only_never_replaces_a_file_advisor_did_not_write(launch_files, 
     assert prepare_only(out, data) == 0
     (out / TOKENIZED_DIR / "notes.txt").write_text("mine")
     plan = json.loads((out / "plan.json").read_text())
-    plan["training"]["hyperparameters"]["seq_len"] = 16
+    plan["training"]["hyperparameters"]["epochs"] += 1  # a changed plan: the folder is stale
     (out / "plan.json").write_text(json.dumps(plan))
     assert prepare_only(out, data) == 2
     assert "'tokenized/notes.txt'" in capsys.readouterr().err
