@@ -86,7 +86,10 @@ def chunked_cross_entropy(
         targets = flat_labels[start:start + size]
         if not bool((targets != IGNORE_INDEX).any()):
             continue  # nothing scored here (a masked prompt): no logits to make
-        total = total + checkpoint(chunk_loss, flat_hidden[start:start + size], targets, use_reentrant=False)
+        total = total + checkpoint(
+            chunk_loss, flat_hidden[start:start + size], targets, use_reentrant=False,
+            preserve_rng_state=False,  # nothing random in a head and a loss: no RNG state kept per chunk
+        )
     if num_items_in_batch is None:
         return total / (flat_labels != IGNORE_INDEX).sum()
     if torch.is_tensor(num_items_in_batch):

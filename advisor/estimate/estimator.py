@@ -36,7 +36,7 @@ def shape_of(request: EstimateRequest, accumulation_steps: int = 1) -> Shape:
         gradient_checkpointing=request.gradient_checkpointing, optimizer=request.optimizer,
         head=request.head, num_labels=request.num_labels,
         accumulation_steps=max(accumulation_steps, request.gradient_accumulation_steps),
-        sharding=request.sharding, devices=request.num_gpus,
+        sharding=request.sharding, devices=request.num_gpus, fused_loss=request.fused_cross_entropy,
     )
 
 
@@ -79,6 +79,7 @@ def estimate(request: EstimateRequest) -> Estimate:
             "gradient_checkpointing": request.gradient_checkpointing or fp.forces_gradient_checkpointing,
             "gradient_accumulation_steps": shape.accumulation_steps, "optimizer": request.optimizer,
             "num_gpus": request.num_gpus, "sharding": request.sharding, "peak_phase": peak.phase,
+            "fused_cross_entropy": shape.fused_loss,
         },
     )
 

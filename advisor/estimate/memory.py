@@ -49,6 +49,7 @@ class Shape:
     accumulation_steps: int = 1
     sharding: str = "none"
     devices: int = 1
+    fused_loss: bool = False  # the LM head and loss run without the full logits (activations.LogitsBytes)
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,7 @@ def forward_state(arch: Architecture, fp: Footprint, shape: Shape, kernel: act.K
             input_leaf=checkpointing and not embeddings and (arch.learned_positions or prompt_in_sequence(fp)),
             stream_grad=any(g.active for g in grads), head_trained=embeddings, head=shape.head, kernel=kernel,
         ).total,
-        logits=act.LogitsBytes.of(arch, numerics, tok, shape.head, shape.num_labels),
+        logits=act.LogitsBytes.of(arch, numerics, tok, shape.head, shape.num_labels, shape.fused_loss, embeddings),
         checkpointing=checkpointing,
     )
 
