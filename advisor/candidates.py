@@ -153,6 +153,7 @@ def fit_change_kinds(candidate: Candidate) -> list[str]:
         "optimizer": got.optimizer != asked.optimizer,
         "seq_len": got.seq_len < asked.seq_len,
         "sharding": got.sharding != asked.sharding,
+        "fused_cross_entropy": got.fused_cross_entropy and not asked.fused_cross_entropy,
     }
     return [kind for kind, changed in kinds.items() if changed]
 
