@@ -7,6 +7,7 @@ throughput.py times the run.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 from ..models import Estimate, MemoryEstimate, TimeEstimate
@@ -88,6 +89,11 @@ def _time(request: EstimateRequest, shape: Shape) -> Optional[TimeEstimate]:
     """Tokens/s on the request's GPU; hours and cost when the run's token count is known."""
     if request.gpu is None:
         return None
+    if request.packed_mean_tokens:
+        # Packed rows hold real tokens only (no padding), each example attending to itself: a step costs its rows
+        # at the data's mean length, and tokens/s counts those. The memory peak (estimate()) keeps seq_len: the
+        # worst case, a micro-batch of the longest examples.
+        shape = replace(shape, seq=max(1, min(shape.seq, round(request.packed_mean_tokens))))
     tflops = throughput.peak_tflops(request.gpu, shape.precision)
     if not tflops:
         return None
