@@ -31,8 +31,9 @@ generation (model.eval(), or no labels) run the model's own forward.
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, Optional
+
+from ..estimate.activations import loss_chunk_tokens
 
 #: The kernels the liger path turns on: the fused loss only (the others change more than the loss's memory).
 LIGER_CONFIG = {"fused_linear_cross_entropy": True, "cross_entropy": False, "rope": False, "rms_norm": False,
@@ -53,12 +54,6 @@ def fused_loss_kind(fused: Optional[bool], kind: str, device_kind: str) -> Optio
     return "liger" if device_kind == "cuda" and liger_available() else "chunked"
 
 
-def chunk_tokens(tokens: int, hidden_size: int, vocab_size: int) -> int:
-    """Tokens per chunk, liger's choice: a chunk's logits about the size of the hidden states (tokens x hidden)."""
-    chunks = max(1, math.ceil(vocab_size / hidden_size))
-    return max(1, math.ceil(tokens / chunks))
-
-
 def chunked_cross_entropy(
     head: Any, hidden: Any, labels: Optional[Any] = None, num_items_in_batch: Optional[Any] = None,
     shift_labels: Optional[Any] = None, softcap: Optional[float] = None, chunk: Optional[int] = None,
@@ -73,7 +68,7 @@ def chunked_cross_entropy(
     flat_hidden = hidden.reshape(-1, hidden.shape[-1])
     flat_labels = shift_labels.reshape(-1).to(hidden.device)
     vocab = getattr(head, "out_features", None) or head.weight.shape[0]
-    size = chunk or chunk_tokens(flat_hidden.shape[0], flat_hidden.shape[-1], vocab)
+    size = chunk or loss_chunk_tokens(flat_hidden.shape[0], flat_hidden.shape[-1], vocab)
 
     def chunk_loss(states: Any, targets: Any) -> Any:
         logits = head(states).float()
@@ -97,8 +92,9 @@ def chunked_cross_entropy(
     return total / num_items_in_batch
 
 
-def install_chunked_loss(model: Any) -> Any:
-    """Give `model`'s causal-LM (under a peft wrapper too) a training forward with the chunked loss."""
+def install_chunked_loss(model: Any, chunk: Optional[int] = None) -> Any:
+    """Give `model`'s causal-LM (under a peft wrapper too) a training forward with the chunked loss
+    (`chunk` tokens per chunk; default `loss_chunk_tokens`)."""
     from transformers.modeling_outputs import CausalLMOutputWithPast
     from transformers.trainer_utils import unwrap_peft_model
 
@@ -114,7 +110,8 @@ def install_chunked_loss(model: Any) -> Any:
         loss_kwargs = {key: kwargs.pop(key, None) for key in ("num_items_in_batch", "shift_labels")}
         kwargs.pop("logits_to_keep", None)
         outputs = lm.base_model(**kwargs)
-        loss = chunked_cross_entropy(lm.get_output_embeddings(), outputs[0], labels, softcap=softcap, **loss_kwargs)
+        loss = chunked_cross_entropy(lm.get_output_embeddings(), outputs[0], labels, softcap=softcap, chunk=chunk,
+                                    **loss_kwargs)
         return CausalLMOutputWithPast(loss=loss)
 
     lm.forward = forward

@@ -456,6 +456,19 @@ def outside_layers(
     return ledger
 
 
+#: The fewest tokens in a chunk of a fused loss: each chunk reads the whole head matrix, so a chunk of a few tokens
+#: is a matrix-vector product bound by that read (measured on the CPU, hidden 256 and a 128K vocabulary: one-token
+#: chunks ran 20x slower than the standard loss; benchmarks/fused_loss.py).
+MIN_LOSS_CHUNK_TOKENS = 128
+
+
+def loss_chunk_tokens(tokens: int, hidden_size: int, vocab_size: int) -> int:
+    """Tokens per chunk of a fused loss: liger's choice (a chunk's logits about tokens x hidden), at least
+    MIN_LOSS_CHUNK_TOKENS, at most all of them."""
+    chunks = max(1, math.ceil(vocab_size / hidden_size))
+    return min(tokens, max(MIN_LOSS_CHUNK_TOKENS, math.ceil(tokens / chunks)))
+
+
 @dataclass(frozen=True)
 class LogitsBytes:
     """The logits and cross-entropy tensors, which dominate with 128K-152K vocabularies.
@@ -470,8 +483,7 @@ class LogitsBytes:
     chunked twin in backends/chunked_loss.py) no full logits exist: the forward
     keeps the head's input (unless the trained head saves it already) and the
     shifted labels, and the loss backward holds one chunk of logits with the
-    same per-logit bytes, a chunk being about tokens x hidden logits (liger's
-    chunk size). Checked against autograd's saved tensors on CPU
+    same per-logit bytes, on `loss_chunk_tokens` tokens. Checked against autograd's saved tensors on CPU
     (tests/estimate/test_fused_loss.py).
     """
 
@@ -491,7 +503,7 @@ class LogitsBytes:
         loss = 4 if arch.kind == "decoder" and head == "lm" else n.logits
         per_logit = n.logits + loss + (n.logits if arch.final_logit_softcapping and head == "lm" else 0)  # Gemma 2's tanh
         if fused and arch.kind == "decoder" and head == "lm":
-            chunk = math.ceil(positions / math.ceil(classes / arch.hidden_size)) * classes
+            chunk = loss_chunk_tokens(positions, arch.hidden_size, classes) * classes
             head_input = 0 if head_input_saved else positions * arch.hidden_size * n.residual
             return cls(kept=positions * 8 + head_input, backward_extra=chunk * (per_logit + 2 * loss), output=0)
         return cls(

@@ -51,7 +51,7 @@ def _loss_and_grads(model, batch: dict, num_items) -> tuple[float, dict[str, tor
 @pytest.mark.parametrize("num_items", [None, 37])
 def test_the_chunked_loss_gives_the_standard_loss_and_gradients(family, packed, num_items, tiny_llama):
     standard, tokenizer = _model(family, tiny_llama)
-    chunked = install_chunked_loss(copy.deepcopy(standard))
+    chunked = install_chunked_loss(copy.deepcopy(standard), chunk=5)  # several chunks, the last one short
     batch = _batch(tokenizer, packed)
     expected_loss, expected = _loss_and_grads(standard, batch, num_items)
     loss, grads = _loss_and_grads(chunked, batch, num_items)
@@ -67,7 +67,7 @@ def test_lora_gradients_match_and_evaluation_keeps_the_logits(tiny_llama):
 
     base, tokenizer = _model("llama", tiny_llama)
     standard = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj", "lm_head"], init_lora_weights=False))
-    chunked = install_chunked_loss(copy.deepcopy(standard))
+    chunked = install_chunked_loss(copy.deepcopy(standard), chunk=5)  # several chunks, the last one short
     batch = _batch(tokenizer, packed=True)
     expected_loss, expected = _loss_and_grads(standard, batch, None)
     loss, grads = _loss_and_grads(chunked, batch, None)
