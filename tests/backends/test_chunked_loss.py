@@ -115,3 +115,16 @@ def test_a_plan_with_the_fused_loss_trains_with_the_chunked_loss_on_the_cpu(tiny
     assert code == 0, err
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"
     assert calls  # the training steps' loss
+
+
+def test_on_cuda_with_liger_installed_the_trainer_is_asked_for_ligers_fused_loss(monkeypatch):
+    from advisor.backends import chunked_loss, trainer_setup
+    from advisor.backends.hardware import Device
+    from advisor.models import TrainingHyperparameters
+
+    monkeypatch.setattr(chunked_loss, "liger_available", lambda: True)
+    hp = TrainingHyperparameters(learning_rate=1e-4, fused_cross_entropy=True)
+    settings = trainer_setup._liger(hp, "causal_lm", Device(kind="cuda", name="H100"))
+    assert settings["use_liger_kernel"] and settings["liger_kernel_config"]["fused_linear_cross_entropy"]
+    assert trainer_setup._liger(hp, "causal_lm", Device(kind="cpu", name="cpu")) == {}
+    assert trainer_setup._liger(hp, "classification", Device(kind="cuda", name="H100")) == {}
