@@ -13,9 +13,10 @@ that size in the backward) can be the largest thing a step holds.
   logits exist at a time. This is a hand-written twin of liger's kernel, kept
   because liger needs triton and CUDA (its kernels are triton; neither runs on
   the CPU, where our tests and the CPU backend train). Measured on the CPU
-  (benchmarks/fused_loss.py, a llama-shaped model with a 128K vocabulary,
-  2048 tokens): see benchmarks/results/fused_loss.md for the logits memory
-  with and without it.
+  (benchmarks/fused_loss.py: a llama-shaped model, 128K vocabulary, LoRA, one
+  row of 2048 tokens, fp32): the step's peak above its start was 3020 MiB with
+  transformers' loss (one fp32 copy of the logits is 1002 MiB) and 215 MiB
+  with the chunked one, at the same losses (within 1e-6).
 
 The chunked loss is the standard one, summed chunk by chunk: labels shift by
 one with -100 padding (so packed rows, whose examples each start with -100,
