@@ -77,7 +77,7 @@ def chunked_cross_entropy(
             logits = torch.tanh(logits / softcap) * softcap
         return F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
 
-    total = hidden.new_zeros((), dtype=torch.float32)
+    total = flat_hidden[:0].float().sum()  # 0, but on the graph even where no chunk is scored
     for start in range(0, flat_hidden.shape[0], size):
         targets = flat_labels[start:start + size]
         if not bool((targets != IGNORE_INDEX).any()):

@@ -128,3 +128,11 @@ def test_on_cuda_with_liger_installed_the_trainer_is_asked_for_ligers_fused_loss
     assert settings["use_liger_kernel"] and settings["liger_kernel_config"]["fused_linear_cross_entropy"]
     assert trainer_setup._liger(hp, "causal_lm", Device(kind="cpu", name="cpu")) == {}
     assert trainer_setup._liger(hp, "classification", Device(kind="cuda", name="H100")) == {}
+
+
+def test_a_batch_with_nothing_scored_still_backpropagates():
+    head = torch.nn.Linear(8, 50)
+    hidden = torch.randn(1, 6, 8, requires_grad=True)
+    loss = chunked_cross_entropy(head, hidden, torch.full((1, 6), IGNORE_INDEX), num_items_in_batch=torch.tensor(3))
+    loss.backward()
+    assert loss.item() == 0.0 and hidden.grad is not None
