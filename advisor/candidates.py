@@ -136,6 +136,9 @@ def configure(method: Method, profile: Profile, model: ModelEntry, facts: Facts,
         tasks=profile.tasks,
         train_tokens=int(train_examples * settings.get("epochs", 3) * (mean_tokens or seq_len / 2)),
         price_per_hour=profile.price_per_hour,
+        # The run packs causal-LM SFT (TrainingHyperparameters.packing null; backends/packing.py says where not).
+        packed_mean_tokens=mean_tokens if facts.head == "lm" and model.architecture.kind == "decoder"
+        and not footprint.virtual_tokens and footprint.sequences_per_example == 1 else None,
     )
     fit = best_fit(request, effective_batch=max(effective, request.batch_size))
     smallest = None if fit else smallest_tried(request, effective_batch=max(effective, request.batch_size))
@@ -160,6 +163,7 @@ def fit_change_kinds(candidate: Candidate) -> list[str]:
         "hybrid_sharding": got.sharding != asked.sharding and got.sharding == "hybrid",
         "quantized_sharding": got.sharding != asked.sharding and got.footprint.quantized_base,
         "offload": got.offload != asked.offload,
+        "fused_cross_entropy": got.fused_cross_entropy and not asked.fused_cross_entropy,
     }
     return [kind for kind, changed in kinds.items() if changed]
 

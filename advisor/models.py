@@ -245,6 +245,11 @@ class TrainingHyperparameters(StrictModel):
         None, description="causal-LM SFT: each micro-batch as one padding-free row, examples kept apart "
         "(position ids restart, no attention across examples); null: on wherever the method and model allow it"
     )
+    fused_cross_entropy: Optional[bool] = Field(
+        None, description="causal LM: the LM head and cross-entropy without the full logits (liger-kernel's fused "
+        "linear cross-entropy on CUDA, else a chunked loss); the plan sets it where it makes the run fit or saves "
+        "over 20% of the peak; null: the plan has not decided, the standard loss"
+    )
 
 
 class Training(StrictModel):

@@ -321,6 +321,7 @@ def build_training(chosen: Candidate, facts: Facts, data_report: Any) -> Trainin
         early_stopping_patience=settings.get("early_stopping_patience"),
         eval_metric=tasks()[facts.task].eval_metric,
         method=method_hyperparameters(method, settings),
+        fused_cross_entropy=request.fused_cross_entropy if request else None,
     )
     data = DataHandling(
         validation_ratio=settings.get("validation_ratio", 0.2),

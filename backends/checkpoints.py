@@ -9,6 +9,10 @@ therefore points that save at STAGING/checkpoint-N (`staging_dir`), and
 lets the Trainer's rotation delete the older ones: at every moment the folder
 holds a complete checkpoint or none.
 
+`StagedCheckpoints` is that override, a mixin shared by PlanTrainer and the
+preference methods' TRL trainers (preference.py), so every run's checkpoints
+are staged.
+
 `newest_complete` picks what `--resume` continues from: the newest
 checkpoint-N whose trainer_state.json reads back and is at step N (ones made
 before this scheme, or damaged since, are skipped and named), and reports the
@@ -67,6 +71,25 @@ def publish(trainer: Any, run_dir: str) -> None:
     with contextlib.suppress(OSError):  # empty now, unless another process still writes there
         os.rmdir(staging_dir(run_dir))
     rotate_checkpoints(run_dir, trainer.args.save_total_limit, state.best_model_checkpoint, use_mtime=True)
+
+
+class StagedCheckpoints:
+    """Mixin for a transformers Trainer (first in the bases): `_save_checkpoint` writes into the staging folder,
+    then `publish` renames the checkpoint and rotates the older ones."""
+
+    _saving_checkpoint = False
+
+    def _get_output_dir(self, trial: Any) -> str:
+        run_dir = super()._get_output_dir(trial)  # type: ignore[misc]
+        return staging_dir(run_dir) if self._saving_checkpoint else run_dir
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        self._saving_checkpoint = True
+        try:
+            super()._save_checkpoint(model, trial)  # type: ignore[misc]
+        finally:
+            self._saving_checkpoint = False
+        publish(self, self._get_output_dir(trial))
 
 
 def newest_complete(folder: Path) -> tuple[Optional[Path], list[str]]:

@@ -6,8 +6,9 @@
   (sampling.py), so resuming replays the same batches;
 - `save_model`: under FSDP, the checkpoint directory exists in every process
   before the Trainer looks for it (see there).
-- `_save_checkpoint`: the Trainer's save, into a staging folder renamed when
-  complete (checkpoints.py), so a killed save never leaves a partial checkpoint.
+- `_save_checkpoint` (the StagedCheckpoints mixin): the Trainer's save, into a
+  staging folder renamed when complete (checkpoints.py), so a killed save never
+  leaves a partial checkpoint.
 
 Training loop, scheduler, evaluation, checkpoint contents and resume are the Trainer's.
 """
@@ -19,16 +20,15 @@ from typing import Any, Optional
 
 from transformers import Trainer
 
-from .checkpoints import publish, staging_dir
+from .checkpoints import StagedCheckpoints
 from .param_groups import optimizer_groups
 from .sampling import SeededLengthGroupedSampler
 
 
-class PlanTrainer(Trainer):
+class PlanTrainer(StagedCheckpoints, Trainer):
     def __init__(self, *args: Any, group_rates: dict[str, float], pretrained: set[str], **kwargs: Any) -> None:
         self.group_rates = group_rates
         self.pretrained = pretrained
-        self._saving_checkpoint = False
         super().__init__(*args, **kwargs)
 
     def create_optimizer(self, model: Any = None) -> Any:
@@ -57,15 +57,3 @@ class PlanTrainer(Trainer):
         if self.is_fsdp_enabled and output_dir is not None:
             os.makedirs(output_dir, exist_ok=True)
         super().save_model(output_dir, _internal_call)
-
-    def _get_output_dir(self, trial: Any) -> str:
-        run_dir = super()._get_output_dir(trial)
-        return staging_dir(run_dir) if self._saving_checkpoint else run_dir
-
-    def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        self._saving_checkpoint = True
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self._saving_checkpoint = False
-        publish(self, self._get_output_dir(trial))

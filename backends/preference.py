@@ -4,7 +4,7 @@ TRL's trainer tokenises the pairs itself (the chat template for message
 lists, an EOS after text answers) and computes the loss; this module only
 measures the pairs the same way before the run, for the preflight and the
 truncation count, and builds the trainer the method names with the plan's
-training arguments.
+training arguments, its checkpoints staged like PlanTrainer's.
 
 The measuring mirrors DPOTrainer._prepare_dataset (trl 1.16) with TRL's own
 helpers: `trl.data_utils._tokenize` is private, so a TRL upgrade is checked by
@@ -72,8 +72,12 @@ def build_preference_trainer(
     trainer_class: type, *, model: Any, tokenizer: Any, args: Any, train_features: Sequence[dict[str, Any]],
     eval_features: Sequence[dict[str, Any]], callbacks: list[Any],
 ) -> Any:
-    """The method's TRL trainer on the pairs; it logs loss, reward margins and accuracies."""
-    return trainer_class(
+    """The method's TRL trainer on the pairs, its checkpoints staged as PlanTrainer's (checkpoints.py); it logs
+    loss, reward margins and accuracies."""
+    from .checkpoints import StagedCheckpoints
+
+    staged = type(f"Staged{trainer_class.__name__}", (StagedCheckpoints, trainer_class), {})
+    return staged(
         model=model,
         args=args,
         train_dataset=pairs_dataset(train_features),

@@ -216,6 +216,7 @@ def estimate_at(prepared: Prepared, batch_size: int, seq_len: int, gradient_chec
         head="classification" if prepared.kind == "classification" else "lm", num_labels=len(prepared.labels) or 2,
         gpu=resolve_gpu(profile.gpu),
         device_memory_gib=plan.estimate.device_memory_gib if plan.estimate else profile.gpu_memory_gib,
+        fused_cross_entropy=bool(prepared.hp.fused_cross_entropy) and prepared.kind == "causal_lm",
     )
     return estimate(request)
 

@@ -13,7 +13,9 @@ out-of-memory downshift). Choices made here, not in the plan:
 - evaluation keeps no logits (metrics.py); losses are logged every step;
 - batches group examples of similar length (sampling.py), longest first;
 - nothing is reported to a tracker or the Hub;
-- an FSDP launch on CPU processes shards as on GPUs (`_shard_on_cpu`).
+- an FSDP launch on CPU processes shards as on GPUs (`_shard_on_cpu`);
+- the plan's `fused_cross_entropy`: liger's fused loss through the Trainer on
+  CUDA, else the chunked loss installed on the model (chunked_loss.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..errors import UserError
 from ..models import TrainingHyperparameters
 from .callbacks import RunProgress, SaveOnInterrupt
 from ..precision import Dtypes
+from .chunked_loss import LIGER_CONFIG, fused_loss_kind
 from .hardware import Device
 from .models import TrainShape
 
@@ -115,11 +118,19 @@ def training_arguments(
         seed=seed,
         data_seed=seed,
         dataloader_num_workers=0,
+        **(_liger(hp, kind, device) if config_class is None else {}),
         **(extra or {}),
     )
     if device.kind == "cpu" and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":  # accelerate launch
         _shard_on_cpu(args)
     return args
+
+
+def _liger(hp: TrainingHyperparameters, kind: str, device: Device) -> dict[str, Any]:
+    """The Trainer applies liger-kernel's fused loss itself (transformers.integrations.liger) when asked to."""
+    if fused_loss_kind(hp.fused_cross_entropy, kind, device.kind) != "liger":
+        return {}
+    return {"use_liger_kernel": True, "liger_kernel_config": LIGER_CONFIG}
 
 
 def _shard_on_cpu(args: Any) -> None:
@@ -150,6 +161,7 @@ def build_trainer(
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback
 
+    from .chunked_loss import install_chunked_loss
     from .metrics import argmax_logits, make_scorer
     from .packing import packing_collator
     from .plan_trainer import PlanTrainer
@@ -167,6 +179,8 @@ def build_trainer(
             eval_features=eval_features, callbacks=callbacks,
         )
     else:
+        if fused_loss_kind(hp.fused_cross_entropy, kind, args.device.type) == "chunked":
+            install_chunked_loss(model)
         trainer = PlanTrainer(
             model=model,
             args=args,

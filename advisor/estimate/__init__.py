@@ -45,6 +45,11 @@ class EstimateRequest(BaseModel):
     train_tokens: Optional[int] = Field(None, ge=0, description="tokens processed over the whole run")
     price_per_hour: Optional[float] = Field(None, ge=0)
     gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    fused_cross_entropy: bool = Field(False, description="LM head + loss without the full logits (liger / chunked)")
+    packed_mean_tokens: Optional[float] = Field(
+        None, gt=0, description="packing on: the data's mean tokens per example, the real tokens the time model counts "
+        "per row (the memory peak stays at seq_len, the worst case)"
+    )
 
 
 from .estimator import estimate  # noqa: E402  (needs EstimateRequest defined first)

@@ -18,6 +18,7 @@ log-sum-exp; attention dropout keeps only an RNG state on CUDA).
 from __future__ import annotations
 
 import functools
+import math
 
 from dataclasses import dataclass, field
 from typing import Literal
@@ -455,6 +456,19 @@ def outside_layers(
     return ledger
 
 
+#: The fewest tokens in a chunk of a fused loss: each chunk reads the whole head matrix, so a chunk of a few tokens
+#: is a matrix-vector product bound by that read (measured on the CPU, hidden 256 and a 128K vocabulary: one-token
+#: chunks ran 20x slower than the standard loss; benchmarks/fused_loss.py).
+MIN_LOSS_CHUNK_TOKENS = 128
+
+
+def loss_chunk_tokens(tokens: int, hidden_size: int, vocab_size: int) -> int:
+    """Tokens per chunk of a fused loss: liger's choice (a chunk's logits about tokens x hidden), at least
+    MIN_LOSS_CHUNK_TOKENS, at most all of them."""
+    chunks = max(1, math.ceil(vocab_size / hidden_size))
+    return min(tokens, max(MIN_LOSS_CHUNK_TOKENS, math.ceil(tokens / chunks)))
+
+
 @dataclass(frozen=True)
 class LogitsBytes:
     """The logits and cross-entropy tensors, which dominate with 128K-152K vocabularies.
@@ -464,6 +478,13 @@ class LogitsBytes:
     and log_softmax's gradient are two more tensors of that size, while the model
     output object (holding the logits) is still referenced: the calibration
     peaks show (12 + logits dtype) bytes per logit at that moment.
+
+    With a fused loss (`fused`: liger-kernel's fused linear cross-entropy, or the
+    chunked twin in backends/chunked_loss.py) no full logits exist: the forward
+    keeps the head's input (unless the trained head saves it already) and the
+    shifted labels, and the loss backward holds one chunk of logits with the
+    same per-logit bytes, on `loss_chunk_tokens` tokens. Checked against autograd's saved tensors on CPU
+    (tests/estimate/test_fused_loss.py).
     """
 
     kept: float  # after the forward pass: the logits (held by the output), saved log-probabilities, labels
@@ -471,14 +492,21 @@ class LogitsBytes:
     output: float  # the logits alone, alive until the step's outputs are dropped
 
     @classmethod
-    def of(cls, arch: Architecture, n: Numerics, tok: Tokens, head: str, num_labels: int) -> "LogitsBytes":
+    def of(
+        cls, arch: Architecture, n: Numerics, tok: Tokens, head: str, num_labels: int, fused: bool = False,
+        head_input_saved: bool = False,
+    ) -> "LogitsBytes":
         classes = arch.vocab_size if head == "lm" else num_labels
         positions = tok.count if head == "lm" else tok.batch
         elements = positions * classes
         # Encoder heads (BERT's MLM and classifiers) take the loss in the logits' dtype, without the fp32 upcast.
         loss = 4 if arch.kind == "decoder" and head == "lm" else n.logits
-        softcap = elements * n.logits if arch.final_logit_softcapping and head == "lm" else 0  # Gemma 2's tanh
+        per_logit = n.logits + loss + (n.logits if arch.final_logit_softcapping and head == "lm" else 0)  # Gemma 2's tanh
+        if fused and arch.kind == "decoder" and head == "lm":
+            chunk = loss_chunk_tokens(positions, arch.hidden_size, classes) * classes
+            head_input = 0 if head_input_saved else positions * arch.hidden_size * n.residual
+            return cls(kept=positions * 8 + head_input, backward_extra=chunk * (per_logit + 2 * loss), output=0)
         return cls(
-            kept=elements * (n.logits + loss) + positions * 8 + softcap, backward_extra=elements * 2 * loss,
+            kept=elements * per_logit + positions * 8, backward_extra=elements * 2 * loss,
             output=elements * n.logits,
         )

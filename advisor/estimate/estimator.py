@@ -7,6 +7,7 @@ throughput.py times the run.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 from ..models import Estimate, MemoryEstimate, TimeEstimate
@@ -38,6 +39,7 @@ def shape_of(request: EstimateRequest, accumulation_steps: int = 1) -> Shape:
         head=request.head, num_labels=request.num_labels,
         accumulation_steps=max(accumulation_steps, request.gradient_accumulation_steps),
         sharding=request.sharding, devices=request.num_gpus, nodes=request.num_nodes, offload=request.offload,
+        fused_loss=request.fused_cross_entropy,
     )
 
 
@@ -81,7 +83,7 @@ def estimate(request: EstimateRequest) -> Estimate:
             "gradient_accumulation_steps": shape.accumulation_steps, "optimizer": request.optimizer,
             "num_gpus": request.num_gpus, "num_nodes": request.num_nodes, "sharding": request.sharding,
             "offload": request.offload, "peak_phase": peak.phase, **_host_memory(request, shape),
-            **_links_assumed(request),
+            **_links_assumed(request), "fused_cross_entropy": shape.fused_loss,
         },
     )
 
@@ -90,6 +92,11 @@ def _time(request: EstimateRequest, shape: Shape) -> Optional[TimeEstimate]:
     """Tokens/s on the request's GPU; hours and cost when the run's token count is known."""
     if request.gpu is None:
         return None
+    if request.packed_mean_tokens:
+        # Packed rows hold real tokens only (no padding), each example attending to itself: a step costs its rows
+        # at the data's mean length, and tokens/s counts those. The memory peak (estimate()) keeps seq_len: the
+        # worst case, a micro-batch of the longest examples.
+        shape = replace(shape, seq=max(1, min(shape.seq, round(request.packed_mean_tokens))))
     tflops = throughput.peak_tflops(request.gpu, shape.precision)
     if not tflops:
         return None

@@ -51,6 +51,7 @@ class Shape:
     devices: int = 1  # per node
     nodes: int = 1
     offload: str = "none"
+    fused_loss: bool = False  # the LM head and loss run without the full logits (activations.LogitsBytes)
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,7 @@ def forward_state(arch: Architecture, fp: Footprint, shape: Shape, kernel: act.K
             input_leaf=checkpointing and not embeddings and (arch.learned_positions or prompt_in_sequence(fp)),
             stream_grad=any(g.active for g in grads), head_trained=embeddings, head=shape.head, kernel=kernel,
         ).total,
-        logits=act.LogitsBytes.of(arch, numerics, tok, shape.head, shape.num_labels),
+        logits=act.LogitsBytes.of(arch, numerics, tok, shape.head, shape.num_labels, shape.fused_loss, embeddings),
         checkpointing=checkpointing,
     )
 

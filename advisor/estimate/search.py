@@ -2,8 +2,9 @@
 
 The planner calls `best_fit` for its recommendation and its next-best
 alternatives. Compromises are tried from the cheapest, each adding to the ones
-before: gradient checkpointing (slower steps; never for prefix tuning, which
-peft refuses to checkpoint), a smaller micro-batch with
+before: a fused cross-entropy (no quality cost; on from the start where it
+saves over a fifth of the peak, kept where it made the step fit), gradient checkpointing (slower steps; never
+for prefix tuning, which peft refuses to checkpoint), a smaller micro-batch with
 gradient accumulation (same effective batch), an 8-bit then a paged 8-bit
 optimizer, sharding across the GPUs when there are several (no quality cost;
 on several nodes hybrid sharding first, which keeps parameter traffic inside
@@ -112,6 +113,10 @@ def _relax(fitting: EstimateRequest, asked: EstimateRequest) -> EstimateRequest:
         if not _fits(trial):
             break
         fitting = trial
+    if fitting.fused_cross_entropy and not asked.fused_cross_entropy:  # kept where it fits or saves enough
+        trial = fitting.model_copy(update={"fused_cross_entropy": False})
+        if _memory_estimate(trial).fits and not _fused_loss_saves_enough(trial, fitting):
+            fitting = trial
     return fitting
 
 
@@ -138,9 +143,29 @@ def _memory_estimate(request: EstimateRequest) -> Estimate:
 def _still_made(note: str, fitting: EstimateRequest, asked: EstimateRequest) -> bool:
     if note.startswith(tuple(why for _, why in OPTIMIZERS)):
         return fitting.optimizer != asked.optimizer
+    if note == FUSED_LOSS_NOTE:
+        return fitting.fused_cross_entropy != asked.fused_cross_entropy
     if note.startswith("gradient checkpointing"):
         return fitting.gradient_checkpointing != asked.gradient_checkpointing
     return True
+
+
+#: The share of the peak a fused loss must save to be turned on in a configuration that fits without it.
+FUSED_LOSS_SAVING = 0.20
+FUSED_LOSS_NOTE = "fused cross-entropy on: the logits are never held in full (no quality cost)"
+
+
+def _fused_loss(request: EstimateRequest) -> Optional[EstimateRequest]:
+    """The request with a fused LM loss, where the plan's own Trainer computes a causal LM's loss (preference
+    pairs take TRL's loss); None where it does not apply or is on already."""
+    if request.fused_cross_entropy or request.head != "lm" or request.architecture.kind != "decoder" \
+            or request.footprint.sequences_per_example > 1:
+        return None
+    return request.model_copy(update={"fused_cross_entropy": True})
+
+
+def _fused_loss_saves_enough(plain: EstimateRequest, fused: EstimateRequest) -> bool:
+    return _memory_estimate(fused).memory.peak_gib < (1 - FUSED_LOSS_SAVING) * _memory_estimate(plain).memory.peak_gib
 
 
 def _candidates(request: EstimateRequest, effective: int) -> Iterator[tuple[EstimateRequest, list[str]]]:
@@ -148,7 +173,15 @@ def _candidates(request: EstimateRequest, effective: int) -> Iterator[tuple[Esti
     notes: dict[str, str] = {}
     current = _with_batch(request, min(request.batch_size, effective), effective)
     _note_batch(notes, request, current)
+    # A fused LM head + loss (no full logits) costs no quality: on from the start where it saves over
+    # FUSED_LOSS_SAVING of the peak, else the first compromise (where it may alone make the step fit).
+    fused = _fused_loss(current)
+    if fused is not None and _fused_loss_saves_enough(current, fused):
+        current, notes["fused_loss"] = fused, FUSED_LOSS_NOTE
     yield current, list(notes.values())
+    if fused is not None and not current.fused_cross_entropy:
+        current, notes["fused_loss"] = current.model_copy(update={"fused_cross_entropy": True}), FUSED_LOSS_NOTE
+        yield current, list(notes.values())
     if not (current.gradient_checkpointing or current.footprint.forces_gradient_checkpointing or _prefix(current)):
         current = current.model_copy(update={"gradient_checkpointing": True})
         notes["checkpointing"] = "gradient checkpointing on (about a third slower per step)"

@@ -97,3 +97,37 @@ def test_the_dry_run_shows_a_decoded_pair_as_the_loss_sees_it(tiny_llama, tmp_pa
     assert row["text_marked"].startswith("[no loss: ") and first["chosen"].strip() in row["text_marked"]
     assert first["rejected"].strip() in row["rejected_marked"] and first["prompt"] in row["rejected_marked"]
     assert [span["loss"] for span in row["rejected_spans"]] == [False, True]
+
+
+@pytest.mark.slow
+def test_dpo_checkpoints_are_staged_and_a_killed_save_resumes_from_the_previous_one(tiny_llama, tmp_path, capsys,
+                                                                                  monkeypatch):
+    """As PlanTrainer's (test_backend_resume.py): the save of checkpoint-2 dies midway, only its staged copy is partial."""
+    from transformers import Trainer
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", pairs())
+    plan = save_plan(make_plan(str(tiny_llama), task="preference", method="dpo", learning_rate=5e-5),
+                     tmp_path / "plan.json")
+    out = tmp_path / "run"
+    run = ("execute", plan, "--data", data, "--output-dir", out, "--max-steps", "3", "--save-steps", "1")
+    original = Trainer._save_optimizer_and_scheduler
+
+    def dies_at_step_2(self, output_dir):
+        if self.state.global_step == 2:
+            raise KeyboardInterrupt  # as close to a kill as a test in this process gets
+        return original(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", dies_at_step_2)
+    code, _, _ = run_cli(capsys, *run)
+    assert code == 130
+    checkpoints = out / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("*checkpoint-*")) == ["checkpoint-1"]
+    assert (checkpoints / ".incomplete" / "checkpoint-2" / "adapter_model.safetensors").is_file()
+
+    monkeypatch.undo()
+    code, _, err = run_cli(capsys, *run, "--resume")
+    assert code == 0, err
+    assert "checkpoint-2': its save was interrupted" in err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["main"]["steps"] == 3
+    assert not (checkpoints / ".incomplete").exists()

@@ -14,9 +14,29 @@ def request(model: str, method: str, gpu: str, **shape) -> EstimateRequest:
 
 
 def test_a_fitting_request_comes_back_unchanged():
-    asked = request("gpt2", "lora", "h100", batch_size=4, seq_len=512)
+    asked = request("gpt2", "lora", "h100", batch_size=4, seq_len=512, fused_cross_entropy=True)
     fit = best_fit(asked)
     assert fit.request == asked and fit.changes == [] and fit.estimate.fits
+
+
+def test_a_fused_loss_is_on_where_it_saves_over_a_fifth_of_the_peak_even_when_the_step_fits():
+    asked = request("gpt2", "lora", "h100", batch_size=4, seq_len=512)
+    fit = best_fit(asked)
+    assert estimate(asked).fits and fit.request == asked.model_copy(update={"fused_cross_entropy": True})
+    assert fit.estimate.memory.peak_gib < 0.8 * estimate(asked).memory.peak_gib
+    assert fit.changes == ["fused cross-entropy on: the logits are never held in full (no quality cost)"]
+
+
+def test_a_fused_loss_saving_less_is_on_only_where_it_makes_the_step_fit():
+    asked = request("llama-3.1-8b", "full", "h100", batch_size=1, seq_len=512)
+    plain, fused = estimate(asked), estimate(asked.model_copy(update={"fused_cross_entropy": True}))
+    assert fused.memory.peak_gib > 0.8 * plain.memory.peak_gib
+    roomy = best_fit(asked.model_copy(update={"device_memory_gib": 1000.0}))
+    assert not roomy.request.fused_cross_entropy and roomy.changes == []
+    between = (plain.memory.peak_gib + plain.memory.overhead_gib + fused.memory.peak_gib + fused.memory.overhead_gib) / 2
+    tight = best_fit(asked.model_copy(update={"device_memory_gib": between}))
+    assert tight.request.fused_cross_entropy and not tight.request.gradient_checkpointing
+    assert any("fused cross-entropy" in change for change in tight.changes)
 
 
 def test_checkpointing_comes_before_a_smaller_micro_batch():
@@ -24,7 +44,7 @@ def test_checkpointing_comes_before_a_smaller_micro_batch():
     assert estimate(asked).fits is False
     fit = best_fit(asked)
     assert fit.estimate.fits and fit.request.gradient_checkpointing
-    assert "gradient checkpointing" in fit.changes[0]
+    assert "gradient checkpointing" in next(change for change in fit.changes if "fused" not in change)
 
 
 def test_a_smaller_micro_batch_keeps_the_effective_batch():
@@ -41,8 +61,8 @@ def test_sharding_before_shorter_sequences_on_several_gpus():
 
 
 def test_shorter_sequences_are_named_a_quality_trade_off():
-    fit = best_fit(request("qwen2.5-1.5b", "lora", "t4", batch_size=1, seq_len=16384))
-    assert fit is not None and fit.request.seq_len < 16384
+    fit = best_fit(request("qwen2.5-1.5b", "lora", "t4", batch_size=1, seq_len=65536))
+    assert fit is not None and fit.request.seq_len < 65536
     assert "quality trade-off" in fit.changes[-1]
 
 
