@@ -36,7 +36,7 @@ def shape_of(request: EstimateRequest, accumulation_steps: int = 1) -> Shape:
         gradient_checkpointing=request.gradient_checkpointing, optimizer=request.optimizer,
         head=request.head, num_labels=request.num_labels,
         accumulation_steps=max(accumulation_steps, request.gradient_accumulation_steps),
-        sharding=request.sharding, devices=request.num_gpus,
+        sharding=request.sharding, devices=request.num_gpus, adamw_implementation=request.adamw_implementation,
     )
 
 
