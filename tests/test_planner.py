@@ -242,3 +242,31 @@ def test_compromises_made_before_sharding_are_relaxed_once_sharding_fits():
     assert hp.batch_size * hp.gradient_accumulation_steps * 4 == 16
     fired = {entry.rule for entry in plan.rationale}
     assert "memory.sharding" in fired and not {"memory.8bit-optimizer", "memory.gradient-checkpointing"} & fired
+
+
+def test_a_card_without_bitsandbytes_gets_no_qlora(monkeypatch):
+    """The same 24 GiB squeeze that picks QLoRA on an RTX 4090 keeps a 16-bit base where bitsandbytes cannot run."""
+    from advisor import knowledge_base
+
+    squeeze = dict(task="generation", examples=3000, seq_len=4096, model="llama-3.1-8b", gpu="mi300x",
+                   gpu_memory_gib=24)
+    assert plan_of(squeeze).recommendation.method == "qlora"
+    catalog = knowledge_base.gpus()
+    patched = {**catalog, "mi300x": catalog["mi300x"].model_copy(update={"bitsandbytes": False})}
+    monkeypatch.setattr(knowledge_base, "gpus", lambda: patched)
+    plan = plan_of(squeeze)
+    assert plan.recommendation.method != "qlora"
+    assert "method.needs-bitsandbytes" in {entry.rule for entry in plan.rationale}
+
+
+@pytest.mark.parametrize("gpu, noted", [("h100", True), ("l40s", True), ("a100-80gb", False)])
+def test_fp8_cards_are_told_the_plan_trains_in_16_bit(gpu, noted):
+    plan = plan_of(dict(examples=3000, model="llama-3.2-1b", gpu=gpu))
+    assert ("training.fp8-not-used" in {entry.rule for entry in plan.rationale}) is noted
+    assert plan.training.precision != "fp8"
+
+
+def test_no_fp8_note_where_nothing_is_trained():
+    plan = plan_of(dict(examples=20, model="llama-3.2-1b", gpu="h100"))
+    assert plan.recommendation.approach == "prompting"
+    assert "training.fp8-not-used" not in {entry.rule for entry in plan.rationale}
