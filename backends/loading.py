@@ -189,8 +189,10 @@ def token_counter(model: str) -> Callable[[str], int]:
 
 
 def model_type_of(source: str, model: str) -> str:
-    """The transformers model_type: from a local config.json, else from the catalog entry."""
+    """The transformers model_type: from a local config.json, else the one the catalog entry records
+    (its published config's; an entry without one falls back to its family, which differs only for Gemma 3)."""
     config_file = Path(source) / "config.json"
     if config_file.is_file():
         return json.loads(config_file.read_text(encoding="utf-8"))["model_type"]
-    return resolve_model(model).architecture.family
+    entry = resolve_model(model)
+    return entry.model_type or entry.architecture.family
