@@ -270,3 +270,11 @@ def test_no_fp8_note_where_nothing_is_trained():
     plan = plan_of(dict(examples=20, model="llama-3.2-1b", gpu="h100"))
     assert plan.recommendation.approach == "prompting"
     assert "training.fp8-not-used" not in {entry.rule for entry in plan.rationale}
+
+
+@pytest.mark.parametrize("examples, rank, rslora", [(200000, 64, True), (3000, 16, False)])
+def test_rslora_scaling_comes_with_a_high_rank_only(examples, rank, rslora):
+    """alpha/r shrinks a rank-64 update 4x against rank 16; rsLoRA's alpha/sqrt(r) is turned on where the rank is high."""
+    plan = plan_of(dict(task="code", examples=examples, model="llama-3.1-8b", gpu="h100"))
+    method = plan.training.hyperparameters.method
+    assert (method["r"], method["use_rslora"]) == (rank, rslora)
