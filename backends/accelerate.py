@@ -119,7 +119,8 @@ def cluster_config(prepared: Prepared) -> tuple[Any, LaunchFiles]:
     if prepared.method.quantized and sharding != "none" and sharding != "ddp":
         raise UserError(
             f"method '{prepared.method.name}' keeps the base in 4 bits, which FSDP and ZeRO-3 cannot shard "
-            "here (peft #1844); use ddp (each GPU holds the 4-bit base) or plan lora"
+            "here (peft #1844); set plan.json estimate.config.sharding to 'ddp' (each GPU holds the 4-bit base), "
+            "or training.method to 'lora'"
         )
     num_processes = plan.profile.num_gpus  # on a CPU profile: that many CPU processes
     wrap_class = None

@@ -120,7 +120,8 @@ def check_reachable(source: str) -> None:
     if not isinstance(try_to_load_from_cache(source, "config.json"), str):
         raise UserError(
             f"model '{source}' is a Hugging Face Hub id, the Hub is offline (HF_HUB_OFFLINE) and the model is not "
-            "in the local cache; download it on a connected machine first, or pass a local model directory"
+            "in the local cache; download it on a connected machine first, or set plan.json profile.model to a "
+            "local model directory"
         )
 
 

@@ -98,7 +98,7 @@ def prepare(request: ExecuteRequest) -> Prepared:
     try:
         method_hp = method.hyperparameters(training.hyperparameters.method)
     except ValidationError as error:
-        raise UserError(f"plan training.hyperparameters.method ({method.name}): "
+        raise UserError(f"plan.json training.hyperparameters.method ({method.name}): "
                         f"{describe_validation_error(error, method.Hyperparameters)}") from None
     device = detect_device()
     check_method_runs_here(method, device)
