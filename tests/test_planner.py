@@ -94,13 +94,14 @@ def test_profile_gets_expected_plan(name, overrides, approach, method, rule_ids)
         assert "§" in entry.source or "<https://" in entry.source
 
 
-def test_every_rule_fires_in_some_test_profile():
+def test_every_rule_fires_in_some_test_profile(monkeypatch):
     from tests.test_expert_panel import PANEL
 
     fired = {entry.rule for _, overrides, *_ in CASES for entry in plan_of(overrides).rationale}
     fired |= {entry.rule for scenario in PANEL for entry in scenario.plan().rationale}
     fired |= {entry.rule for entry in plan_of(dict(examples=3000, model="llama-3.1-8b", gpu="rtx4090",
                                                    seq_len=8192, batch_size=16)).rationale}
+    fired |= {entry.rule for entry in plan_without_bitsandbytes(monkeypatch).rationale}
     never = sorted(rule.id for rule in all_rules() if rule.id not in fired)
     assert not never, f"rules no test profile fires: {never}"
 
@@ -244,17 +245,24 @@ def test_compromises_made_before_sharding_are_relaxed_once_sharding_fits():
     assert "memory.sharding" in fired and not {"memory.8bit-optimizer", "memory.gradient-checkpointing"} & fired
 
 
-def test_a_card_without_bitsandbytes_gets_no_qlora(monkeypatch):
-    """The same 24 GiB squeeze that picks QLoRA on an RTX 4090 keeps a 16-bit base where bitsandbytes cannot run."""
+#: A 24 GiB squeeze that picks QLoRA (4k sequences of an 8B model).
+SQUEEZE = dict(task="generation", examples=3000, seq_len=4096, model="llama-3.1-8b", gpu="mi300x", gpu_memory_gib=24)
+
+
+def plan_without_bitsandbytes(monkeypatch) -> Plan:
+    """SQUEEZE on the MI300X as if bitsandbytes did not run there (every catalog card runs the pinned 0.50)."""
     from advisor import knowledge_base
 
-    squeeze = dict(task="generation", examples=3000, seq_len=4096, model="llama-3.1-8b", gpu="mi300x",
-                   gpu_memory_gib=24)
-    assert plan_of(squeeze).recommendation.method == "qlora"
     catalog = knowledge_base.gpus()
     patched = {**catalog, "mi300x": catalog["mi300x"].model_copy(update={"bitsandbytes": False})}
-    monkeypatch.setattr(knowledge_base, "gpus", lambda: patched)
-    plan = plan_of(squeeze)
+    with monkeypatch.context() as patch:
+        patch.setattr(knowledge_base, "gpus", lambda: patched)
+        return plan_of(SQUEEZE)
+
+
+def test_a_card_without_bitsandbytes_gets_no_qlora(monkeypatch):
+    assert plan_of(SQUEEZE).recommendation.method == "qlora"
+    plan = plan_without_bitsandbytes(monkeypatch)
     assert plan.recommendation.method != "qlora"
     assert "method.needs-bitsandbytes" in {entry.rule for entry in plan.rationale}
 

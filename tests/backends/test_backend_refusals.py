@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -144,8 +145,9 @@ def test_a_split_the_data_cannot_give_names_the_plan_key(tiny_bert, tmp_path, ca
 # -- every refusal of a plan setting names the plan.json key to change (execute has no flags for them)
 
 def refusal_of(capsys, tmp_path, plan, data, *extra) -> str:
-    code, stdout, stderr = run_cli(capsys, "execute", save_plan(plan, tmp_path / "plan.json"), "--data", data,
-                                   "--output-dir", tmp_path / "run", "--dry-run", *extra)
+    path = plan if isinstance(plan, Path) else save_plan(plan, tmp_path / "plan.json")
+    code, stdout, stderr = run_cli(capsys, "execute", path, "--data", data, "--output-dir", tmp_path / "run",
+                                   "--dry-run", *extra)
     assert code == 2 and stdout == "" and stderr.count("error:") == 1, stderr
     return stderr
 
@@ -168,7 +170,10 @@ def test_data_of_another_task_names_the_task_key(tmp_path, tiny_llama, alpaca, c
 
 
 def test_bad_method_hyperparameters_name_their_key(tmp_path, tiny_llama, alpaca, capsys):
-    plan = make_plan(str(tiny_llama), method="lora", **{"method": {"r": 0}})
+    document = json.loads(make_plan(str(tiny_llama), method="lora").model_dump_json())
+    document["training"]["hyperparameters"]["method"] = {"r": 0}
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(document))
     assert "plan.json training.hyperparameters.method (lora)" in refusal_of(capsys, tmp_path, plan, alpaca)
 
 
