@@ -130,6 +130,7 @@ class Architecture(BaseModel):
     moe_intermediate_size: Optional[int] = Field(None, gt=0, description="one expert's width")
     shared_expert_intermediate_size: int = Field(0, ge=0, description="the always-on shared experts' total width")
     dense_layers: int = Field(0, ge=0, description="the first layers, whose MLP is dense (DeepSeek first_k_dense_replace)")
+    norm_topk_prob: bool = Field(False, description="Qwen3-MoE/DeepSeek: the top-k routing weights are renormalised")
     # Multi-head latent attention (DeepSeek).
     q_lora_rank: Optional[int] = Field(None, gt=0)
     kv_lora_rank: Optional[int] = Field(None, gt=0)
@@ -389,7 +390,7 @@ def _moe_fields(family: str, config: dict) -> dict:
     return dict(
         num_experts=experts or 0, experts_per_token=config.get("num_experts_per_tok") or 0,
         moe_intermediate_size=moe_width, shared_expert_intermediate_size=shared * (moe_width or 0),
-        dense_layers=dense,
+        dense_layers=dense, norm_topk_prob=bool(config.get("norm_topk_prob", False)),
     )
 
 

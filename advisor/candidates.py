@@ -31,7 +31,7 @@ from .rules import Settings
 #: Plan settings that map onto a method's own hyperparameter fields.
 METHOD_SETTING_FIELDS = {"lora_rank": "r", "lora_alpha": "alpha", "lora_dropout": "dropout",
                          "num_virtual_tokens": "num_virtual_tokens", "trainable_layers": "trainable_layers",
-                         "compute_dtype": "compute_dtype"}
+                         "compute_dtype": "compute_dtype", "use_rslora": "use_rslora"}
 
 
 class Candidate(BaseModel):

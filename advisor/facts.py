@@ -55,6 +55,8 @@ class Facts(BaseModel):
     gpu_name: str = ""
     gpu_cuda: bool
     gpu_bf16: bool
+    gpu_fp8: bool = False
+    gpu_bitsandbytes: bool = True
     device_memory_gib: float
     task_min_examples: int
     task_recommended_examples: int
@@ -127,7 +129,7 @@ def derive_facts(profile: Profile, model: Optional[ModelEntry] = None, data_labe
         two_stage=corpus >= CPT_MIN_TOKENS and profile.examples > 0,
         params_b=model.architecture.total_params() / 1e9,
         model_kind=model.architecture.kind, num_layers=model.architecture.num_layers, gpu_name=gpu.name,
-        gpu_cuda=gpu.cuda, gpu_bf16=gpu.bf16,
+        gpu_cuda=gpu.cuda, gpu_bf16=gpu.bf16, gpu_fp8=gpu.fp8, gpu_bitsandbytes=gpu.bitsandbytes,
         device_memory_gib=profile.gpu_memory_gib or gpu.memory_gib,
         task_min_examples=task.min_examples, task_recommended_examples=task.recommended_examples,
         task_optimal_examples=task.optimal_examples, complexity=task.complexity,

@@ -38,6 +38,8 @@ class ModelEntry(BaseModel):
     )
     embedded_model_dir: str = "model"
     aliases: tuple[str, ...] = Field((), description="other names people type for this model")
+    model_type: Optional[str] = Field(
+        None, description="its config.json's model_type, what transformers builds (gemma-3-1b: gemma3_text)")
     architecture: Architecture
 
     @property
@@ -100,7 +102,8 @@ def models() -> dict[str, ModelEntry]:
     rows = read_toml("models.toml")["model"]
     shaped = []
     for row in rows:
-        meta = {k: row[k] for k in ("id", "hf_id", "embedded_package", "embedded_model_dir", "aliases") if k in row}
+        meta = {k: row[k] for k in ("id", "hf_id", "embedded_package", "embedded_model_dir", "aliases", "model_type")
+                if k in row}
         shape = {k: v for k, v in row.items() if k not in meta}
         shaped.append({**meta, "architecture": shape})
     return {entry.id: entry for entry in validate_entries("models.toml", "model", ModelEntry, shaped)}
@@ -170,7 +173,7 @@ def model_from_config(model: str, directory: Path, **source: str) -> ModelEntry:
     except (ValueError, KeyError, TypeError, RecursionError, OSError) as error:
         raise UserError(f"cannot read model directory '{model}': {type(error).__name__}: {error}")
     name = source.get("hf_id") or directory.name
-    return ModelEntry(id=name, architecture=architecture, **source)
+    return ModelEntry(id=name, architecture=architecture, model_type=config["model_type"], **source)
 
 
 def is_hub_id(name: str) -> bool:

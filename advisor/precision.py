@@ -17,6 +17,11 @@ master weights under fp16 autocast, and the estimator prices it that way.
 Gradients and AdamW states take the dtype of the weights they belong to
 (torch's AdamW keeps its states in the parameter dtype). A device without
 bf16 never gets bf16 anywhere, QLoRA's compute dtype included.
+
+Nothing trains in fp8: the table has no fp8 row. On a card with fp8 tensor
+cores (knowledge/gpus.toml `fp8`) the plan says so (rule training.fp8-not-used);
+where bitsandbytes does not run (`bitsandbytes`), QLoRA is excluded (rule
+method.needs-bitsandbytes).
 """
 
 from __future__ import annotations

@@ -113,6 +113,7 @@ class Settings(StrictData):
     lora_rank: Optional[int] = None
     lora_alpha: Optional[int] = None
     lora_dropout: Optional[float] = None
+    use_rslora: Optional[bool] = None
     num_virtual_tokens: Optional[int] = None
     trainable_layers: Optional[int] = None
     validation_ratio: Optional[float] = None

@@ -146,7 +146,8 @@ def cluster_config(prepared: Prepared) -> tuple[Any, LaunchFiles]:
         raise UserError(
             f"method '{prepared.method.name}' keeps the base in 4 bits: advisor shards a 4-bit base with FSDP2 "
             "(bnb_4bit_quant_storage in the compute dtype, as peft's FSDP + QLoRA guide does), not with DeepSpeed "
-            "ZeRO (not measured here); plan sharding fsdp, hybrid or ddp"
+            "ZeRO (not measured here); set plan.json estimate.config.sharding to 'fsdp', 'hybrid' or 'ddp', "
+            "or training.method to 'lora'"
         )
     wrap_class = None
     fsdp_config = deepspeed_config = parallelism_config = None

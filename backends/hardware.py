@@ -50,7 +50,8 @@ def check_method_runs_here(method: Method, device: Device) -> None:
     if method.requires_cuda and device.kind != "cuda":
         raise UserError(
             f"method '{method.name}' needs a CUDA GPU (4-bit bitsandbytes weights) and this machine has "
-            f"{device.name}; plan again with --gpu cpu (or --method lora), or run on a CUDA machine"
+            f"{device.name}; change plan.json training.method (e.g. to 'lora'), plan again with --gpu cpu, "
+            "or run on a CUDA machine"
         )
     if method.quantized:
-        require("cuda", f"method '{method.name}'", ("bitsandbytes",))
+        require("cuda", f"method '{method.name}' (plan.json training.method)", ("bitsandbytes",))

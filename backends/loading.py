@@ -70,7 +70,8 @@ def check_reachable(source: str) -> None:
     if not model_available(source):
         raise UserError(
             f"model '{source}' is a Hugging Face Hub id, the Hub is offline (HF_HUB_OFFLINE) and the model is not "
-            "in the local cache; download it on a connected machine first, or pass a local model directory"
+            "in the local cache; download it on a connected machine first, or set plan.json profile.model to a "
+            "local model directory"
         )
 
 
@@ -160,8 +161,10 @@ def token_counter(model: str) -> Callable[[str], int]:
 
 
 def model_type_of(source: str, model: str) -> str:
-    """The transformers model_type: from a local config.json, else from the catalog entry."""
+    """The transformers model_type: from a local config.json, else the one the catalog entry records
+    (its published config's; an entry without one falls back to its family, which differs only for Gemma 3)."""
     config_file = Path(source) / "config.json"
     if config_file.is_file():
         return json.loads(config_file.read_text(encoding="utf-8"))["model_type"]
-    return resolve_model(model).architecture.family
+    entry = resolve_model(model)
+    return entry.model_type or entry.architecture.family

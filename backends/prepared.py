@@ -103,7 +103,7 @@ def prepare(request: ExecuteRequest, tokenized: Optional[Path] = None) -> Prepar
     try:
         method_hp = method.hyperparameters(training.hyperparameters.method)
     except ValidationError as error:
-        raise UserError(f"plan training.hyperparameters.method ({method.name}): "
+        raise UserError(f"plan.json training.hyperparameters.method ({method.name}): "
                         f"{describe_validation_error(error, method.Hyperparameters)}") from None
     device = detect_device()
     source = model_source(plan.profile.model)

@@ -88,7 +88,7 @@ def task_kind(data_format: str, plan_task: str) -> TaskKind:
     """Which model head the data needs; a classification plan needs classification data and back."""
     if (plan_task == "preference") != (data_format == "preference"):
         raise UserError(
-            f"the plan is for task '{plan_task}' but the data is in '{data_format}' format; "
+            f"the plan is for task '{plan_task}' (plan.json profile.task) but the data is in '{data_format}' format; "
             + ("preference training needs prompt/chosen/rejected pairs" if plan_task == "preference"
                else "preference pairs train with a preference method: plan with --task preference")
         )
@@ -97,7 +97,7 @@ def task_kind(data_format: str, plan_task: str) -> TaskKind:
     kind: TaskKind = "classification" if data_format == "classification" else "causal_lm"
     if (plan_task == "classification") != (kind == "classification"):
         raise UserError(
-            f"the plan is for task '{plan_task}' but the data is in '{data_format}' format; "
+            f"the plan is for task '{plan_task}' (plan.json profile.task) but the data is in '{data_format}' format; "
             + ("classification needs text,label rows" if plan_task == "classification"
                else "use alpaca, chat or text records (or plan with --task classification)")
         )

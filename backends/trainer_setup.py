@@ -72,7 +72,8 @@ def watched_metric(name: str, kind: str) -> str:
     if kind == "causal_lm" and metric == "accuracy":
         metric = "token_accuracy"
     if metric not in METRICS[kind]:
-        raise UserError(f"unknown eval_metric '{name}' for {kind}; known: {', '.join(METRICS[kind])}")
+        raise UserError(f"unknown plan.json training.hyperparameters.eval_metric '{name}' for {kind}; "
+                        f"known: {', '.join(METRICS[kind])}")
     return metric
 
 

@@ -3,7 +3,8 @@
 LoRA trains low-rank updates B·A of the transformer layers' linears with the
 base frozen. Variants subclass `LoRA` and set `peft_options` (extra
 LoraConfig arguments): dora.py (`use_dora`), qlora.py (4-bit base), and the
-third-party rsLoRA example (`use_rslora`). Registered through the entry point
+third-party rsLoRA example (always `use_rslora`; lora itself carries it as a
+hyperparameter the planner turns on at high ranks). Registered through the entry point
 `advisor.plugins.lora`.
 """
 
@@ -29,6 +30,9 @@ class LoraHyperparameters(MethodHyperparameters):
     r: int = Field(16, ge=1, le=1024, description="rank of the update matrices A (r x in) and B (out x r)")
     alpha: float = Field(32, gt=0, le=4096, description="scaling numerator: the update is scaled by alpha / r")
     dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter's input")
+    use_rslora: bool = Field(
+        False, description="rank-stabilised scaling (peft use_rslora): the update is scaled by alpha / sqrt(r), "
+        "so high ranks keep learning (Kalajdzievski 2023)")
     target_modules: Union[Literal["all-linear"], list[str]] = Field(
         "all-linear",
         description="'all-linear' (every linear of every transformer layer, not the output head) "
@@ -84,7 +88,7 @@ class LoRA(Method):
             lora_dropout=hp.dropout,
             target_modules=layer_targets_regex(architecture_of(model), hp.target_modules),
             task_type=peft_task_type(task_type),
-            **self.peft_options,
+            **{"use_rslora": hp.use_rslora, **self.peft_options},
         )
         return get_peft_model(model, config)
 

@@ -72,3 +72,49 @@ def test_moe_active_parameters_are_what_the_model_cards_say(model_id, active, un
     arch = knowledge_base.resolve_model(model_id).architecture
     assert arch.active_params() - uncounted == pytest.approx(active, rel=0.02)
     assert knowledge_base.resolve_model("qwen3-8b").architecture.active_params() == 8_190_735_360
+
+
+#: Gemma 3's SigLIP vision tower as the 4B-27B checkpoints publish it (test above).
+GEMMA3_VISION = dict(hidden_size=1152, image_size=896, intermediate_size=4304, num_hidden_layers=27, patch_size=14,
+                     num_attention_heads=16, vision_use_head=False)
+
+
+def published_config(entry) -> dict:
+    """The config.json keys that shape the model, from the catalog entry (the inverse of Architecture.from_hf_config)."""
+    arch = entry.architecture
+    if arch.family == "gpt2":
+        return dict(n_layer=arch.num_layers, n_embd=arch.hidden_size, n_inner=arch.intermediate_size,
+                    n_head=arch.num_heads, vocab_size=arch.vocab_size, n_positions=arch.max_position_embeddings,
+                    tie_word_embeddings=arch.tied_embeddings)
+    config = dict(num_hidden_layers=arch.num_layers, hidden_size=arch.hidden_size,
+                  intermediate_size=arch.intermediate_size, num_attention_heads=arch.num_heads,
+                  vocab_size=arch.vocab_size, tie_word_embeddings=arch.tied_embeddings,
+                  max_position_embeddings=arch.max_position_embeddings)
+    optional = dict(num_key_value_heads=arch.num_kv_heads, head_dim=arch.head_dim,
+                    type_vocab_size=arch.type_vocab_size, attention_bias=arch.attention_bias)
+    config.update({key: value for key, value in optional.items() if value})
+    if arch.family == "qwen3_moe":
+        config.update(num_experts=arch.num_experts, num_experts_per_tok=arch.experts_per_token,
+                      moe_intermediate_size=arch.moe_intermediate_size, norm_topk_prob=arch.norm_topk_prob,
+                      mlp_only_layers=list(range(arch.dense_layers)))
+    if arch.family == "gpt_oss":
+        config.update(num_local_experts=arch.num_experts, num_experts_per_tok=arch.experts_per_token)
+    if entry.model_type == "gemma3":  # multimodal: the text shape is its text_config
+        return dict(text_config=config, vision_config=GEMMA3_VISION)
+    return config
+
+
+@pytest.mark.parametrize("model_id", sorted(knowledge_base.models()))
+def test_every_catalog_model_builds_from_its_model_type_with_the_same_parameters(model_id):
+    """transformers builds each entry from its recorded model_type and dimensions (meta device: no memory), and the
+    model it builds has exactly the parameters the estimator counts: the model_type is the published one."""
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    entry = knowledge_base.resolve_model(model_id)
+    assert entry.model_type, "every catalog entry records its config.json's model_type"
+    config = AutoConfig.for_model(entry.model_type, **published_config(entry))
+    builder = AutoModel if entry.architecture.kind == "encoder" else AutoModelForCausalLM
+    with torch.device("meta"):
+        model = builder.from_config(config)
+    assert sum(p.numel() for p in model.parameters()) == entry.architecture.total_params()

@@ -102,13 +102,14 @@ def test_profile_gets_expected_plan(name, overrides, approach, method, rule_ids)
         assert "§" in entry.source or "<https://" in entry.source
 
 
-def test_every_rule_fires_in_some_test_profile():
+def test_every_rule_fires_in_some_test_profile(monkeypatch):
     from tests.test_expert_panel import PANEL
 
     fired = {entry.rule for _, overrides, *_ in CASES for entry in plan_of(overrides).rationale}
     fired |= {entry.rule for scenario in PANEL for entry in scenario.plan().rationale}
     fired |= {entry.rule for entry in plan_of(dict(examples=3000, model="llama-3.1-8b", gpu="rtx4090",
                                                    seq_len=16384, batch_size=16)).rationale}
+    fired |= {entry.rule for entry in plan_without_bitsandbytes(monkeypatch).rationale}
     never = sorted(rule.id for rule in all_rules() if rule.id not in fired)
     assert not never, f"rules no test profile fires: {never}"
 
@@ -265,3 +266,43 @@ def test_a_small_vocabulary_encoder_classifier_keeps_the_standard_loss():
     plan = plan_of(dict(task="classification", examples=10003, model="all-minilm-l6-v2", gpu="cpu"))
     assert plan.training.hyperparameters.fused_cross_entropy is False
     assert "memory.fused-cross-entropy" not in [entry.rule for entry in plan.rationale]
+SQUEEZE = dict(task="generation", examples=3000, seq_len=4096, model="llama-3.1-8b", gpu="mi300x", gpu_memory_gib=24)
+
+
+def plan_without_bitsandbytes(monkeypatch) -> Plan:
+    """SQUEEZE on the MI300X as if bitsandbytes did not run there (every catalog card runs the pinned 0.50)."""
+    from advisor import knowledge_base
+
+    catalog = knowledge_base.gpus()
+    patched = {**catalog, "mi300x": catalog["mi300x"].model_copy(update={"bitsandbytes": False})}
+    with monkeypatch.context() as patch:
+        patch.setattr(knowledge_base, "gpus", lambda: patched)
+        return plan_of(SQUEEZE)
+
+
+def test_a_card_without_bitsandbytes_gets_no_qlora(monkeypatch):
+    assert plan_of(SQUEEZE).recommendation.method == "qlora"
+    plan = plan_without_bitsandbytes(monkeypatch)
+    assert plan.recommendation.method != "qlora"
+    assert "method.needs-bitsandbytes" in {entry.rule for entry in plan.rationale}
+
+
+@pytest.mark.parametrize("gpu, noted", [("h100", True), ("l40s", True), ("a100-80gb", False)])
+def test_fp8_cards_are_told_the_plan_trains_in_16_bit(gpu, noted):
+    plan = plan_of(dict(examples=3000, model="llama-3.2-1b", gpu=gpu))
+    assert ("training.fp8-not-used" in {entry.rule for entry in plan.rationale}) is noted
+    assert plan.training.precision != "fp8"
+
+
+def test_no_fp8_note_where_nothing_is_trained():
+    plan = plan_of(dict(examples=20, model="llama-3.2-1b", gpu="h100"))
+    assert plan.recommendation.approach == "prompting"
+    assert "training.fp8-not-used" not in {entry.rule for entry in plan.rationale}
+
+
+@pytest.mark.parametrize("examples, rank, rslora", [(200000, 64, True), (3000, 16, False)])
+def test_rslora_scaling_comes_with_a_high_rank_only(examples, rank, rslora):
+    """alpha/r shrinks a rank-64 update 4x against rank 16; rsLoRA's alpha/sqrt(r) is turned on where the rank is high."""
+    plan = plan_of(dict(task="code", examples=examples, model="llama-3.1-8b", gpu="h100"))
+    method = plan.training.hyperparameters.method
+    assert (method["r"], method["use_rslora"]) == (rank, rslora)

@@ -57,6 +57,9 @@ def register(subparsers) -> None:
     parser.add_argument("--offload", choices=list(get_args(Offload)), default="none",
                         help="kept in CPU memory: optimizer (zero2, zero3) or parameters too (fsdp, hybrid, zero3)")
     parser.add_argument("--optimizer", choices=["adamw", "adamw_8bit", "paged_adamw_8bit"], default="adamw")
+    parser.add_argument("--adamw-implementation", choices=["fused", "foreach"], default="fused",
+                        help="torch AdamW kernel: fused (advisor execute, the Trainer's default) or foreach "
+                             "(torch.optim.AdamW's default on CUDA: one more gradient-sized copy at the step)")
     parser.add_argument("--tasks", type=whole(1, MAX_TASKS), default=1, help="tasks/variants stored (storage total)")
     parser.add_argument("--tokens", type=whole(1, MAX_TOKENS), help="training tokens of the whole run (for hours and cost)")
     parser.add_argument("--price-per-hour", type=finite(0, MAX_PRICE_PER_HOUR, low_included=True), help="price of one device-hour (for the cost)")
@@ -120,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         sharding=sharding,
         offload=args.offload,
         optimizer=args.optimizer,
+        adamw_implementation=args.adamw_implementation,
         head=args.head,
         num_labels=args.num_labels,
         gpu=resolve_gpu(args.gpu) if args.gpu else None,

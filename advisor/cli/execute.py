@@ -116,7 +116,8 @@ def _check_method_runs_here(plan: Plan) -> None:
         return
     optimizer = plan.training.hyperparameters.optimizer
     if optimizer in ("adamw_8bit", "paged_adamw_8bit"):  # bitsandbytes kernels; without it the Trainer fails mid-setup
-        require("cuda", f"the optimizer '{optimizer}'")
+        require("cuda", f"the optimizer '{optimizer}' (plan.json training.hyperparameters.optimizer; 'adamw' needs "
+                        "nothing extra)")
     from ..backends.hardware import check_method_runs_here, detect_device
     from ..manager import get_method
 

@@ -37,6 +37,8 @@ class EstimateRequest(BaseModel):
     sharding: Sharding = "none"
     offload: Offload = "none"
     optimizer: Optimizer = "adamw"
+    adamw_implementation: Literal["fused", "foreach"] = Field(
+        "fused", description="torch AdamW's kernel: fused (what advisor execute runs) or foreach (torch's CUDA default)")
     head: Literal["lm", "classification"] = "lm"
     num_labels: int = Field(2, ge=1)
     gpu: Optional[GpuEntry] = None

@@ -32,6 +32,8 @@ HIDDEN_DROPOUT = ("gpt2", "bert", "roberta", "xlm-roberta")
 #: Linears reading something other than the layer input: outputs of attention, MLA's latent up-projections.
 ATTENTION_OUTPUTS = ("o_proj", "c_proj", "dense")
 READS_INNER = ATTENTION_OUTPUTS + ("q_b_proj", "kv_b_proj")
+#: MoE families whose experts run through transformers' grouped_mm dispatch (priced in `_routed_experts`).
+GROUPED_EXPERTS = ("mixtral", "qwen3_moe", "gpt_oss")
 #: peft keeps adapter weights in fp32 (get_peft_model's autocast_adapter_dtype), so their inputs are cast to fp32.
 ADAPTER_BYTES = 4
 
@@ -129,7 +131,7 @@ def _norm(ledger: Ledger, arch: Architecture, n: Numerics, t: int, input_grad: b
 
 
 def _normalised_bytes(arch: Architecture, n: Numerics) -> int:
-    return 4 if arch.family in ("gemma2", "gemma3") else n.residual
+    return 4 if arch.family in ("gemma2", "gemma3", "gpt_oss") else n.residual
 
 
 def _linear_inputs(ledger: Ledger, n: Numerics, t: int, width: int, consumers: int, part: str):
@@ -344,10 +346,42 @@ def _family_extras(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens,
         _norm(ledger, arch, n, t, True, weights, kernel)
     if arch.kv_lora_rank:
         ledger.add("attention", t * ((arch.q_lora_rank or 0) + arch.kv_lora_rank) * 4)
-    if arch.is_moe:
+    if arch.family in GROUPED_EXPERTS:
+        _routed_experts(ledger, arch, tok, c, weights)
+    elif arch.is_moe:
         ledger.add("router", t * arch.num_experts * 8 + t * arch.experts_per_token * 8)
-        copies = 1 if arch.family == "gpt_oss" else 2  # gpt-oss: the routed inputs; others also the outputs
-        ledger.add("mlp", copies * t * arch.experts_per_token * arch.hidden_size * c)
+        ledger.add("mlp", 2 * t * arch.experts_per_token * arch.hidden_size * c)
+
+
+def _routed_experts(ledger: Ledger, arch: Architecture, tok: Tokens, c: int, weights: bool):
+    """The router and the routing around the experts (transformers 5's default `grouped_mm` experts).
+
+    Router: Mixtral and Qwen3-MoE keep the fp32 softmax over all experts and
+    top-k's int64 indices; renormalising the top-k weights (Mixtral always,
+    Qwen3-MoE with norm_topk_prob) keeps their fp32 sum and values. gpt-oss
+    takes the top-k of the logits and keeps the softmax over those k.
+    Routing (integrations/moe.py `grouped_mm_experts_forward`), with S = tokens
+    x k: the int64 indices of the gather (perm // k), of the weights' reorder
+    (perm) and of the un-permute (inv_perm), plus gpt-oss's expert-id gather of
+    the biases when they train; the int32 group offsets; the gathered hidden
+    states when the experts' weights train (a frozen grouped_mm keeps no input);
+    the experts' output and the routing weights its product with them keeps
+    (fp32 for Mixtral, the logits' dtype after Qwen3-MoE's and gpt-oss's cast).
+    The expert MLP itself (gate/up output, activation, down input) is priced
+    with the dense MLP at `mlp_width`.
+    """
+    t, k, experts, h = tok.count, arch.experts_per_token, arch.num_experts, arch.hidden_size
+    routed = t * k
+    if arch.family == "gpt_oss":
+        ledger.add("router", t * k * 8 + t * k * c)
+    else:
+        ledger.add("router", t * experts * 4 + t * k * 8)
+        if arch.family == "mixtral" or arch.norm_topk_prob:
+            ledger.add("router", t * 4 + t * k * 4)
+    index_gathers = 3 + (1 if arch.family == "gpt_oss" and weights else 0)
+    ledger.add("router", routed * 8 * index_gathers + experts * 4)
+    routing_weight = 4 if arch.family == "mixtral" else c
+    ledger.add("mlp", routed * h * c * (2 if weights else 1) + routed * routing_weight)
 
 
 def _gpt2_layer(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrads, kernel: Kernel):
@@ -438,7 +472,9 @@ def outside_layers(
     if input_leaf:
         ledger.add("inputs", t * h * n.residual)
     if not arch.learned_positions and stream_grad:
-        ledger.add("inputs", 2 * tok.seq * arch.rotary_dim * n.residual)  # rotary cos/sin, shared by all layers
+        # rotary cos/sin, shared by all layers; gpt-oss's tables are half width (no cat(freqs, freqs)).
+        width = arch.rotary_dim // 2 if arch.family == "gpt_oss" else arch.rotary_dim
+        ledger.add("inputs", 2 * tok.seq * width * n.residual)
     if arch.family in HIDDEN_DROPOUT and embeddings_grad:
         ledger.add("dropout", t * h * _mask(kernel, n.residual))
     if arch.kind == "encoder":

@@ -39,7 +39,7 @@ def shape_of(request: EstimateRequest, accumulation_steps: int = 1) -> Shape:
         head=request.head, num_labels=request.num_labels,
         accumulation_steps=max(accumulation_steps, request.gradient_accumulation_steps),
         sharding=request.sharding, devices=request.num_gpus, nodes=request.num_nodes, offload=request.offload,
-        fused_loss=request.fused_cross_entropy,
+        fused_loss=request.fused_cross_entropy, adamw_implementation=request.adamw_implementation,
     )
 
 

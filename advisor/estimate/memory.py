@@ -52,6 +52,7 @@ class Shape:
     nodes: int = 1
     offload: str = "none"
     fused_loss: bool = False  # the LM head and loss run without the full logits (activations.LogitsBytes)
+    adamw_implementation: str = "fused"  # torch AdamW's kernel: "fused" or "foreach" (see optimizer_step_temporaries)
 
 
 @dataclass(frozen=True)
@@ -121,10 +122,6 @@ def parameters(arch: Architecture, fp: Footprint, shape: Shape) -> Parameters:
 def _optimizer_bytes(optimizer: str, trainable: int, gradient_bytes: float) -> float:
     """AdamW keeps two states per trainable parameter in its dtype; the 8-bit ones one byte each.
 
-    "adamw" is torch's fused kernel (the backend's adamw_torch_fused): it updates
-    in place and allocates nothing during the step. (The foreach variant would add
-    a state-sized temporary for sqrt(v) + eps at the optimizer step; no plan uses it.)
-
     A paged optimizer's states live in CUDA unified memory, outside the caching
     allocator (not in max_memory_allocated) and evictable to the host: 0 here.
     """
@@ -133,6 +130,25 @@ def _optimizer_bytes(optimizer: str, trainable: int, gradient_bytes: float) -> f
     if optimizer == "adamw_8bit":
         return trainable * ADAM_8BIT_BYTES_PER_PARAM
     return 0.0
+
+
+def optimizer_step_temporaries(shape: Shape, params: Parameters) -> float:
+    """What torch's AdamW allocates during `step()` on top of the states (per device, after sharding).
+
+    fused (`adamw_torch_fused`: what `advisor execute` asks the Trainer for, and
+    the Trainer's own default since torch 2.8) updates in place: nothing.
+    foreach (torch.optim.AdamW's default on CUDA, e.g. a hand-written loop)
+    materialises sqrt(exp_avg_sq) for every parameter of a param group at once
+    (torch/optim/adam.py `_multi_tensor_adam`: `torch._foreach_sqrt(device_exp_avg_sqs)`):
+    one more copy of the second moment, i.e. the gradients' bytes (states are in
+    the parameter's dtype). Measured on CPU in tests/estimate/test_optimizer_step.py.
+    The Trainer's decay/no-decay groups step one after the other, so the no-decay
+    group's norms and biases (under 0.01% of a model) are counted too: a bound.
+    DeepSpeed (zero2/zero3) steps with its own in-place kernel: nothing either.
+    """
+    if shape.optimizer != "adamw" or shape.adamw_implementation != "foreach" or shape.sharding in ("zero2", "zero3"):
+        return 0.0
+    return params.optimizer / 2
 
 
 def trains_base_weights(arch: Architecture, fp: Footprint) -> bool:
@@ -298,7 +314,8 @@ def peak_memory(arch: Architecture, fp: Footprint, shape: Shape, kernel: act.Ker
         "end of backward", gradients=params.gradients, logits_loss=logits.output,
         backward_temporaries=_tied_embedding_sum(params, shape),
     ))
-    moments.append(moment("optimizer step", gradients=params.gradients, kv_cache=0.0))
+    moments.append(moment("optimizer step", gradients=params.gradients, kv_cache=0.0,
+                          optimizer_temporaries=optimizer_step_temporaries(shape, params)))
     return max(moments, key=lambda peak: peak.total)
 
 

@@ -190,7 +190,7 @@ def _candidates(request: EstimateRequest, effective: int) -> Iterator[tuple[Esti
         current = _with_batch(current, current.batch_size // 2, effective)
         _note_batch(notes, request, current)
         yield current, list(notes.values())
-    if current.footprint.trainable_params and _on_cuda(current):
+    if current.footprint.trainable_params and _runs_bitsandbytes(current):
         for optimizer, why in OPTIMIZERS:
             if current.optimizer not in (optimizer, "paged_adamw_8bit"):
                 current = current.model_copy(update={"optimizer": optimizer})
@@ -242,9 +242,9 @@ def _can_shard(request: EstimateRequest, sharding: str) -> bool:
     return sharding in QUANTIZED_SHARDINGS or not request.footprint.quantized_base
 
 
-def _on_cuda(request: EstimateRequest) -> bool:
-    """8-bit optimizers are bitsandbytes kernels: CUDA only (an unknown device is assumed to be a GPU)."""
-    return request.gpu is None or request.gpu.cuda
+def _runs_bitsandbytes(request: EstimateRequest) -> bool:
+    """8-bit optimizers are bitsandbytes kernels: where the catalog says it runs (an unknown device is assumed to)."""
+    return request.gpu is None or (request.gpu.cuda and request.gpu.bitsandbytes)
 
 
 def _prefix(request: EstimateRequest) -> bool:

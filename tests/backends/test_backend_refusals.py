@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -85,6 +86,7 @@ def test_qlora_without_cuda_is_one_line_and_exit_2(tmp_path, tiny_llama, alpaca,
     code, stdout, stderr = execute(capsys, plan, alpaca, out)
     assert code == 2 and stdout == ""
     assert stderr.strip().splitlines() == [stderr.strip()] and "needs a CUDA GPU" in stderr
+    assert "change plan.json training.method" in stderr
     assert not out.exists()
 
 
@@ -115,6 +117,7 @@ def test_a_hub_model_offline_and_not_cached_is_refused_before_loading(tmp_path, 
     code, _, stderr = execute(capsys, plan, alpaca, tmp_path / "run")
     assert code == 2
     assert "the Hub is offline (HF_HUB_OFFLINE) and the model is not in the local cache" in stderr
+    assert "set plan.json profile.model to a local model directory" in stderr
 
 
 def test_the_preflight_refuses_rows_left_without_loss_before_anything_is_written(tmp_path, plan_file, capsys):
@@ -137,3 +140,52 @@ def test_a_split_the_data_cannot_give_names_the_plan_key(tiny_bert, tmp_path, ca
     code, _, err = run_cli(capsys, "execute", plan, "--data", data, "--output-dir", tmp_path / "run", "--dry-run")
     line = err.strip().splitlines()[-1]
     assert code == 2 and "change plan.json training.data.stratify" in line and "--no-stratify" not in line
+
+
+# -- every refusal of a plan setting names the plan.json key to change (execute has no flags for them)
+
+def refusal_of(capsys, tmp_path, plan, data, *extra) -> str:
+    path = plan if isinstance(plan, Path) else save_plan(plan, tmp_path / "plan.json")
+    code, stdout, stderr = run_cli(capsys, "execute", path, "--data", data, "--output-dir", tmp_path / "run",
+                                   "--dry-run", *extra)
+    assert code == 2 and stdout == "" and stderr.count("error:") == 1, stderr
+    return stderr
+
+
+def test_an_8bit_optimizer_without_bitsandbytes_names_the_optimizer_key(tmp_path, tiny_llama, alpaca, capsys,
+                                                                       monkeypatch):
+    monkeypatch.setattr("advisor.extras.missing", lambda modules: [m for m in modules if m == "bitsandbytes"])
+    plan = make_plan(str(tiny_llama), optimizer="adamw_8bit")
+    assert "plan.json training.hyperparameters.optimizer" in refusal_of(capsys, tmp_path, plan, alpaca)
+
+
+def test_an_unknown_eval_metric_names_its_key(tmp_path, tiny_llama, alpaca, capsys):
+    plan = make_plan(str(tiny_llama), eval_metric="bleu")
+    assert "unknown plan.json training.hyperparameters.eval_metric 'bleu'" in refusal_of(capsys, tmp_path, plan, alpaca)
+
+
+def test_data_of_another_task_names_the_task_key(tmp_path, tiny_llama, alpaca, capsys):
+    plan = make_plan(str(tiny_llama), task="classification")
+    assert "(plan.json profile.task)" in refusal_of(capsys, tmp_path, plan, alpaca)
+
+
+def test_bad_method_hyperparameters_name_their_key(tmp_path, tiny_llama, alpaca, capsys):
+    document = json.loads(make_plan(str(tiny_llama), method="lora").model_dump_json())
+    document["training"]["hyperparameters"]["method"] = {"r": 0}
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(document))
+    assert "plan.json training.hyperparameters.method (lora)" in refusal_of(capsys, tmp_path, plan, alpaca)
+
+
+def test_a_4bit_base_under_fsdp_names_the_sharding_key():
+    from types import SimpleNamespace
+
+    from advisor.backends.accelerate import cluster_config
+    from advisor.errors import UserError
+    from advisor.manager import get_method
+
+    plan = SimpleNamespace(profile=SimpleNamespace(gpu="a100-80gb", num_gpus=2),
+                           training=SimpleNamespace(precision="bf16"), estimate=SimpleNamespace(config={"sharding": "fsdp"}))
+    prepared = SimpleNamespace(request=SimpleNamespace(plan=plan), hp=None, method=get_method("qlora"))
+    with pytest.raises(UserError, match="set plan.json estimate.config.sharding to 'ddp'"):
+        cluster_config(prepared)

@@ -71,3 +71,15 @@ def test_library_deprecations_are_quiet_and_user_warnings_stay():
         warnings.warn_explicit("banner", UserWarning, "dist.py", 1, module="setuptools.dist")
         warnings.warn_explicit("your labels are imbalanced", UserWarning, "x.py", 1, module="transformers.trainer")
     assert [str(w.message) for w in caught] == ["your labels are imbalanced"]
+
+
+@pytest.mark.parametrize("model, model_type", [("gemma-3-1b", "gemma3_text"), ("gemma-3-4b", "gemma3"),
+                                               ("qwen3-30b-a3b", "qwen3_moe"), ("phi-4", "phi3")])
+def test_a_catalog_model_type_is_its_published_configs(model, model_type, tmp_path):
+    """Without a local config.json the catalog's recorded model_type is used, not the estimator's family name."""
+    assert loading.model_type_of(str(tmp_path / "not-downloaded"), model) == model_type
+
+
+def test_a_local_config_json_decides_the_model_type(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "gemma3_text"}')
+    assert loading.model_type_of(str(tmp_path), "gemma-3-4b") == "gemma3_text"

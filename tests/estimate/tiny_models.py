@@ -35,6 +35,8 @@ CONFIGS.update({
     "mixtral": dict(_LLAMA_SHAPE, model_type="mixtral", num_local_experts=4, num_experts_per_tok=2),
     "qwen3_moe": dict(_LLAMA_SHAPE, model_type="qwen3_moe", num_experts=4, num_experts_per_tok=2,
                       moe_intermediate_size=48),
+    "qwen3_moe_normalised": dict(_LLAMA_SHAPE, model_type="qwen3_moe", num_experts=4, num_experts_per_tok=2,
+                                 moe_intermediate_size=48, norm_topk_prob=True),
     "gpt_oss": dict(_LLAMA_SHAPE, model_type="gpt_oss", num_local_experts=4, num_experts_per_tok=2, head_dim=16,
                     sliding_window=512),
     "deepseek_v3": dict(_LLAMA_SHAPE, model_type="deepseek_v3", num_key_value_heads=4, n_routed_experts=4,

@@ -187,3 +187,14 @@ def test_lora_on_the_embedded_encoder_keeps_the_head_trainable():
     assert trainable_parameter_count(built) == method.footprint(entry.architecture, hp).trainable_params + head
     assert any("classifier" in name for name, p in built.named_parameters() if p.requires_grad)
     assert not any("pooler" in name for name, p in built.named_parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("use_rslora, scale", [(False, 8 / 4), (True, 8 / 2)])
+def test_lora_use_rslora_reaches_peft_scaling(use_rslora, scale):
+    """alpha/r by default, alpha/sqrt(r) with use_rslora (peft's LoraLayer.scaling), r=4, alpha=8."""
+    method = manager.get_method("lora")
+    config, task = TINY_MODELS["llama"]
+    model = method.build(transformers.AutoModelForCausalLM.from_config(config()),
+                         method.hyperparameters({"r": 4, "alpha": 8, "use_rslora": use_rslora}), task_type=task)
+    scalings = {layer.scaling["default"] for layer in model.modules() if hasattr(layer, "lora_A")}
+    assert scalings == {scale}
