@@ -266,7 +266,7 @@ def test_a_small_vocabulary_encoder_classifier_keeps_the_standard_loss():
     plan = plan_of(dict(task="classification", examples=10003, model="all-minilm-l6-v2", gpu="cpu"))
     assert plan.training.hyperparameters.fused_cross_entropy is False
     assert "memory.fused-cross-entropy" not in [entry.rule for entry in plan.rationale]
-SQUEEZE = dict(task="generation", examples=3000, seq_len=4096, model="llama-3.1-8b", gpu="mi300x", gpu_memory_gib=24)
+SQUEEZE = dict(task="generation", examples=3000, seq_len=4096, model="llama-3.1-8b", gpu="mi300x", gpu_memory_gib=20)
 
 
 def plan_without_bitsandbytes(monkeypatch) -> Plan:
