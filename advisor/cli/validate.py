@@ -87,6 +87,12 @@ def run(args) -> int:
 
 
 def _token_counter(model: str) -> Callable[[str], int]:
+    """The model's tokenizer.json through `tokenizers` (what `plan --data` counts with), else transformers."""
+    from ..data import model_token_counter
+
+    counter = model_token_counter(model)
+    if counter is not None:
+        return counter
     from ..backends.loading import token_counter
 
     return token_counter(model)
