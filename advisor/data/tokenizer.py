@@ -46,4 +46,7 @@ def model_token_counter(model: str) -> Optional[TokenCounter]:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception:  # a file this tokenizers version cannot read: the caller falls back (and says so)
         return None
+    # A saved tokenizer.json can pad or truncate every encoding (MiniLM's pads to 128): count the text itself.
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
     return lambda text: len(tokenizer.encode(text).ids)

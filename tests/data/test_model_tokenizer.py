@@ -75,6 +75,16 @@ def test_counts_come_from_the_tokenizer_json_and_differ_from_bytes_over_four(mod
     assert lengths.p95 > 3 * estimated.p95
 
 
+def test_a_tokenizer_json_saved_with_padding_and_truncation_counts_the_text_itself(model_dir):
+    from tokenizers import Tokenizer
+
+    saved = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    saved.enable_padding(length=128)  # as all-MiniLM-L6-v2's tokenizer.json ships
+    saved.enable_truncation(max_length=16)
+    saved.save(str(model_dir / "tokenizer.json"))
+    assert model_token_counter(str(model_dir))(NUMBERS) == len(NUMBERS) + 1
+
+
 def test_plan_seq_len_comes_from_the_tokenizer_p95(model_dir, number_data):
     plan = plan_for(Profile(model=str(model_dir), data=str(number_data), method="lora", gpu="cpu"))
     p95 = validate_file(number_data, tokenizer=model_token_counter(str(model_dir))).stats.token_lengths.p95
