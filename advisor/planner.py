@@ -161,7 +161,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
         estimate=chosen.estimate,
         alternatives=rows,
         training=training,
-        warnings=trace.warnings + split_notes,
+        warnings=trace.warnings + split_notes + prompts_cut(data_report, training.hyperparameters.seq_len),
         stages=stages,
         assumptions=assumptions,
     )
@@ -201,6 +201,18 @@ def token_counting(data_report: Any, model: str) -> list[str]:
         return [f"Token lengths of your data were counted with {model}'s tokenizer (p95 {lengths.p95}) on the text "
                 f"alone: the {wrapper[data_report.format]} the run wraps each record in adds tokens per record."]
     return []
+
+
+def prompts_cut(data_report: Any, seq_len: int) -> list[str]:
+    """A warning when the data's longest prompt fills the plan's seq_len: the preflight refuses such a record."""
+    lengths = getattr(data_report.stats, "token_lengths", None) if data_report is not None else None
+    if lengths is None or lengths.prompt_max is None or lengths.prompt_max < seq_len:
+        return []
+    counted = "counted with the model's tokenizer" if lengths.method == "tokenizer" else "estimated"
+    return [f"your data's longest prompt takes {lengths.prompt_max} tokens ({counted}, before the template) and "
+            f"fills the plan's seq_len {seq_len}: truncation leaves such a record no response to learn from and "
+            f"`advisor execute` refuses it; pass --seq-len above {lengths.prompt_max} plus the template, or shorten "
+            f"those prompts (`advisor validate DATA --seq-len {seq_len}` counts them)"]
 
 
 def sequence_facts(chosen: Candidate, profile: Profile, data_report: Any) -> dict[str, Any]:

@@ -91,6 +91,7 @@ def test_plan_seq_len_comes_from_the_tokenizer_p95(model_dir, number_data):
     assert plan.training.hyperparameters.seq_len == math.ceil(p95 / 64) * 64 == 256
     assert not any("estimated as ceil" in line for line in plan.assumptions)
     assert any("counted with" in line and "prompt template" in line for line in plan.assumptions)
+    assert not any("longest prompt" in line for line in plan.warnings)
     # the failure: every prompt fits the planned length, so truncation leaves each one an answer
     count = model_token_counter(str(model_dir))
     assert count(NUMBERS + "9") < plan.training.hyperparameters.seq_len
@@ -143,3 +144,16 @@ def test_counting_with_the_tokenizer_imports_no_training_stack(model_dir, number
             if command == "plan" else ["validate", str(number_data), "--tokenizer", str(model_dir), "--json"])
     result = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True, check=True)
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_a_prompt_longer_than_the_planned_seq_len_is_a_warning_with_its_length(model_dir, number_data):
+    records = number_data.read_text(encoding="utf-8")
+    outlier = {"instruction": NUMBERS * 3, "input": "", "output": "it is blue"}
+    number_data.write_text(records + json.dumps(outlier) + "\n", encoding="utf-8")
+    count = model_token_counter(str(model_dir))
+    lengths = validate_file(number_data, tokenizer=count).stats.token_lengths
+    assert lengths.prompt_max == count(NUMBERS * 3) == 601
+    plan = plan_for(Profile(model=str(model_dir), data=str(number_data), method="lora", gpu="cpu"))
+    assert plan.training.hyperparameters.seq_len == 256  # the p95 still decides
+    assert any("longest prompt takes 601 tokens (counted with the model's tokenizer" in line
+               and "seq_len 256" in line for line in plan.warnings)
