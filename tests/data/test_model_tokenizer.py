@@ -127,6 +127,9 @@ def test_validate_tokenizer_flag_uses_the_same_counter(model_dir, number_data, c
     assert code == 0
     assert report["stats"]["token_lengths"]["method"] == "tokenizer"
     assert report["stats"]["token_lengths"]["p95"] == model_token_counter(str(model_dir))(f"{NUMBERS}9\nit is blue")
+    assert report["stats"]["token_lengths"]["prompt_max"] == len(NUMBERS) + 2
+    main(["validate", str(number_data), "--tokenizer", str(model_dir)])
+    assert f"longest prompt {len(NUMBERS) + 2}" in " ".join(capsys.readouterr().out.split())
 
 
 PROBE = """
