@@ -181,8 +181,8 @@ def is_hub_id(name: str) -> bool:
     return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None and not Path(name).exists()
 
 
-def cached_hub_snapshot(name: str) -> Optional[Path]:
-    """The newest snapshot of hub model `name` in the local Hugging Face cache holding a config.json, if any.
+def cached_hub_snapshot(name: str, filename: str = "config.json") -> Optional[Path]:
+    """The newest snapshot of hub model `name` in the local Hugging Face cache holding `filename`, if any.
 
     Read from the cache layout (hub/models--owner--name/snapshots/<rev>/) so planning stays free of
     huggingface_hub; HF_HUB_CACHE and HF_HOME are honoured as the hub library honours them.
@@ -192,7 +192,7 @@ def cached_hub_snapshot(name: str) -> Optional[Path]:
     home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
     cache = Path(os.environ.get("HF_HUB_CACHE") or os.path.join(home, "hub")).expanduser()
     snapshots = cache / ("models--" + name.replace("/", "--")) / "snapshots"
-    found = sorted(snapshots.glob("*/config.json"), key=lambda path: path.stat().st_mtime) if snapshots.is_dir() else []
+    found = sorted(snapshots.glob(f"*/{filename}"), key=lambda path: path.stat().st_mtime) if snapshots.is_dir() else []
     return found[-1].parent if found else None
 
 

@@ -71,9 +71,9 @@ def plan_for(profile: Profile) -> Plan:
     """The plan for `profile`, after validating profile.data and filling in what the person did not say."""
     if not profile.data:
         return make_plan(profile)
-    from .data import profile_hints, validate_file
+    from .data import model_token_counter, profile_hints, validate_file
 
-    report = validate_file(profile.data)
+    report = validate_file(profile.data, tokenizer=model_token_counter(profile.model))
     hints = {key: value for key, value in profile_hints(report).items() if key not in profile.model_fields_set}
     return make_plan(validate_profile(profile.model_dump(include=profile.model_fields_set) | hints), report)
 
@@ -92,7 +92,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
     trace = Trace()
     if data_report is not None:
         trace.warnings.extend(data_report.warnings)
-    assumptions = assumed(facts)
+    assumptions = assumed(facts) + token_counting(data_report, profile.model)
     trace.warnings.extend(assumptions)  # also a warning: a plan for other hardware may not fit yours
 
     approach, complements = decide_approach(facts, trace)
@@ -161,7 +161,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
         estimate=chosen.estimate,
         alternatives=rows,
         training=training,
-        warnings=trace.warnings + split_notes,
+        warnings=trace.warnings + split_notes + prompts_cut(data_report, training.hyperparameters.seq_len),
         stages=stages,
         assumptions=assumptions,
     )
@@ -184,6 +184,35 @@ def assumed(facts: Facts) -> list[str]:
         return []
     return [f"No --gpu given: planned for {facts.num_gpus} x {facts.gpu} ({facts.gpu_name}, "
             f"{facts.device_memory_gib:.0f} GiB), the default; pass --gpu (see `advisor gpus`) for your hardware."]
+
+
+def token_counting(data_report: Any, model: str) -> list[str]:
+    """How the data's token lengths, the seq_len's origin, were counted, where the count is not the run's."""
+    lengths = getattr(data_report.stats, "token_lengths", None) if data_report is not None else None
+    if lengths is None:
+        return []
+    if lengths.method == "estimate":
+        return [f"Token lengths of your data are estimated as ceil(UTF-8 bytes / 4) (p95 {lengths.p95}): no "
+                f"tokenizer.json of {model} in its directory or the Hugging Face cache. Real counts can differ "
+                "several-fold (digits, code, other languages); `advisor execute --dry-run` checks seq_len with the "
+                "real tokenizer."]
+    wrapper = {"chat": "chat template", "alpaca": "prompt template", "preference": "chat or prompt template"}
+    if data_report.format in wrapper:
+        return [f"Token lengths of your data were counted with {model}'s tokenizer (p95 {lengths.p95}) on the text "
+                f"alone: the {wrapper[data_report.format]} the run wraps each record in adds tokens per record."]
+    return []
+
+
+def prompts_cut(data_report: Any, seq_len: int) -> list[str]:
+    """A warning when the data's longest prompt fills the plan's seq_len: the preflight refuses such a record."""
+    lengths = getattr(data_report.stats, "token_lengths", None) if data_report is not None else None
+    if lengths is None or lengths.prompt_max is None or lengths.prompt_max < seq_len:
+        return []
+    counted = "counted with the model's tokenizer" if lengths.method == "tokenizer" else "estimated"
+    return [f"your data's longest prompt takes {lengths.prompt_max} tokens ({counted}, before the template) and "
+            f"fills the plan's seq_len {seq_len}: truncation leaves such a record no response to learn from and "
+            f"`advisor execute` refuses it; pass --seq-len above {lengths.prompt_max} plus the template, or shorten "
+            f"those prompts (`advisor validate DATA --seq-len {seq_len}` counts them)"]
 
 
 def sequence_facts(chosen: Candidate, profile: Profile, data_report: Any) -> dict[str, Any]:

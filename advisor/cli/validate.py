@@ -87,6 +87,12 @@ def run(args) -> int:
 
 
 def _token_counter(model: str) -> Callable[[str], int]:
+    """The model's tokenizer.json through `tokenizers` (what `plan --data` counts with), else transformers."""
+    from ..data import model_token_counter
+
+    counter = model_token_counter(model)
+    if counter is not None:
+        return counter
     from ..backends.loading import token_counter
 
     return token_counter(model)
@@ -155,6 +161,8 @@ def _print_measures(console, stats) -> None:
         lengths = stats.token_lengths
         how = "tokenizer" if lengths.method == "tokenizer" else "estimated as ceil(UTF-8 bytes / 4)"
         line = f"tokens per record ({how}): p50 {lengths.p50}, p95 {lengths.p95}, max {lengths.max}, mean {lengths.mean}"
+        if lengths.prompt_max is not None:
+            line += f"; longest prompt {lengths.prompt_max}"
         if stats.seq_len is not None:
             line += f"; {stats.truncated_at_seq_len:,} longer than --seq-len {stats.seq_len}"
         lines.append(line)

@@ -7,6 +7,7 @@ Public API (the planner, the backends and preflight call these):
   kfold=None, seed=42) -> SplitPlan`
 - `write_split(loaded, plan, out_dir, overwrite=False, arguments=None) -> Manifest`
 - `profile_hints(report) -> {"examples", "task", "quality"}`
+- `model_token_counter(model) -> TokenCounter | None`: the model's own tokenizer.json, if on this machine
 
 Nothing here imports `datasets` or scikit-learn at module level: they load
 inside the functions that use them, so `advisor plan` stays fast.
@@ -17,9 +18,10 @@ from .load import LoadedData, load_records
 from .manifest import Manifest, write_split
 from .report import DataStats, RecordError, ValidationReport
 from .split import Fold, SplitPlan, split_records
+from .tokenizer import model_token_counter
 from .validate import validate_file
 
 __all__ = [
     "DataStats", "Fold", "LoadedData", "Manifest", "RecordError", "SplitPlan", "ValidationReport",
-    "load_records", "profile_hints", "split_records", "validate_file", "write_split",
+    "load_records", "model_token_counter", "profile_hints", "split_records", "validate_file", "write_split",
 ]

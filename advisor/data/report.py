@@ -36,6 +36,10 @@ class TokenLengths(ReportModel):
     method: Literal["tokenizer", "estimate"] = Field(
         description="'tokenizer': counted with the model's tokenizer; 'estimate': ceil(UTF-8 bytes / 4)"
     )
+    prompt_max: Optional[int] = Field(
+        None, description="tokens of the longest prompt (alpaca, chat, preference): a seq_len at or below it "
+        "leaves that record no response to learn from"
+    )
 
 
 class LinePair(ReportModel):

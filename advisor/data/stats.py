@@ -100,19 +100,22 @@ def _duplicate_stats(loaded: LoadedData, stats: DataStats, max_listed: int) -> N
 def _token_stats(loaded: LoadedData, stats: DataStats, tokenizer: Optional[TokenCounter], seq_len: Optional[int]) -> None:
     count = tokenizer or estimate_tokens
     lengths = sorted(count(training_text(loaded.format, record)) for record in loaded.records)
+    prompts = [prompt_text(loaded.format, record) for record in loaded.records]
+    prompt_lengths = ([count(prompt) for prompt in prompts if prompt]
+                      if loaded.format in ("alpaca", "chat", "preference") else [])
     stats.token_lengths = TokenLengths(
         p50=_nearest_rank(lengths, 0.50),
         p95=_nearest_rank(lengths, 0.95),
         max=lengths[-1],
         mean=round(sum(lengths) / len(lengths), 1),
         method="tokenizer" if tokenizer else "estimate",
+        prompt_max=max(prompt_lengths, default=None),
     )
     if seq_len is None:
         return
     stats.truncated_at_seq_len = sum(1 for length in lengths if length > seq_len)
-    prompts = [prompt_text(loaded.format, record) for record in loaded.records]
     if loaded.format in ("alpaca", "chat", "preference"):
-        stats.nothing_to_learn_at_seq_len = sum(1 for prompt in prompts if prompt and count(prompt) >= seq_len)
+        stats.nothing_to_learn_at_seq_len = sum(1 for length in prompt_lengths if length >= seq_len)
 
 
 def _nearest_rank(sorted_values: list[int], quantile: float) -> int:
