@@ -101,7 +101,8 @@ def test_a_4bit_base_is_sharded_by_fsdp_not_deepspeed(tmp_path, tiny_llama, alpa
     (tmp_path / "zero3").mkdir()
     code, _, stderr, out = dry_run(capsys, tmp_path / "zero3", sharded_plan(str(tiny_llama), "zero3", method="qlora"),
                                    alpaca)
-    assert code == 2 and "not with DeepSpeed ZeRO" in stderr and not out.exists()
+    assert code == 2 and "not with DeepSpeed ZeRO" in stderr and "plan.json estimate.config.sharding" in stderr
+    assert not out.exists()
 
 
 @pytest.mark.slow

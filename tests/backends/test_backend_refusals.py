@@ -175,17 +175,3 @@ def test_bad_method_hyperparameters_name_their_key(tmp_path, tiny_llama, alpaca,
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps(document))
     assert "plan.json training.hyperparameters.method (lora)" in refusal_of(capsys, tmp_path, plan, alpaca)
-
-
-def test_a_4bit_base_under_zero_names_the_sharding_key():
-    from types import SimpleNamespace
-
-    from advisor.backends.accelerate import cluster_config
-    from advisor.errors import UserError
-    from advisor.manager import get_method
-
-    plan = SimpleNamespace(profile=SimpleNamespace(gpu="a100-80gb", num_gpus=2, num_nodes=1),
-                           training=SimpleNamespace(precision="bf16"), estimate=SimpleNamespace(config={"sharding": "zero3"}))
-    prepared = SimpleNamespace(request=SimpleNamespace(plan=plan), hp=None, method=get_method("qlora"))
-    with pytest.raises(UserError, match="set plan.json estimate.config.sharding to 'fsdp', 'hybrid' or 'ddp'"):
-        cluster_config(prepared)
