@@ -90,3 +90,21 @@ def test_an_unknown_or_gated_repository_is_one_line(fake_hub, capsys, answer, ex
 def test_a_name_that_is_no_hub_id_is_not_looked_up(fake_hub, capsys):
     code, _, err = plan(capsys, "--model", "llama-9b")
     assert code == 2 and fake_hub.calls == [] and "unknown model 'llama-9b'" in err
+
+
+def test_plan_data_counts_with_the_tokenizer_of_a_hub_id_fetched_alone(tmp_path, monkeypatch):
+    """A hub id outside the cache, the Hub answering: its tokenizer.json is fetched like its config.json."""
+    from advisor.data import tokenizer
+
+    fetched = tmp_path / "tokenizer.json"
+    fetched.write_text("{}")
+    asked = []
+    monkeypatch.setattr(tokenizer, "resolve_model", lambda model: type("Entry", (), {"source": model})())
+    monkeypatch.setattr(tokenizer, "cached_hub_snapshot", lambda source, filename: None)
+    monkeypatch.setattr(tokenizer, "offline_requested", lambda: False)
+    monkeypatch.setattr(tokenizer, "hub_reachable", lambda: True)
+    monkeypatch.setattr(tokenizer, "download_model_file", lambda repo, name: asked.append((repo, name)) or fetched)
+    assert tokenizer.tokenizer_file("someorg/new-model") == fetched
+    assert asked == [("someorg/new-model", "tokenizer.json")]
+    monkeypatch.setattr(tokenizer, "hub_reachable", lambda: False)
+    assert tokenizer.tokenizer_file("someorg/new-model") is None

@@ -19,6 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from ..errors import UserError
+from ..hub import download_model_file, hub_reachable, offline_requested
 from ..knowledge_base import cached_hub_snapshot, resolve_model
 from .stats import TokenCounter
 
@@ -32,7 +34,14 @@ def tokenizer_file(model: str) -> Optional[Path]:
     if local.is_file():
         return local
     snapshot = cached_hub_snapshot(source, TOKENIZER_FILE)
-    return snapshot / TOKENIZER_FILE if snapshot is not None else None
+    if snapshot is not None:
+        return snapshot / TOKENIZER_FILE
+    if Path(source).exists() or offline_requested() or not hub_reachable():
+        return None
+    try:  # a hub id, and the Hub answers: the tokenizer alone (a few MB), as its config.json was fetched
+        return download_model_file(source, TOKENIZER_FILE)
+    except UserError:
+        return None
 
 
 def model_token_counter(model: str) -> Optional[TokenCounter]:
