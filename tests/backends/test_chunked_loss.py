@@ -10,6 +10,7 @@ import torch
 from advisor.backends.chunked_loss import chunked_cross_entropy, fused_loss_kind, install_chunked_loss
 from advisor.backends.packing import packing_collator
 from advisor.backends.tasks import IGNORE_INDEX, make_collator
+from conftest import alpaca_records, make_plan, run_cli, save_plan, write_jsonl
 
 
 def _model(family: str, tiny_llama):
@@ -103,7 +104,6 @@ def test_a_plan_with_the_fused_loss_trains_with_the_chunked_loss_on_the_cpu(tiny
     import json
 
     from advisor.backends import chunked_loss
-    from conftest import alpaca_records, make_plan, run_cli, save_plan, write_jsonl
 
     calls = []
     standard = chunked_loss.chunked_cross_entropy
