@@ -6,10 +6,10 @@ import tomllib
 
 import pytest
 
-tomllib_loads = tomllib.loads
-
 from advisor import toml_cache
 from advisor.knowledge_base import knowledge_file, read_toml
+
+tomllib_loads = tomllib.loads
 
 
 @pytest.fixture
