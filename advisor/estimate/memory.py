@@ -20,6 +20,7 @@ peak falls inside a layer's backward) lives in calibration.py.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from ..architecture import Architecture
@@ -167,7 +168,19 @@ def embeddings_output_grad(arch: Architecture, fp: Footprint, checkpointing: boo
 
 
 def layer_grads(arch: Architecture, fp: Footprint, checkpointing: bool = False) -> list[act.LayerGrads]:
-    """What each layer (bottom first) contributes to the backward pass under this method."""
+    """What each layer (bottom first) contributes to the backward pass under this method.
+
+    Remembered per method: the fit search asks about the same footprint for every configuration it tries
+    (measured: 131 calls, 16 distinct answers, a third of the time of a plan's memory estimates). A Footprint is not
+    hashable, so its JSON is the key.
+    """
+    return list(_layer_grads(arch, type(fp), fp.model_dump_json(), checkpointing))
+
+
+@functools.lru_cache(maxsize=256)
+def _layer_grads(arch: Architecture, kind: type[Footprint], footprint: str, checkpointing: bool
+                 ) -> tuple[act.LayerGrads, ...]:
+    fp = kind.model_validate_json(footprint)
     weights = trains_base_weights(arch, fp)
     first_trained = arch.num_layers - trained_layers(arch, fp)
     adapted = arch.linears_named(fp.adapted_linears)
@@ -188,7 +201,7 @@ def layer_grads(arch: Architecture, fp: Footprint, checkpointing: bool = False) 
             dropout=fp.adapter_dropout > 0 or fp.adapter_kind == "bottleneck",
             input_scaled=tuple(fp.input_scaled_linears),
         ))
-    return grads
+    return tuple(grads)
 
 
 @dataclass(frozen=True)
