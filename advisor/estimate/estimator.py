@@ -9,24 +9,21 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..architecture import Architecture
-from ..methods import Footprint
 from ..models import Estimate, MemoryEstimate, TimeEstimate
 from ..precision import Dtypes, resolve_dtypes
 from . import EstimateRequest
-from . import throughput
+from . import memo, throughput
 from .calibration import TIME_BAND
-from .memory import GIB, Peak, Shape, peak_memory
+from .memory import GIB, Shape, peak_memory
 from .storage import storage_estimate
 
 #: CUDA context and kernels loaded by torch (not in max_memory_allocated).
 CUDA_CONTEXT_GIB = 0.5
 #: The caching allocator holds more than is allocated (the calibration rows: median 9%, up to 23%).
 ALLOCATOR_SLACK = 0.10
-#: How many configurations `_peak_memory` remembers before it starts over.
-PEAKS_KEPT = 4096
 
-_peaks: dict[tuple, Peak] = {}
+#: The fit search asks about the same configuration more than once (84 calls for 60 in one plan).
+_peak_memory = memo.by_footprint(peak_memory)
 
 
 def dtypes_of(request: EstimateRequest) -> Dtypes:
@@ -87,18 +84,6 @@ def estimate(request: EstimateRequest) -> Estimate:
             "num_gpus": request.num_gpus, "sharding": request.sharding, "peak_phase": peak.phase,
         },
     )
-
-
-def _peak_memory(arch: Architecture, fp: Footprint, shape: Shape) -> Peak:
-    """peak_memory, remembered: the fit search asks about the same configuration more than once (measured:
-    84 calls for 60 configurations in one plan). A Footprint is not hashable, so its JSON stands in for it."""
-    key = (arch, shape, type(fp), fp.model_dump_json())
-    peak = _peaks.get(key)
-    if peak is None:
-        if len(_peaks) >= PEAKS_KEPT:
-            _peaks.clear()
-        peak = _peaks[key] = peak_memory(arch, fp, shape)
-    return peak
 
 
 def _time(request: EstimateRequest, shape: Shape) -> Optional[TimeEstimate]:

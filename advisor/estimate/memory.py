@@ -20,12 +20,12 @@ peak falls inside a layer's backward) lives in calibration.py.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 from ..architecture import Architecture
 from ..methods import Footprint
 from . import activations as act
+from . import memo
 from .calibration import LAYER_BACKWARD_TEMPORARIES
 from .sharding import shard
 
@@ -167,20 +167,9 @@ def embeddings_output_grad(arch: Architecture, fp: Footprint, checkpointing: boo
     return trains_embeddings(arch, fp) or prompt_in_sequence(fp) or checkpointing
 
 
+@memo.by_footprint  # the fit search asks again for every configuration it tries: a third of its estimates' time
 def layer_grads(arch: Architecture, fp: Footprint, checkpointing: bool = False) -> list[act.LayerGrads]:
-    """What each layer (bottom first) contributes to the backward pass under this method.
-
-    Remembered per method: the fit search asks about the same footprint for every configuration it tries
-    (measured: 131 calls, 16 distinct answers, a third of the time of a plan's memory estimates). A Footprint is not
-    hashable, so its JSON is the key.
-    """
-    return list(_layer_grads(arch, type(fp), fp.model_dump_json(), checkpointing))
-
-
-@functools.lru_cache(maxsize=256)
-def _layer_grads(arch: Architecture, kind: type[Footprint], footprint: str, checkpointing: bool
-                 ) -> tuple[act.LayerGrads, ...]:
-    fp = kind.model_validate_json(footprint)
+    """What each layer (bottom first) contributes to the backward pass under this method."""
     weights = trains_base_weights(arch, fp)
     first_trained = arch.num_layers - trained_layers(arch, fp)
     adapted = arch.linears_named(fp.adapted_linears)
@@ -201,7 +190,7 @@ def _layer_grads(arch: Architecture, kind: type[Footprint], footprint: str, chec
             dropout=fp.adapter_dropout > 0 or fp.adapter_kind == "bottleneck",
             input_scaled=tuple(fp.input_scaled_linears),
         ))
-    return tuple(grads)
+    return grads
 
 
 @dataclass(frozen=True)
