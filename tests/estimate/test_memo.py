@@ -31,6 +31,8 @@ def test_equal_questions_are_answered_once_and_every_difference_is_asked():
     answer(ARCH.model_copy(update={"num_layers": 3}), lora, 1)
     answer(ARCH, TaggedFootprint(trainable_params=10, adapted_linears=["q_proj"]), 1)
     assert len(asked) == 5
+    assert answer(ARCH, lora, extra=1) == 11  # a keyword is another question, with the same answer
+    assert len(asked) == 6
 
 
 def test_memory_starts_over_when_full(monkeypatch):
