@@ -89,9 +89,10 @@ class MethodRegistry:
     # -- loading ---------------------------------------------------------
     def load_entry_points(self, points: Iterable[EntryPoint]) -> None:
         """Import and register each entry point; built-ins first, failures reported and skipped."""
-        # A distribution's name and version parse its METADATA file on every access: read them once per
-        # entry point (measured: 44 reads were a fifth of a cold `advisor plan`).
-        providers = [(point, _provider_of(point)) for point in points]
+        # A distribution's name and version parse its METADATA file (email.parser) on every access: read them
+        # once per distribution, which all its entry points share (measured: 11 parses, 23 ms of a cold plan).
+        metadata: dict[int, tuple[str, str]] = {}
+        providers = [(point, _provider_of(point, metadata)) for point in points]
         for point, provider in sorted(providers, key=lambda pair: (pair[1].package != BUILTIN_DISTRIBUTION,
                                                                   pair[1].package, pair[0].name)):
             try:
@@ -175,11 +176,15 @@ class MethodRegistry:
         ]
 
 
-def _provider_of(point: EntryPoint) -> _Provider:
+def _provider_of(point: EntryPoint, seen: dict[int, tuple[str, str]]) -> _Provider:
+    """Who provides `point`; `seen` holds the (name, version) of each distribution already read, by identity."""
     if point.dist is None:
         return _Provider(plugin=point.name, package="unknown", version="unknown")
-    metadata = point.dist.metadata  # parsed once here: .name and .version would each parse it again
-    return _Provider(plugin=point.name, package=metadata["Name"], version=metadata["Version"])
+    if id(point.dist) not in seen:
+        metadata = point.dist.metadata  # parsed once here: .name and .version would each parse it again
+        seen[id(point.dist)] = (metadata["Name"], metadata["Version"])
+    package, version = seen[id(point.dist)]
+    return _Provider(plugin=point.name, package=package, version=version)
 
 
 def _describe(error: BaseException) -> str:

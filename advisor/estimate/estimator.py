@@ -13,7 +13,7 @@ from typing import Optional
 from ..models import Estimate, MemoryEstimate, TimeEstimate
 from ..precision import Dtypes, resolve_dtypes
 from . import EstimateRequest
-from . import throughput
+from . import memo, throughput
 from .calibration import TIME_BAND
 from .memory import GIB, Shape, base_param_bytes, parameters, peak_memory
 from .sharding import offloaded_bytes, world_size
@@ -23,6 +23,9 @@ from .storage import storage_estimate
 CUDA_CONTEXT_GIB = 0.5
 #: The caching allocator holds more than is allocated (the calibration rows: median 9%, up to 23%).
 ALLOCATOR_SLACK = 0.10
+
+#: The fit search asks about the same configuration more than once (84 calls for 60 in one plan).
+_peak_memory = memo.by_footprint(peak_memory)
 
 
 def dtypes_of(request: EstimateRequest) -> Dtypes:
@@ -58,7 +61,7 @@ def estimate(request: EstimateRequest) -> Estimate:
     """Peak memory per device, whether it fits, disk space, and (with a GPU) speed, hours and cost."""
     arch, fp = request.architecture, request.footprint
     shape = shape_of(request)
-    peak = peak_memory(arch, fp, shape)
+    peak = _peak_memory(arch, fp, shape)
     peak_gib = peak.total / GIB
     cuda = request.gpu.cuda if request.gpu is not None else True
     overhead = overhead_gib(peak_gib, cuda)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from ..architecture import Architecture
 from ..methods import Footprint
 from . import activations as act
+from . import memo
 from .calibration import LAYER_BACKWARD_TEMPORARIES
 from .sharding import accumulated_gradients, shard
 
@@ -185,6 +186,7 @@ def embeddings_output_grad(arch: Architecture, fp: Footprint, checkpointing: boo
     return trains_embeddings(arch, fp) or prompt_in_sequence(fp) or checkpointing
 
 
+@memo.by_footprint  # the fit search asks again for every configuration it tries: a third of its estimates' time
 def layer_grads(arch: Architecture, fp: Footprint, checkpointing: bool = False) -> list[act.LayerGrads]:
     """What each layer (bottom first) contributes to the backward pass under this method."""
     weights = trains_base_weights(arch, fp)
