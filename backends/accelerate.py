@@ -246,7 +246,7 @@ def training_script(prepared: Prepared) -> str:
     """train.py: plan.json next to it, the data path, the local backend in each process."""
     from .describe import resolved_run
 
-    resolved = resolved_run(prepared).text() if prepared.encoded is not None else (
+    resolved = resolved_run(prepared, total_processes(prepared.request.plan)).text() if prepared.encoded is not None else (
         f"model {prepared.request.plan.profile.model} ({prepared.source}); its tokenizer was not available where this "
         "file was written, so the token counts, split and schedule are resolved when the data is tokenised")
     request = prepared.request

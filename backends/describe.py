@@ -44,6 +44,7 @@ class ResolvedRun(BaseModel):
     dropped: int
     split: SplitCounts
     device: str
+    processes: int = Field(description="processes training together, each on its own micro-batches")
     devices: int = Field(description="the plan's devices on all its nodes together")
     hardware: str = Field(description="the plan's devices: '1 h100', '8 h100' or '2 nodes x 8 h100'")
     sharding: str = Field(description="the plan's estimate.config sharding: none, ddp, fsdp, hybrid, zero2, zero3")
@@ -85,6 +86,7 @@ class ResolvedRun(BaseModel):
             f"device     {self.device}, {self.precision}",
             *self.layout_lines(),
             f"batch      {self.shape.batch_size} x {self.shape.gradient_accumulation_steps} accumulation"
+            + (f" x {self.processes} processes" if self.processes > 1 else "")
             + (", gradient checkpointing" if self.shape.gradient_checkpointing else ""),
             f"schedule   {self.epochs:g} epochs = {self.total_steps} steps ({self.steps_per_epoch}/epoch"
             + (", final model; each fold has fewer" if split.folds else "") + "), "
@@ -114,7 +116,8 @@ def plural(count: int, noun: str) -> str:
     return noun if count == 1 else f"{count} {noun}s"
 
 
-def resolved_run(prepared: Prepared) -> ResolvedRun:
+def resolved_run(prepared: Prepared, processes: int = 1) -> ResolvedRun:
+    """The run of `processes` training together: 1 for `advisor execute`, every machine's for accelerate launch."""
     split = prepared.split
     train, validation = prepared.main_indices()
     counts = SplitCounts(
@@ -123,7 +126,7 @@ def resolved_run(prepared: Prepared) -> ResolvedRun:
         folds=[{"train": len(fold.train), "validation": len(fold.validation)} for fold in split.folds],
     )
     kept = len(prepared.encoded.select(train))
-    schedule = prepared.schedule(kept, bool(validation))
+    schedule = prepared.schedule(kept, bool(validation), processes=processes)
     hp = prepared.hp
     profile = prepared.request.plan.profile
     planned = prepared.request.plan.estimate.config if prepared.request.plan.estimate else {}
@@ -133,7 +136,7 @@ def resolved_run(prepared: Prepared) -> ResolvedRun:
         method_hyperparameters=prepared.method_hp.model_dump(), task=prepared.kind, data=prepared.request.data,
         data_format=prepared.data.format, records=len(prepared.data.records), labels=len(prepared.labels),
         truncated=prepared.encoded.truncated, dropped=len(prepared.encoded.dropped), split=counts,
-        device=prepared.device.name, devices=devices,
+        device=prepared.device.name, processes=processes, devices=devices,
         hardware=hardware_label(profile.num_gpus, profile.num_nodes, profile.gpu),
         sharding=planned.get("sharding", "ddp" if devices > 1 else "none"), offload=planned.get("offload", "none"),
         fused_loss=fused_loss_kind(hp.fused_cross_entropy, prepared.kind, prepared.device.kind),

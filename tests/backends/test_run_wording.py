@@ -2,10 +2,11 @@
 
 import pytest
 
-from advisor.backends.accelerate import LaunchFiles, launch_words
+from advisor.backends.accelerate import LaunchFiles, launch_words, training_script
 from advisor.backends.describe import plural, resolved_run
-from advisor.backends.models import ExecuteRequest
+from advisor.backends.models import ExecuteRequest, TrainShape
 from advisor.backends.prepared import prepare
+from advisor.backends.trainer_setup import make_schedule
 from advisor.models import Estimate, MemoryEstimate
 from conftest import alpaca_records, make_plan, run_cli, save_plan, write_jsonl
 
@@ -78,3 +79,19 @@ def test_the_accelerate_dry_run_says_the_layout_in_words(tmp_path, tiny_llama, c
     assert code == 0, stderr
     assert ("(FSDP hybrid sharding, 2 machines x 8 processes, bf16 mixed precision, wraps LlamaDecoderLayer, "
             "parameters, gradients and optimizer states in CPU memory, fused cross-entropy)") in stdout
+
+
+def test_every_process_takes_its_own_micro_batches_so_the_schedule_counts_them_all():
+    hp = make_plan("m").training.hyperparameters
+    shape = TrainShape(batch_size=4, gradient_accumulation_steps=4, gradient_checkpointing=False)
+    one, sixteen = (make_schedule(1000, shape, hp, True, processes=processes) for processes in (1, 16))
+    assert (one.steps_per_epoch, sixteen.steps_per_epoch) == (63, 4)  # ceil(1000 / 16), ceil(1000 / 256)
+    assert sixteen.cadence <= sixteen.total_steps // 2  # a checkpoint before the end, as on one process
+
+
+def test_the_launch_scripts_resolved_run_counts_every_machines_processes(tmp_path, tiny_llama):
+    data = write_jsonl(tmp_path / "alpaca.jsonl", alpaca_records(8))
+    request = ExecuteRequest(plan=two_node_plan(str(tiny_llama)), plan_path="plan.json", data=str(data),
+                             output_dir=str(tmp_path / "run"))
+    batch = next(line for line in training_script(prepare(request)).splitlines() if line.startswith("batch "))
+    assert batch.endswith("accumulation x 16 processes")
