@@ -183,8 +183,9 @@ def assumed(facts: Facts) -> list[str]:
     """What the plan took for granted because the profile did not say it."""
     if facts.gpu_given:
         return []
-    return [f"No --gpu given: planned for {facts.num_gpus} x {facts.gpu} ({facts.gpu_name}, "
-            f"{facts.device_memory_gib:.0f} GiB), the default; pass --gpu (see `advisor gpus`) for your hardware."]
+    return [f"No --gpu given: planned for {hardware_label(facts.num_gpus, facts.num_nodes, facts.gpu)} "
+            f"({facts.gpu_name}, {facts.device_memory_gib:.0f} GiB), the default; pass --gpu (see `advisor gpus`) "
+            "for your hardware."]
 
 
 def token_counting(data_report: Any, model: str) -> list[str]:

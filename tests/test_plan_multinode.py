@@ -115,3 +115,8 @@ def test_alternatives_carry_the_offload_and_the_nodes_they_fit_with(nothing_fits
     assert smaller.config["num_nodes"] == 2 and smaller.config["offload"] == "parameters"
     fitting = [alt for alt in nothing_fits_on_two_nodes.alternatives if alt.fits and "gpu" not in alt.config]
     assert fitting and all(alt.config["num_nodes"] == 2 and "offload" in alt.config for alt in fitting)
+
+
+def test_the_default_gpu_assumption_names_the_nodes():
+    plan = make_plan(Profile(examples=5000, model="llama-3.2-1b", num_gpus=8, num_nodes=2, method="lora"))
+    assert any(line.startswith("No --gpu given: planned for 2 nodes x 8 a10g (") for line in plan.assumptions)
