@@ -120,3 +120,13 @@ def test_alternatives_carry_the_offload_and_the_nodes_they_fit_with(nothing_fits
 def test_the_default_gpu_assumption_names_the_nodes():
     plan = make_plan(Profile(examples=5000, model="llama-3.2-1b", num_gpus=8, num_nodes=2, method="lora"))
     assert any(line.startswith("No --gpu given: planned for 2 nodes x 8 a10g (") for line in plan.assumptions)
+
+
+def test_the_memory_rules_name_the_nodes(nothing_fits_on_two_nodes):
+    assert "24 GiB per device (2 nodes x 2 GPUs)" in rationale(nothing_fits_on_two_nodes)["memory.nothing-fits"]
+
+
+def test_the_full_fine_tuning_criteria_name_the_nodes():
+    plan = make_plan(Profile(examples=200_000, quality="high", model="llama-3.1-8b", gpu="h100", num_gpus=8,
+                             num_nodes=2))
+    assert "80GB-class devices (2 nodes x 8 GPUs, NVIDIA H100" in rationale(plan)["method.full-criteria"]
