@@ -46,7 +46,7 @@ class ResolvedRun(BaseModel):
     device: str
     processes: int = Field(description="processes training together, each on its own micro-batches")
     devices: int = Field(description="the plan's devices on all its nodes together")
-    hardware: str = Field(description="the plan's devices: '1 h100', '8 h100' or '2 nodes x 8 h100'")
+    hardware: str = Field(description="the plan's devices: 'h100', '8 h100' or '2 nodes x 8 h100'")
     sharding: str = Field(description="the plan's estimate.config sharding: none, ddp, fsdp, hybrid, zero2, zero3")
     offload: str = Field(description="what the plan keeps in CPU memory: none, optimizer or parameters")
     fused_loss: Optional[str] = Field(description="'liger' or 'chunked' for the fused cross-entropy; null: standard")
