@@ -95,7 +95,6 @@ class ResolvedRun(BaseModel):
             f"output     {self.output_dir}",
         ])
 
-
     def layout_lines(self) -> list[str]:
         """The plan's nodes x GPUs, sharding, offload and fused loss, one line each where they apply."""
         lines = []
