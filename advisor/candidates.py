@@ -168,13 +168,16 @@ def fit_change_kinds(candidate: Candidate) -> list[str]:
     return [kind for kind, changed in kinds.items() if changed]
 
 
+#: What an alternative's config shows of the request it fits with: the shape, the memory compromises and the nodes.
+ALTERNATIVE_CONFIG = {"batch_size", "seq_len", "gradient_checkpointing", "optimizer", "sharding", "offload", "num_nodes"}
+
+
 def smallest_fitting_hardware(candidates: list[Candidate], profile: Profile, model: ModelEntry,
                               data_report: Any) -> Optional[Alternative]:
     """The least total GPU memory (catalog GPU x count) on which one of `candidates` fits, in order."""
     options = sorted(((gpu, count) for gpu in gpus().values() if gpu.cuda for count in (1, 2, 4, 8)),
                      key=lambda option: (option[0].memory_gib * option[1], option[1]))
     labels = len(data_report.stats.labels) if data_report is not None and data_report.stats.labels else None
-    shown = {"batch_size", "seq_len", "gradient_checkpointing", "optimizer", "sharding", "offload"}
     for gpu, count in options:
         asked = (profile.gpu_memory_gib or resolve_gpu(profile.gpu).memory_gib) * world_size(profile.num_gpus,
                                                                                             profile.num_nodes)
@@ -183,7 +186,7 @@ def smallest_fitting_hardware(candidates: list[Candidate], profile: Profile, mod
         elsewhere = profile.model_copy(update={"gpu": gpu.id, "num_gpus": count, "num_nodes": 1, "gpu_memory_gib": None})
         trial = first_fit(candidates, elsewhere, model, derive_facts(elsewhere, model, data_labels=labels), data_report)
         if trial is not None:
-            config = trial.fit.request.model_dump(include=shown)
+            config = trial.fit.request.model_dump(include=ALTERNATIVE_CONFIG)
             return Alternative(approach=trial.method.approach, method=trial.method.name, fits=True,
                                peak_gib=round(trial.estimate.memory.peak_gib, 2),
                                why_not=f"needs other hardware: fits on {count} x {gpu.id} ({gpu.name})",
@@ -207,8 +210,7 @@ def smaller_fitting_model(candidates: list[Candidate], profile: Profile, model: 
                                peak_gib=round(trial.estimate.memory.peak_gib, 2),
                                why_not=f"a smaller model that fits this hardware: {entry.id} "
                                        f"({entry.architecture.total_params() / 1e9:.1f}B parameters)",
-                               config={"model": entry.id, **trial.fit.request.model_dump(
-                                   include={"batch_size", "seq_len", "optimizer", "sharding"})})
+                               config={"model": entry.id, **trial.fit.request.model_dump(include=ALTERNATIVE_CONFIG)})
     return None
 
 

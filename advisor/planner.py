@@ -21,10 +21,11 @@ from typing import Any, Optional
 
 from . import rules as rulebook
 from .candidates import (
-    Candidate, configure, fit_change_kinds, method_hyperparameters, smaller_fitting_model,
+    ALTERNATIVE_CONFIG, Candidate, configure, fit_change_kinds, method_hyperparameters, smaller_fitting_model,
     smallest_fitting_hardware,
 )
 from .errors import UserError
+from .estimate.sharding import hardware_label
 from .facts import CPT_MIN_TOKENS, Facts, derive_facts, method_facts
 from .knowledge_base import ModelEntry, method_preference, resolve_model, tasks
 from .manager import get_method, usable_methods
@@ -182,8 +183,9 @@ def assumed(facts: Facts) -> list[str]:
     """What the plan took for granted because the profile did not say it."""
     if facts.gpu_given:
         return []
-    return [f"No --gpu given: planned for {facts.num_gpus} x {facts.gpu} ({facts.gpu_name}, "
-            f"{facts.device_memory_gib:.0f} GiB), the default; pass --gpu (see `advisor gpus`) for your hardware."]
+    return [f"No --gpu given: planned for {hardware_label(facts.num_gpus, facts.num_nodes, facts.gpu)} "
+            f"({facts.gpu_name}, {facts.device_memory_gib:.0f} GiB), the default; pass --gpu (see `advisor gpus`) "
+            "for your hardware."]
 
 
 def token_counting(data_report: Any, model: str) -> list[str]:
@@ -311,14 +313,15 @@ def summarise_nothing_fits(method: Method, chosen: Candidate, facts: Facts, bigg
     least = chosen.smallest or chosen.estimate
     meanwhile = ("use RAG for the knowledge and prompt the base model for the rest meanwhile"
                  if facts.knowledge_goal else "prompt the base model meanwhile")
-    text = (f"Nothing fits {facts.device_memory_gib:.1f} GiB x {facts.num_gpus} on {facts.gpu}: {method.name} on "
+    text = (f"Nothing fits {facts.device_memory_gib:.1f} GiB per device on "
+            f"{hardware_label(facts.num_gpus, facts.num_nodes, facts.gpu)}: {method.name} on "
             f"{facts.model} needs {least.memory.peak_gib + least.memory.overhead_gib:.1f} GiB per device even at its "
             f"smallest (checkpointing, micro-batch 1, 8-bit optimizer, sharding, sequences of "
             f"{least.config.get('seq_len', '?')} tokens), and no other method fits either. Do not fine-tune "
             f"on this hardware; {meanwhile}.")
     if bigger:
-        text += (f" The smallest hardware that fits: {bigger.method} on {bigger.config['num_gpus']} x "
-                 f"{bigger.config['gpu']}.")
+        on = hardware_label(bigger.config["num_gpus"], bigger.config.get("num_nodes", 1), bigger.config["gpu"])
+        text += f" The smallest hardware that fits: {bigger.method} on {on}."
     if smaller:
         text += f" A smaller model that fits this hardware: {smaller.config['model']} with {smaller.method}."
     return text
@@ -384,8 +387,7 @@ def alternatives(candidates: dict[str, Candidate], chosen: Optional[str], approa
             why = f"the rules recommend {approach} for this profile"
         else:
             why = f"fits, but {chosen} ranks first ({ranked_by})"
-        config = candidate.fit.request.model_dump(include={"batch_size", "seq_len", "gradient_checkpointing",
-                                                           "optimizer", "sharding"}) if candidate.fit else {}
+        config = candidate.fit.request.model_dump(include=ALTERNATIVE_CONFIG) if candidate.fit else {}
         peak_gib = round(estimate.memory.peak_gib, 2) if estimate else None
         rows.append(Alternative(approach=candidate.method.approach, method=name, fits=candidate.fit is not None,
                                 peak_gib=peak_gib, why_not=why, config=config))
@@ -464,7 +466,7 @@ def summarise(method: Method, chosen: Candidate, facts: Facts, complements: list
     if first_word[1:].islower():  # "Full fine-tuning: ..." reads "with full fine-tuning: ..."; "LoRA" stays
         description = description[0].lower() + description[1:]
     text = (f"Fine-tune {facts.model} with {description}. Peak memory {memory.peak_gib:.1f} GiB per device "
-            f"of {chosen.estimate.device_memory_gib:.1f} GiB on {facts.gpu}.")
+            f"of {chosen.estimate.device_memory_gib:.1f} GiB on {hardware_label(facts.num_gpus, facts.num_nodes, facts.gpu)}.")
     if complements:
         text += f" Complement it with {', '.join(complements)}."
     return text

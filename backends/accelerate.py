@@ -51,6 +51,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import EXIT_INTERRUPTED, EXIT_NO, UserError
+from ..estimate.sharding import OFFLOAD_NAMES
 from ..knowledge_base import resolve_gpu
 from ..precision import resolve_dtypes
 from . import artifacts
@@ -84,6 +85,9 @@ class LaunchFiles(BaseModel):
     num_machines: int = 1
     mixed_precision: str
     wrap_class: Optional[str] = None
+    hybrid: bool = Field(False, description="FSDP2 hybrid sharding: sharded within each machine, replicated across")
+    offload: str = Field("none", description="what the engine keeps in CPU memory: none, optimizer or parameters")
+    fused_loss: bool = Field(False, description="the LM head and cross-entropy without the full logits")
     sbatch: Optional[str] = Field(None, description="the Slurm batch script")
     sky: Optional[str] = Field(None, description="the SkyPilot task")
     node_commands: list[str] = Field([], description="the command to run on each machine, machine rank 0 first")
@@ -151,6 +155,7 @@ def cluster_config(prepared: Prepared) -> tuple[Any, LaunchFiles]:
         )
     wrap_class = None
     fsdp_config = deepspeed_config = parallelism_config = None
+    offloaded = "none"  # what the engine written here keeps in CPU memory
     if sharding == "none" or num_processes == 1 and sharding == "ddp":
         distributed = DistributedType.NO
     elif sharding == "ddp":
@@ -178,6 +183,7 @@ def cluster_config(prepared: Prepared) -> tuple[Any, LaunchFiles]:
             # peft does not strip, so a LoRA adapter gathered for the final save came out empty (measured).
             "fsdp_activation_checkpointing": False,
         }
+        offloaded = "parameters" if offload != "none" else "none"
         if offload == "optimizer":
             notes.append("FSDP2 offloads the optimizer state together with the parameters and gradients "
                          "(no optimizer-only offload): fsdp_offload_params is on")
@@ -188,6 +194,7 @@ def cluster_config(prepared: Prepared) -> tuple[Any, LaunchFiles]:
     else:
         distributed = DistributedType.DEEPSPEED
         offload_params = offload == "parameters" and sharding == "zero3"
+        offloaded = "parameters" if offload_params else "optimizer" if offload != "none" else "none"
         if offload == "parameters" and not offload_params:
             notes.append("ZeRO-2 keeps the parameters on the GPUs: only the optimizer state is offloaded")
         deepspeed_config = {
@@ -216,7 +223,8 @@ def cluster_config(prepared: Prepared) -> tuple[Any, LaunchFiles]:
     described = LaunchFiles(
         config=CONFIG_FILE, launch=LAUNCH_FILE, script=SCRIPT_FILE, command="", distributed_type=distributed.value,
         num_processes=num_processes, num_machines=num_nodes, mixed_precision=mixed, wrap_class=wrap_class,
-        notes=notes,
+        hybrid=parallelism_config is not None, offload=offloaded,
+        fused_loss=bool(hp.fused_cross_entropy) and prepared.kind == "causal_lm", notes=notes,
     )
     return config, described
 
@@ -238,7 +246,7 @@ def training_script(prepared: Prepared) -> str:
     """train.py: plan.json next to it, the data path, the local backend in each process."""
     from .describe import resolved_run
 
-    resolved = resolved_run(prepared).text() if prepared.encoded is not None else (
+    resolved = resolved_run(prepared, total_processes(prepared.request.plan)).text() if prepared.encoded is not None else (
         f"model {prepared.request.plan.profile.model} ({prepared.source}); its tokenizer was not available where this "
         "file was written, so the token counts, split and schedule are resolved when the data is tokenised")
     request = prepared.request
@@ -403,14 +411,21 @@ DISTRIBUTED_WORDS = {"NO": "no distribution", "MULTI_GPU": "data parallel", "MUL
 
 
 def launch_words(files: LaunchFiles) -> str:
-    """The launch config in words: "data parallel, 4 processes, bf16 mixed precision, wraps LlamaDecoderLayer"."""
+    """The launch config in words: "data parallel, 4 processes, bf16 mixed precision, wraps LlamaDecoderLayer";
+    the machines, an offload and the fused loss where they apply."""
     processes = f"{files.num_processes} process" + ("" if files.num_processes == 1 else "es")
     if files.num_machines > 1:
-        processes += f" on {files.num_machines} machines"
+        processes = f"{files.num_machines} machines x {files.num_processes // files.num_machines} processes"
     precision = "full precision" if files.mixed_precision == "no" else f"{files.mixed_precision} mixed precision"
-    words = [DISTRIBUTED_WORDS.get(files.distributed_type, files.distributed_type), processes, precision]
+    distribution = "FSDP hybrid sharding" if files.hybrid else DISTRIBUTED_WORDS.get(files.distributed_type,
+                                                                                     files.distributed_type)
+    words = [distribution, processes, precision]
     if files.wrap_class:
         words.append(f"wraps {files.wrap_class}")
+    if files.offload in OFFLOAD_NAMES:
+        words.append(OFFLOAD_NAMES[files.offload])
+    if files.fused_loss:
+        words.append("fused cross-entropy")
     return ", ".join(words)
 
 

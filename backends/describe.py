@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from ..estimate.sharding import ENGINE_NAMES, OFFLOAD_NAMES, hardware_label, world_size
+from .chunked_loss import fused_loss_kind
 from .models import TrainShape
 from .param_groups import group_rates
 from .prepared import Prepared
@@ -42,6 +44,12 @@ class ResolvedRun(BaseModel):
     dropped: int
     split: SplitCounts
     device: str
+    processes: int = Field(description="processes training together, each on its own micro-batches")
+    devices: int = Field(description="the plan's devices on all its nodes together")
+    hardware: str = Field(description="the plan's devices: 'h100', '8 h100' or '2 nodes x 8 h100'")
+    sharding: str = Field(description="the plan's estimate.config sharding: none, ddp, fsdp, hybrid, zero2, zero3")
+    offload: str = Field(description="what the plan keeps in CPU memory: none, optimizer or parameters")
+    fused_loss: Optional[str] = Field(description="'liger' or 'chunked' for the fused cross-entropy; null: standard")
     precision: str
     shape: TrainShape
     seq_len: int
@@ -76,7 +84,9 @@ class ResolvedRun(BaseModel):
             f"packing    {self.packing}",
             f"split      {where} (seed {split.seed})",
             f"device     {self.device}, {self.precision}",
+            *self.layout_lines(),
             f"batch      {self.shape.batch_size} x {self.shape.gradient_accumulation_steps} accumulation"
+            + (f" x {self.processes} processes" if self.processes > 1 else "")
             + (", gradient checkpointing" if self.shape.gradient_checkpointing else ""),
             f"schedule   {self.epochs:g} epochs = {self.total_steps} steps ({self.steps_per_epoch}/epoch"
             + (", final model; each fold has fewer" if split.folds else "") + "), "
@@ -85,13 +95,28 @@ class ResolvedRun(BaseModel):
             f"output     {self.output_dir}",
         ])
 
+    def layout_lines(self) -> list[str]:
+        """The plan's nodes x GPUs, sharding, offload and fused loss, one line each where they apply."""
+        lines = []
+        if self.devices > 1:
+            lines.append(f"devices    {self.hardware}")
+        if self.sharding in ENGINE_NAMES and (self.devices > 1 or self.sharding != "ddp"):
+            lines.append(f"sharding   {ENGINE_NAMES[self.sharding]}")
+        if self.offload in OFFLOAD_NAMES:
+            lines.append(f"offload    {OFFLOAD_NAMES[self.offload]}")
+        if self.fused_loss:
+            lines.append(f"loss       fused LM head + cross-entropy without the full logits "
+                         f"({'liger-kernel' if self.fused_loss == 'liger' else 'chunked'})")
+        return lines
+
 
 def plural(count: int, noun: str) -> str:
     """The noun alone for one (checkpoint every step), with its count otherwise (every 5 steps)."""
     return noun if count == 1 else f"{count} {noun}s"
 
 
-def resolved_run(prepared: Prepared) -> ResolvedRun:
+def resolved_run(prepared: Prepared, processes: int = 1) -> ResolvedRun:
+    """The run of `processes` training together: 1 for `advisor execute`, every machine's for accelerate launch."""
     split = prepared.split
     train, validation = prepared.main_indices()
     counts = SplitCounts(
@@ -100,14 +125,21 @@ def resolved_run(prepared: Prepared) -> ResolvedRun:
         folds=[{"train": len(fold.train), "validation": len(fold.validation)} for fold in split.folds],
     )
     kept = len(prepared.encoded.select(train))
-    schedule = prepared.schedule(kept, bool(validation))
+    schedule = prepared.schedule(kept, bool(validation), processes=processes)
     hp = prepared.hp
+    profile = prepared.request.plan.profile
+    planned = prepared.request.plan.estimate.config if prepared.request.plan.estimate else {}
+    devices = world_size(profile.num_gpus, profile.num_nodes)
     return ResolvedRun(
         model=prepared.request.plan.profile.model, source=prepared.source, method=prepared.method.name,
         method_hyperparameters=prepared.method_hp.model_dump(), task=prepared.kind, data=prepared.request.data,
         data_format=prepared.data.format, records=len(prepared.data.records), labels=len(prepared.labels),
         truncated=prepared.encoded.truncated, dropped=len(prepared.encoded.dropped), split=counts,
-        device=prepared.device.name, precision=prepared.precision.label, shape=prepared.initial_shape(),
+        device=prepared.device.name, processes=processes, devices=devices,
+        hardware=hardware_label(profile.num_gpus, profile.num_nodes, profile.gpu),
+        sharding=planned.get("sharding", "ddp" if devices > 1 else "none"), offload=planned.get("offload", "none"),
+        fused_loss=fused_loss_kind(hp.fused_cross_entropy, prepared.kind, prepared.device.kind),
+        precision=prepared.precision.label, shape=prepared.initial_shape(),
         seq_len=hp.seq_len, packing=_packing_text(prepared), epochs=hp.epochs, steps_per_epoch=schedule.steps_per_epoch,
         total_steps=schedule.total_steps, checkpoint_every=schedule.cadence,
         early_stopping_patience=hp.early_stopping_patience, eval_metric=prepared.metric,

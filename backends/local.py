@@ -210,7 +210,7 @@ def _train_model(
     shape = _current_shape(prepared, metrics)
     resume_from = _resume_point(checkpoint_dir) if request.resume else None
     while True:
-        schedule = prepared.schedule(len(train_features), bool(eval_features), shape)
+        schedule = prepared.schedule(len(train_features), bool(eval_features), shape, world_size())
         trainer, interrupt = make_trainer(prepared, name, shape, schedule, checkpoint_dir, train_features,
                                           eval_features, extra_callbacks)
         began = time.monotonic()
@@ -310,7 +310,7 @@ def make_trainer(
         train_idx, eval_idx = prepared.main_indices()
         train_features, eval_features = prepared.encoded.select(train_idx), prepared.encoded.select(eval_idx)
     shape = shape or prepared.initial_shape()
-    schedule = schedule or prepared.schedule(len(train_features), bool(eval_features), shape)
+    schedule = schedule or prepared.schedule(len(train_features), bool(eval_features), shape, world_size())
     model, pretrained = load_model(
         prepared.source, prepared.kind, prepared.precision, prepared.method, prepared.method_hp, labels=prepared.labels, pad_token_id=prepared.tokenizer.pad_token_id,
     )

@@ -33,6 +33,7 @@ from typing import Any, Iterator, NamedTuple, Optional
 
 from ..data import RecordError
 from ..data.report import TokenLengths
+from ..estimate.sharding import OFFLOADS
 from ..knowledge_base import resolve_gpu, resolve_model
 from ..manager import footprint_of
 from ..models import Estimate
@@ -201,24 +202,37 @@ def decoded_spans(tokenizer: Any, ids: list[int], loss: list[bool]) -> list[Span
 # -- memory ---------------------------------------------------------------------------
 def estimate_at(prepared: Prepared, batch_size: int, seq_len: int, gradient_checkpointing: bool,
                 precision: Optional[str] = None) -> Estimate:
-    """advisor.estimate for the plan's model, method and device at this shape (the plan's precision by default)."""
+    """advisor.estimate for the plan's model, method and devices at this shape (the plan's precision by default):
+    its nodes, sharding, offload and AdamW kernel as the plan's estimate.config has them, the run's accumulation."""
     from ..estimate import EstimateRequest, estimate
 
     plan = prepared.request.plan
     profile = plan.profile
     architecture = resolve_model(profile.model).architecture
     planned = plan.estimate.config if plan.estimate else {}
+    sharding = planned.get("sharding", "ddp" if profile.num_gpus * profile.num_nodes > 1 else "none")
     request = EstimateRequest(
         architecture=architecture, footprint=footprint_of(prepared.method, architecture, prepared.method_hp),
         precision=precision or plan.training.precision, batch_size=batch_size, seq_len=seq_len,
         gradient_checkpointing=gradient_checkpointing, optimizer=prepared.hp.optimizer,
-        num_gpus=profile.num_gpus, sharding=planned.get("sharding", "ddp" if profile.num_gpus > 1 else "none"),
+        adamw_implementation=planned.get("adamw_implementation", "fused"),
+        num_gpus=profile.num_gpus, num_nodes=profile.num_nodes,
+        sharding=sharding, offload=offload_as_launched(sharding, planned.get("offload", "none")),
+        gradient_accumulation_steps=prepared.hp.gradient_accumulation_steps,
         head="classification" if prepared.kind == "classification" else "lm", num_labels=len(prepared.labels) or 2,
         gpu=resolve_gpu(profile.gpu),
         device_memory_gib=plan.estimate.device_memory_gib if plan.estimate else profile.gpu_memory_gib,
         fused_cross_entropy=bool(prepared.hp.fused_cross_entropy) and prepared.kind == "causal_lm",
     )
     return estimate(request)
+
+
+def offload_as_launched(sharding: str, offload: str) -> str:
+    """What the engine offloads of a (hand-edited) plan's offload it lacks, as accelerate.cluster_config launches
+    it: FSDP2 offloads parameters with the optimizer, ZeRO-2 only the optimizer, data parallelism nothing."""
+    if sharding in OFFLOADS[offload]:
+        return offload
+    return {"fsdp": "parameters", "hybrid": "parameters", "zero2": "optimizer"}.get(sharding, "none")
 
 
 def memory_check(prepared: Prepared, lengths: TokenLengths) -> MemoryCheck:

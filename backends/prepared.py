@@ -82,10 +82,12 @@ class Prepared(BaseModel):
             return [i for i in range(len(self.data.records)) if i not in held_out], []
         return self.split.splits["train"], self.split.splits.get("validation", [])
 
-    def schedule(self, train_examples: int, has_eval: bool, shape: Optional[TrainShape] = None) -> Schedule:
+    def schedule(self, train_examples: int, has_eval: bool, shape: Optional[TrainShape] = None,
+                 processes: int = 1) -> Schedule:
+        """The steps of `processes` training together (accelerate launch's; 1 for `advisor execute`)."""
         return make_schedule(
             train_examples, shape or self.initial_shape(), self.hp, has_eval,
-            self.request.max_steps, self.request.save_steps,
+            self.request.max_steps, self.request.save_steps, processes,
         )
 
 

@@ -57,9 +57,10 @@ class Schedule(BaseModel):
 
 def make_schedule(
     train_examples: int, shape: TrainShape, hp: TrainingHyperparameters, has_eval: bool,
-    max_steps: Optional[int] = None, save_steps: Optional[int] = None,
+    max_steps: Optional[int] = None, save_steps: Optional[int] = None, processes: int = 1,
 ) -> Schedule:
-    per_step = shape.batch_size * shape.gradient_accumulation_steps
+    # Every process takes its own micro-batches: one optimizer step covers all processes' rows.
+    per_step = shape.batch_size * shape.gradient_accumulation_steps * processes
     steps_per_epoch = max(1, math.ceil(train_examples / per_step))
     total = max_steps or max(1, math.ceil(steps_per_epoch * hp.epochs))
     cadence = save_steps or min(max(1, math.ceil(steps_per_epoch / 2)), MAX_CADENCE, max(1, total // 2))

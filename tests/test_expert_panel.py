@@ -321,7 +321,7 @@ PANEL = [
                                                            num_gpus=4), "peft", "lora",
              {"training.effective-batch": "Batch Size Considerations"}),
     Scenario("no --gpu given", dict(examples=3000), "peft", "lora", {"method.lora-default": "000_df4a6b7376d2b11b"},
-             says=("No --gpu given: planned for 1 x a10g",)),
+             says=("No --gpu given: planned for a10g (",)),
     # (At 4k and 8k LoRA itself fits 24 GiB once the fused loss drops the 128K-vocabulary logits.)
     Scenario("12k sequences keep their length with QLoRA", dict(task="generation", examples=3000, seq_len=12288,
                                                                 model="llama-3.1-8b", gpu="rtx4090"),

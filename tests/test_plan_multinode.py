@@ -86,3 +86,47 @@ def test_estimate_cli_refuses_an_offload_the_engine_lacks_in_one_line(capsys, ar
     code = main(["estimate", "--model", "llama-3.1-8b", "--method", "full", *argv])
     err = capsys.readouterr().err
     assert code == 2 and says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_summary_names_every_node_and_device(two_nodes):
+    assert "per device of 79.2 GiB on 2 nodes x 8 h100." in two_nodes.recommendation.summary
+
+
+def test_one_device_summary_names_the_gpu_alone():
+    plan = make_plan(Profile(examples=5000, model="llama-3.2-1b", gpu="h100", method="lora"))
+    assert plan.recommendation.summary.endswith("GiB per device of 79.2 GiB on h100.")
+
+
+@pytest.fixture(scope="module")
+def nothing_fits_on_two_nodes() -> Plan:
+    return make_plan(Profile(**{**FULL_70B_TWO_NODES, "gpu": "rtx4090", "num_gpus": 2}))
+
+
+def test_nothing_fits_names_the_nodes_and_the_hardware_that_would(nothing_fits_on_two_nodes):
+    summary = nothing_fits_on_two_nodes.recommendation.summary
+    assert summary.startswith("Nothing fits 23.5 GiB per device on 2 nodes x 2 rtx4090: full on llama-3.1-70b")
+    bigger = nothing_fits_on_two_nodes.alternatives[0]
+    assert bigger.config["num_nodes"] == 1 and "offload" in bigger.config
+    assert f"The smallest hardware that fits: full on {bigger.config['num_gpus']} {bigger.config['gpu']}." in summary
+
+
+def test_alternatives_carry_the_offload_and_the_nodes_they_fit_with(nothing_fits_on_two_nodes):
+    smaller = next(alt for alt in nothing_fits_on_two_nodes.alternatives if "model" in alt.config)
+    assert smaller.config["num_nodes"] == 2 and smaller.config["offload"] == "parameters"
+    fitting = [alt for alt in nothing_fits_on_two_nodes.alternatives if alt.fits and "gpu" not in alt.config]
+    assert fitting and all(alt.config["num_nodes"] == 2 and "offload" in alt.config for alt in fitting)
+
+
+def test_the_default_gpu_assumption_names_the_nodes():
+    plan = make_plan(Profile(examples=5000, model="llama-3.2-1b", num_gpus=8, num_nodes=2, method="lora"))
+    assert any(line.startswith("No --gpu given: planned for 2 nodes x 8 a10g (") for line in plan.assumptions)
+
+
+def test_the_memory_rules_name_the_nodes(nothing_fits_on_two_nodes):
+    assert "24 GiB per device (2 nodes x 2 GPUs)" in rationale(nothing_fits_on_two_nodes)["memory.nothing-fits"]
+
+
+def test_the_full_fine_tuning_criteria_name_the_nodes():
+    plan = make_plan(Profile(examples=200_000, quality="high", model="llama-3.1-8b", gpu="h100", num_gpus=8,
+                             num_nodes=2))
+    assert "80GB-class devices (2 nodes x 8 GPUs, NVIDIA H100" in rationale(plan)["method.full-criteria"]

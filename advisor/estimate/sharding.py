@@ -95,9 +95,11 @@ def shard_ways(sharding: str, devices: int, nodes: int) -> int:
     return devices if sharding == "hybrid" else world_size(devices, nodes)
 
 
-def hardware_label(devices: int, nodes: int) -> str:
-    """'8 GPUs', or '2 nodes x 8 GPUs'."""
-    gpus = f"{devices} GPU{'s' if devices > 1 else ''}"
+def hardware_label(devices: int, nodes: int, gpu: str = "") -> str:
+    """'8 GPUs', or '2 nodes x 8 GPUs'; with a GPU id, 'h100' (one), '8 h100' or '2 nodes x 8 h100'."""
+    if gpu and devices == nodes == 1:
+        return gpu
+    gpus = f"{devices} {gpu}" if gpu else f"{devices} GPU{'s' if devices > 1 else ''}"
     return f"{nodes} nodes x {gpus}" if nodes > 1 else gpus
 
 

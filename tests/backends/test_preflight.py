@@ -14,7 +14,7 @@ from transformers import LlamaForCausalLM
 
 from advisor.backends.models import ExecuteRequest
 from advisor.backends.prepared import prepare
-from advisor.backends.preflight import run_preflight
+from advisor.backends.preflight import estimate_at, offload_as_launched, run_preflight
 from advisor.backends.preflight_report import PreflightReport, render_preflight
 
 from conftest import alpaca_records, banking77_sample, make_plan, write_jsonl
@@ -178,3 +178,33 @@ def test_classification_rows_preview_their_label_and_the_probe_runs(tmp_path, ti
     row = report.preview[0]
     assert row.label in prepared.labels and row.text_marked.startswith("[no loss: [CLS]")
     assert report.truncated_rows == prepared.encoded.truncated
+
+
+@pytest.mark.parametrize("sharding, offload", [("hybrid", "parameters"), ("zero3", "optimizer")])
+def test_the_preflight_estimates_the_plans_nodes_sharding_and_offload(tmp_path, tiny_llama, sharding, offload):
+    from advisor.estimate import EstimateRequest, estimate
+    from advisor.knowledge_base import resolve_gpu, resolve_model
+    from advisor.manager import footprint_of
+
+    prepared = prepared_for(tmp_path, tiny_llama, alpaca_records(8), seq_len=64, batch_size=64,
+                            gradient_accumulation_steps=4)
+    architecture = resolve_model(str(tiny_llama)).architecture
+    planned = estimate(EstimateRequest(
+        architecture=architecture, footprint=footprint_of(prepared.method, architecture, prepared.method_hp),
+        precision="fp32", batch_size=64, seq_len=64, num_gpus=8, num_nodes=2, sharding=sharding, offload=offload,
+        gradient_accumulation_steps=4, adamw_implementation="foreach", gpu=resolve_gpu("h100")))
+    planned.config.setdefault("adamw_implementation", "foreach")
+    plan = prepared.request.plan
+    profile = plan.profile.model_copy(update={"gpu": "h100", "num_gpus": 8, "num_nodes": 2})
+    prepared.request.plan = plan.model_copy(update={"profile": profile, "estimate": planned})
+    again = estimate_at(prepared, 64, 64, False)
+    assert again.memory == planned.memory and again.config["offload"] == offload
+    # One node without offload (what the preflight estimated before): another breakdown, so the check can fail.
+    prepared.request.plan = plan.model_copy(update={"profile": plan.profile.model_copy(update={"gpu": "h100"})})
+    assert estimate_at(prepared, 64, 64, False).memory.breakdown != planned.memory.breakdown
+
+
+def test_an_offload_the_engine_lacks_is_estimated_as_it_launches():
+    assert [offload_as_launched(sharding, offload) for sharding, offload in
+            [("fsdp", "optimizer"), ("zero2", "parameters"), ("ddp", "optimizer"), ("hybrid", "parameters")]] == \
+        ["parameters", "optimizer", "none", "parameters"]

@@ -20,7 +20,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from ...cli.render import stage_line
+from ...cli.render import devices_layout, stage_line
 from ...errors import UserError
 from ...models import Plan, Profile
 from ..answers import command_line
@@ -48,11 +48,12 @@ def fits(plan: Plan) -> bool:
 
 
 def costs(plan: Plan) -> str:
-    """Storage and time in one or two lines."""
+    """The devices (several, or offloading), storage and time, a line each, as `advisor plan` prints them."""
     estimate = plan.estimate
     if estimate is None:
         return ""
-    lines = []
+    layout = devices_layout(estimate.config)
+    lines = [f"Devices: {layout}"] if layout else []
     if estimate.storage:
         storage = estimate.storage
         lines.append(f"Storage: {storage.per_task_mb:,.1f} MB per task, {storage.total_mb:,.1f} MB in all")
