@@ -87,6 +87,7 @@ def estimate(request: EstimateRequest) -> Estimate:
             "num_gpus": request.num_gpus, "num_nodes": request.num_nodes, "sharding": request.sharding,
             "offload": request.offload, "peak_phase": peak.phase, **_host_memory(request, shape),
             **_links_assumed(request), "fused_cross_entropy": shape.fused_loss,
+            "adamw_implementation": request.adamw_implementation,
         },
     )
 
