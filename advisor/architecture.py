@@ -131,6 +131,8 @@ class Architecture(BaseModel):
     shared_expert_intermediate_size: int = Field(0, ge=0, description="the always-on shared experts' total width")
     dense_layers: int = Field(0, ge=0, description="the first layers, whose MLP is dense (DeepSeek first_k_dense_replace)")
     norm_topk_prob: bool = Field(False, description="Qwen3-MoE/DeepSeek: the top-k routing weights are renormalised")
+    n_group: int = Field(0, ge=0, description="DeepSeek: expert groups the router picks from first (0: no groups)")
+    topk_group: int = Field(0, ge=0, description="DeepSeek: the groups it picks")
     # Multi-head latent attention (DeepSeek).
     q_lora_rank: Optional[int] = Field(None, gt=0)
     kv_lora_rank: Optional[int] = Field(None, gt=0)
@@ -390,8 +392,16 @@ def _moe_fields(family: str, config: dict) -> dict:
     return dict(
         num_experts=experts or 0, experts_per_token=config.get("num_experts_per_tok") or 0,
         moe_intermediate_size=moe_width, shared_expert_intermediate_size=shared * (moe_width or 0),
-        dense_layers=dense, norm_topk_prob=bool(config.get("norm_topk_prob", False)),
+        dense_layers=dense, norm_topk_prob=bool(config.get("norm_topk_prob", family == "deepseek_v3")),
+        **_router_groups(family, config),
     )
+
+
+def _router_groups(family: str, config: dict) -> dict:
+    """DeepSeek-V3 always routes through groups (transformers' defaults 8 and 4); V2 with group_limited_greedy."""
+    if family == "deepseek_v3" or (family == "deepseek_v2" and config.get("topk_method") == "group_limited_greedy"):
+        return dict(n_group=config.get("n_group") or 8, topk_group=config.get("topk_group") or 4)
+    return {}
 
 
 def _mla_fields(family: str, config: dict) -> dict:

@@ -206,6 +206,7 @@ def layer_grads(arch: Architecture, fp: Footprint, checkpointing: bool = False) 
             kind=fp.adapter_kind,
             dropout=fp.adapter_dropout > 0 or fp.adapter_kind == "bottleneck",
             input_scaled=tuple(fp.input_scaled_linears),
+            dense_mlp=index < arch.dense_layers,
         ))
     return grads
 
