@@ -71,6 +71,7 @@ class LayerGrads:
     dropout: bool = True  # the adapters apply dropout (p > 0) to their input
     input_scaled: tuple[str, ...] = ()  # IA3: linears whose input is rescaled (peft's feed-forward modules)
     dense_mlp: bool = False  # a MoE model's dense layer (DeepSeek's first_k_dense_replace)
+    experts: tuple[tuple[str, int], ...] = ()  # LoRA on the 3D expert weights: (name, rank multiplier)
 
     @property
     def active(self) -> bool:
@@ -177,8 +178,8 @@ def _input_source(arch: Architecture, linear: LinearSpec) -> str:
     if linear.role == "attention":
         if linear.name not in READS_INNER:
             return "layer input"
-        if linear.name in ATTENTION_OUTPUTS and not eager_attention(arch):
-            return "attention output"  # SDPA's output, which SDPA keeps (the head merge is a view)
+        if linear.name in ATTENTION_OUTPUTS and not (eager_attention(arch) or arch.kv_lora_rank):
+            return "attention output"  # SDPA's output, which SDPA keeps (the head merge is a view; MLA copies it)
     elif linear.role == "mlp" and linear.in_features == arch.hidden_size:
         return "mlp input"
     return f"{linear.role} {linear.name}"  # its own input (gpt2 and BERT reuse names across roles)
@@ -329,6 +330,8 @@ def _llama_layer(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, g
         _linear_inputs(ledger, n, t, h, 2, "mlp")  # gate/up input
         ledger.add("mlp", t * f * c)  # down_proj input
     _family_extras(ledger, arch, n, tok, w, kernel, moe=arch.is_moe and not grads.dense_mlp)
+    if arch.is_moe and not grads.dense_mlp and grads.experts and grads.rank:
+        _expert_adapters(ledger, arch, n, tok, grads)
 
 
 def _mla_attention(ledger: Ledger, arch: Architecture, n: Numerics, t: int, weights: bool):
@@ -429,6 +432,27 @@ def _deepseek_router(ledger: Ledger, arch: Architecture, n: Numerics, t: int, we
         ledger.add("router", t * (arch.n_group * per_group * 8 + arch.topk_group * 8 + experts))
     if arch.norm_topk_prob:
         ledger.add("router", t * 4 + t * k * 4)
+
+
+def _expert_adapters(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrads):
+    """peft's ParamWrapper LoRA on the 3D expert weights: a parametrisation folds W + B A into a new weight
+    (baddbmm) on every forward, which grouped_mm keeps, with its inputs as for trained experts (the gathered
+    hidden states, the down projection's input). The folded factors are kept in the weights' dtype: copies in
+    16 bits, views of the fp32 adapter weights otherwise."""
+    c = 2 if n.autocast else n.compute
+    routed = tok.count * arch.experts_per_token
+    adapted = dict(grads.experts)
+    for linear in arch.layer_linears():
+        if linear.role != "expert" or linear.name not in adapted:
+            continue
+        ledger.add("adapters", linear.copies * linear.in_features * linear.out_features * c)
+        if n.residual == 2:
+            rank = adapted[linear.name] * grads.rank
+            ledger.add("adapters", linear.copies * rank * (linear.in_features + linear.out_features) * c)
+        if linear.name == "down_proj" and not grads.weights:
+            ledger.add("mlp", routed * linear.in_features * c)
+    if not grads.weights:
+        ledger.add("mlp", routed * arch.hidden_size * c)  # the gathered hidden states
 
 
 def _gpt2_layer(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrads, kernel: Kernel):

@@ -207,6 +207,7 @@ def layer_grads(arch: Architecture, fp: Footprint, checkpointing: bool = False) 
             dropout=fp.adapter_dropout > 0 or fp.adapter_kind == "bottleneck",
             input_scaled=tuple(fp.input_scaled_linears),
             dense_mlp=index < arch.dense_layers,
+            experts=tuple(fp.adapted_experts.items()) if has_adapters else (),
         ))
     return grads
 
