@@ -400,15 +400,18 @@ def _moe_fields(family: str, config: dict) -> dict:
 def _router_groups(family: str, config: dict) -> dict:
     """DeepSeek-V3 always routes through groups (transformers' defaults 8 and 4); V2 with group_limited_greedy."""
     if family == "deepseek_v3" or (family == "deepseek_v2" and config.get("topk_method") == "group_limited_greedy"):
-        return dict(n_group=config.get("n_group") or 8, topk_group=config.get("topk_group") or 4)
+        return dict(n_group=config.get("n_group") or 8, topk_group=config.get("topk_group") or 4)  # V3's defaults
     return {}
+
+
+#: transformers' DeepseekV2Config/DeepseekV3Config defaults, for the keys a config leaves out (null stays None).
+MLA_DEFAULTS = dict(q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128)
 
 
 def _mla_fields(family: str, config: dict) -> dict:
     if family not in MLA:
         return {}
-    return {key: config.get(key) for key in ("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
-                                             "v_head_dim")}
+    return {key: config[key] if key in config else default for key, default in MLA_DEFAULTS.items()}
 
 
 def _attention_fields(family: str, config: dict) -> dict:

@@ -542,7 +542,9 @@ def outside_layers(
         ledger.add("inputs", t * 8)  # the token ids the embedding's backward scatters into
     if input_leaf:
         ledger.add("inputs", t * h * n.residual)
-    if not arch.learned_positions and stream_grad:
+    if arch.family == "deepseek_v2" and stream_grad:
+        ledger.add("inputs", tok.seq * arch.rotary_dim // 2 * 8)  # one complex64 table (freqs_cis)
+    elif not arch.learned_positions and stream_grad:
         # rotary cos/sin, shared by all layers; gpt-oss's tables are half width (no cat(freqs, freqs)).
         width = arch.rotary_dim // 2 if arch.family == "gpt_oss" else arch.rotary_dim
         ledger.add("inputs", 2 * tok.seq * width * n.residual)

@@ -43,6 +43,14 @@ CONFIGS.update({
                         n_shared_experts=1, first_k_dense_replace=1, moe_intermediate_size=48, num_experts_per_tok=2,
                         q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=16,
                         n_group=1, topk_group=1),
+    "deepseek_v2": dict(_LLAMA_SHAPE, model_type="deepseek_v2", num_key_value_heads=4, n_routed_experts=4,
+                        n_shared_experts=1, first_k_dense_replace=1, moe_intermediate_size=48, num_experts_per_tok=2,
+                        q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=16),
+    "deepseek_v2_grouped": dict(_LLAMA_SHAPE, model_type="deepseek_v2", num_key_value_heads=4, n_routed_experts=4,
+                                n_shared_experts=2, moe_intermediate_size=48, num_experts_per_tok=2, q_lora_rank=None,
+                                kv_lora_rank=16,
+                                qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=16,
+                                topk_method="group_limited_greedy", n_group=2, topk_group=1),
 })
 
 
