@@ -178,8 +178,8 @@ def _input_source(arch: Architecture, linear: LinearSpec) -> str:
     if linear.role == "attention":
         if linear.name not in READS_INNER:
             return "layer input"
-        if linear.name in ATTENTION_OUTPUTS and not (eager_attention(arch) or arch.kv_lora_rank):
-            return "attention output"  # SDPA's output, which SDPA keeps (the head merge is a view; MLA copies it)
+        if linear.name in ATTENTION_OUTPUTS and not (eager_attention(arch) or attention_output_copied(arch)):
+            return "attention output"  # SDPA's output, which SDPA keeps (the head merge is a view)
     elif linear.role == "mlp" and linear.in_features == arch.hidden_size:
         return "mlp input"
     return f"{linear.role} {linear.name}"  # its own input (gpt2 and BERT reuse names across roles)
@@ -228,6 +228,12 @@ def _attention_core(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens
         if kv_dim != q_dim:
             ledger.add("attention", 2 * t_kv * q_dim * c)
         ledger.add("attention", t * _mask_width(tok, kernel) * c)
+
+
+def attention_output_copied(arch: Architecture) -> bool:
+    """o_proj reads a contiguous copy of SDPA's output, not a view, where the query was not laid out token-major:
+    Phi-3's slice of the fused qkv output, MLA's concatenated query."""
+    return arch.family == "phi3" or bool(arch.kv_lora_rank)
 
 
 def eager_attention(arch: Architecture) -> bool:
@@ -320,6 +326,8 @@ def _llama_layer(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, g
         else:
             # A prefix makes transformers pass an explicit mask: SDPA then needs repeat_kv (no enable_gqa).
             _attention_core(ledger, arch, n, tok, masked=tok.kv_seq != tok.seq, kernel=kernel)
+            if w and attention_output_copied(arch):
+                ledger.add("attention", t * arch.num_heads * arch.dim_per_head * (2 if n.autocast else n.compute))
     _norm(ledger, arch, n, t, True, w, kernel)
     c = 2 if n.autocast else n.compute
     f = arch.intermediate_size if grads.dense_mlp else f

@@ -18,7 +18,7 @@ from . import tiny_models as tm
 
 BATCH, SEQ = 2, 64
 #: family -> relative tolerance reached (full fine-tuning and LoRA, bf16 and fp32).
-TOLERANCES = {"qwen3": 0.005, "gemma2": 0.005, "gemma3": 0.005, "phi3": 0.05, "mixtral": 0.001, "qwen3_moe": 0.001,
+TOLERANCES = {"qwen3": 0.005, "gemma2": 0.005, "gemma3": 0.005, "phi3": 0.001, "mixtral": 0.001, "qwen3_moe": 0.001,
               "qwen3_moe_normalised": 0.001, "gpt_oss": 0.001, "deepseek_v3": 0.001, "deepseek_v2": 0.001,
               # group_limited_greedy with LoRA: the second layer is 4 KiB (bf16) / 1 KiB (fp32) over, not traced yet.
               "deepseek_v2_grouped": 0.004}
