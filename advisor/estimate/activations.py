@@ -427,17 +427,17 @@ def _routed_experts(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens
 
 def _deepseek_router(ledger: Ledger, arch: Architecture, n: Numerics, t: int, weights: bool):
     """DeepSeek's router in fp32: its input's fp32 copy (a no-op in fp32, where the shared experts' input is
-    that tensor), the scores (V3's sigmoid, V2's softmax), with expert groups the int64 indices of each group's
-    best (V3: top-2, V2: max) and of the chosen groups plus the boolean mask of the experts outside them, the
-    top-k's int64 indices, and with norm_topk_prob the sum and the weights it divides (the
-    routed_scaling_factor product keeps nothing)."""
+    that tensor), the scores (V3's sigmoid, V2's softmax), the top-k's int64 indices, V2's boolean mask of the
+    experts outside the chosen groups (its top-k values are the routing weights), and with norm_topk_prob the
+    sum and the weights it divides (the routed_scaling_factor product keeps nothing). The group top-k only
+    picks indices: its graph, and what it saved, is freed before the router returns (V3's masked scores too).
+    """
     experts, k = arch.num_experts, arch.experts_per_token
     if weights and n.compute != 4:
         ledger.add("router", t * arch.hidden_size * 4)
     ledger.add("router", t * (experts * 4 + k * 8))
-    if arch.n_group:
-        per_group = 2 if arch.family == "deepseek_v3" else 1
-        ledger.add("router", t * (arch.n_group * per_group * 8 + arch.topk_group * 8 + experts))
+    if arch.n_group and arch.family == "deepseek_v2":
+        ledger.add("router", t * experts)
     if arch.norm_topk_prob:
         ledger.add("router", t * 4 + t * k * 4)
 

@@ -5,9 +5,10 @@ soft-capped attention and logits are priced tensor by tensor, and so are the
 Mixtral, Qwen3-MoE (with and without norm_topk_prob) and gpt-oss routers and
 grouped_mm expert routing, and DeepSeek-V2/V3's latent attention, dense first
 layers, shared experts, sigmoid/group-limited routers and LoRA on their 3D
-experts (peft's ParamWrapper). Phi-3's fused projections are priced from the
-modules' code but not to the byte; the tolerances below are what each family
-reaches, and the README's accuracy table reports them.
+experts (peft's ParamWrapper), and Phi-3's fused projections. The tolerances
+below are what each family reaches (0.1%: byte-exact on these shapes), and the
+README's accuracy table reports them (benchmarks/estimator_families.py prints the
+measured deviations).
 """
 
 import pytest
@@ -18,10 +19,9 @@ from . import tiny_models as tm
 
 BATCH, SEQ = 2, 64
 #: family -> relative tolerance reached (full fine-tuning and LoRA, bf16 and fp32).
-TOLERANCES = {"qwen3": 0.005, "gemma2": 0.005, "gemma3": 0.005, "phi3": 0.001, "mixtral": 0.001, "qwen3_moe": 0.001,
+TOLERANCES = {"qwen3": 0.001, "gemma2": 0.005, "gemma3": 0.005, "phi3": 0.001, "mixtral": 0.001, "qwen3_moe": 0.001,
               "qwen3_moe_normalised": 0.001, "gpt_oss": 0.001, "deepseek_v3": 0.001, "deepseek_v2": 0.001,
-              # group_limited_greedy with LoRA: the second layer is 4 KiB (bf16) / 1 KiB (fp32) over, not traced yet.
-              "deepseek_v2_grouped": 0.004}
+              "deepseek_v2_grouped": 0.001}
 CASES = [(family, method) for family in TOLERANCES for method in ("full", "lora")]
 #: peft adapts DeepSeek's 3D experts (named by gate/up/down_proj) only without dropout.
 NO_DROPOUT = ("deepseek_v2", "deepseek_v2_grouped", "deepseek_v3")

@@ -108,22 +108,29 @@ def saved_tensor_bytes(model, inputs: dict) -> int:
     """Bytes of the tensors autograd saves for backward in one forward pass.
 
     Counted with torch.autograd.graph.saved_tensors_hooks, one storage once
-    (views share it), parameters and 0-dim scalars left out.
+    (views share it), parameters and 0-dim scalars left out, and only the
+    tensors still alive when the forward pass returns: a branch of the graph
+    whose output is dropped during the forward (DeepSeek's group top-k, which
+    only picks indices) frees what it saved, and its address may be reused.
     """
+    import weakref
+
     import torch
 
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    storages: dict[int, int] = {}
+    storages: dict[int, tuple[int, list]] = {}
 
     def pack(tensor):
         storage = tensor.untyped_storage()
         if tensor.dim() and storage.data_ptr() not in params:
-            storages[storage.data_ptr()] = storage.nbytes()
+            storages.setdefault(storage.data_ptr(), (storage.nbytes(), []))[1].append(weakref.ref(tensor))
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        model(**inputs)
-    return sum(storages.values())
+        output = model(**inputs)
+    alive = sum(nbytes for nbytes, refs in storages.values() if any(ref() is not None for ref in refs))
+    del output
+    return alive
 
 
 def bytes_alive_after_forward(model, inputs: dict) -> int:
