@@ -132,7 +132,6 @@ class Architecture(BaseModel):
     dense_layers: int = Field(0, ge=0, description="the first layers, whose MLP is dense (DeepSeek first_k_dense_replace)")
     norm_topk_prob: bool = Field(False, description="Qwen3-MoE/DeepSeek: the top-k routing weights are renormalised")
     n_group: int = Field(0, ge=0, description="DeepSeek: expert groups the router picks from first (0: no groups)")
-    topk_group: int = Field(0, ge=0, description="DeepSeek: the groups it picks")
     # Multi-head latent attention (DeepSeek).
     q_lora_rank: Optional[int] = Field(None, gt=0)
     kv_lora_rank: Optional[int] = Field(None, gt=0)
@@ -398,9 +397,9 @@ def _moe_fields(family: str, config: dict) -> dict:
 
 
 def _router_groups(family: str, config: dict) -> dict:
-    """DeepSeek-V3 always routes through groups (transformers' defaults 8 and 4); V2 with group_limited_greedy."""
+    """DeepSeek-V3 always routes through groups (transformers' default 8); V2 with group_limited_greedy."""
     if family == "deepseek_v3" or (family == "deepseek_v2" and config.get("topk_method") == "group_limited_greedy"):
-        return dict(n_group=config.get("n_group") or 8, topk_group=config.get("topk_group") or 4)  # V3's defaults
+        return dict(n_group=config.get("n_group") or 8)
     return {}
 
 

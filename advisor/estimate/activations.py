@@ -367,16 +367,15 @@ def _mla_attention(ledger: Ledger, arch: Architecture, n: Numerics, t: int, weig
 
 def _family_extras(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, weights: bool, kernel: Kernel,
                    moe: bool):
-    """What Qwen3, Gemma, MLA and MoE layers keep beyond a llama layer.
+    """What Qwen3, Gemma and MoE layers keep beyond a llama layer (MLA: `_mla_attention`).
 
     Written from the modules' forward code; checked against autograd on tiny
-    Qwen3, Gemma 3, Phi-3, Mixtral and Qwen3-MoE models (tests/estimate/
-    test_family_activations.py, tolerances there): q/k norms are RMSNorms over each
-    head; Gemma's post-attention and pre/post-feedforward norms are two more
-    norms on the stream; Gemma 2's soft-capped attention runs eagerly, keeping
-    see `_eager_attention`; MLA keeps its latents' RMSNorm inputs; a MoE layer keeps the router's
-    fp32 logits and probabilities, and each routed copy of a token's hidden state
-    and expert output.
+    models of each family (tests/estimate/test_family_activations.py, tolerances
+    there): q/k norms are RMSNorms over each head; Gemma's post-attention and
+    pre/post-feedforward norms are two more norms on the stream; Gemma 2's
+    soft-capped attention runs eagerly (`_eager_attention`); a MoE layer (not
+    DeepSeek's dense first layers) keeps its router's and routing's tensors
+    (`_routed_experts`).
     """
     t, c = tok.count, (2 if n.autocast else n.compute)
     if arch.qk_norm:
@@ -405,9 +404,9 @@ def _routed_experts(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens
     the biases when they train; the int32 group offsets; the gathered hidden
     states when the experts' weights train (a frozen grouped_mm keeps no input);
     the experts' output and the routing weights its product with them keeps
-    (fp32 for Mixtral, the logits' dtype after Qwen3-MoE's and gpt-oss's cast).
+    (fp32 for Mixtral and DeepSeek, the logits' dtype after Qwen3-MoE's and gpt-oss's cast).
     The expert MLP itself (gate/up output, activation, down input) is priced
-    with the dense MLP at `mlp_width`.
+    with the dense MLP at `mlp_width`, DeepSeek's shared experts (plain linears) with it.
     """
     t, k, experts, h = tok.count, arch.experts_per_token, arch.num_experts, arch.hidden_size
     routed = t * k
