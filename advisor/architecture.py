@@ -131,6 +131,7 @@ class Architecture(BaseModel):
     shared_expert_intermediate_size: int = Field(0, ge=0, description="the always-on shared experts' total width")
     dense_layers: int = Field(0, ge=0, description="the first layers, whose MLP is dense (DeepSeek first_k_dense_replace)")
     norm_topk_prob: bool = Field(False, description="Qwen3-MoE/DeepSeek: the top-k routing weights are renormalised")
+    n_group: int = Field(0, ge=0, description="DeepSeek: expert groups the router picks from first (0: no groups)")
     # Multi-head latent attention (DeepSeek).
     q_lora_rank: Optional[int] = Field(None, gt=0)
     kv_lora_rank: Optional[int] = Field(None, gt=0)
@@ -390,15 +391,26 @@ def _moe_fields(family: str, config: dict) -> dict:
     return dict(
         num_experts=experts or 0, experts_per_token=config.get("num_experts_per_tok") or 0,
         moe_intermediate_size=moe_width, shared_expert_intermediate_size=shared * (moe_width or 0),
-        dense_layers=dense, norm_topk_prob=bool(config.get("norm_topk_prob", False)),
+        dense_layers=dense, norm_topk_prob=bool(config.get("norm_topk_prob", family == "deepseek_v3")),
+        **_router_groups(family, config),
     )
+
+
+def _router_groups(family: str, config: dict) -> dict:
+    """DeepSeek-V3 always routes through groups (transformers' default 8); V2 with group_limited_greedy."""
+    if family == "deepseek_v3" or (family == "deepseek_v2" and config.get("topk_method") == "group_limited_greedy"):
+        return dict(n_group=config.get("n_group") or 8)
+    return {}
+
+
+#: transformers' DeepseekV2Config/DeepseekV3Config defaults, for the keys a config leaves out (null stays None).
+MLA_DEFAULTS = dict(q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128)
 
 
 def _mla_fields(family: str, config: dict) -> dict:
     if family not in MLA:
         return {}
-    return {key: config.get(key) for key in ("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
-                                             "v_head_dim")}
+    return {key: config[key] if key in config else default for key, default in MLA_DEFAULTS.items()}
 
 
 def _attention_fields(family: str, config: dict) -> dict:

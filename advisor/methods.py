@@ -49,6 +49,10 @@ class Footprint(BaseModel):
     adapted_linears: list[str] = Field(
         default_factory=list, description="layer linears (LinearSpec.name) that carry an adapter"
     )
+    adapted_experts: dict[str, int] = Field(
+        default_factory=dict,
+        description="MoE expert weights (3D parameters) peft's ParamWrapper adapts: name -> rank multiplier",
+    )
     adapter_rank: int = Field(0, ge=0, description="the adapter's inner width (LoRA r, bottleneck size)")
     adapter_kind: Literal["lora", "dora", "ia3", "bottleneck"] = Field(
         "lora", description="what the adapted linears compute, which sets what they keep for the backward pass"

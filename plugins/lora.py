@@ -74,6 +74,7 @@ class LoRA(Method):
             trainable_params=params,
             added_params=params,
             adapted_linears=names,
+            adapted_experts=experts,
             adapter_rank=hp.r,
             adapter_kind="dora" if magnitude else "lora",
             adapter_dropout=hp.dropout,

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..architecture import Architecture, LinearSpec
+from ..architecture import MLA, Architecture, LinearSpec
 
 Kernel = Literal["cuda", "cpu"]
 #: Families whose default configs use hidden-state dropout (GPT-2 resid/embd 0.1, BERT-style encoders hidden
@@ -33,7 +33,7 @@ HIDDEN_DROPOUT = ("gpt2", "bert", "roberta", "xlm-roberta")
 ATTENTION_OUTPUTS = ("o_proj", "c_proj", "dense")
 READS_INNER = ATTENTION_OUTPUTS + ("q_b_proj", "kv_b_proj")
 #: MoE families whose experts run through transformers' grouped_mm dispatch (priced in `_routed_experts`).
-GROUPED_EXPERTS = ("mixtral", "qwen3_moe", "gpt_oss")
+GROUPED_EXPERTS = ("mixtral", "qwen3_moe", "gpt_oss", "deepseek_v2", "deepseek_v3")
 #: peft keeps adapter weights in fp32 (get_peft_model's autocast_adapter_dtype), so their inputs are cast to fp32.
 ADAPTER_BYTES = 4
 
@@ -70,6 +70,8 @@ class LayerGrads:
     kind: str = "lora"  # Footprint.adapter_kind
     dropout: bool = True  # the adapters apply dropout (p > 0) to their input
     input_scaled: tuple[str, ...] = ()  # IA3: linears whose input is rescaled (peft's feed-forward modules)
+    dense_mlp: bool = False  # a MoE model's dense layer (DeepSeek's first_k_dense_replace)
+    experts: tuple[tuple[str, int], ...] = ()  # LoRA on the 3D expert weights: (name, rank multiplier)
 
     @property
     def active(self) -> bool:
@@ -176,7 +178,7 @@ def _input_source(arch: Architecture, linear: LinearSpec) -> str:
     if linear.role == "attention":
         if linear.name not in READS_INNER:
             return "layer input"
-        if linear.name in ATTENTION_OUTPUTS and not eager_attention(arch):
+        if linear.name in ATTENTION_OUTPUTS and not (eager_attention(arch) or attention_output_copied(arch)):
             return "attention output"  # SDPA's output, which SDPA keeps (the head merge is a view)
     elif linear.role == "mlp" and linear.in_features == arch.hidden_size:
         return "mlp input"
@@ -228,6 +230,12 @@ def _attention_core(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens
         ledger.add("attention", t * _mask_width(tok, kernel) * c)
 
 
+def attention_output_copied(arch: Architecture) -> bool:
+    """o_proj reads a contiguous copy of SDPA's output, not a view, where the query was not laid out token-major:
+    Phi-3's slice of the fused qkv output, MLA's concatenated query."""
+    return arch.family == "phi3" or bool(arch.kv_lora_rank)
+
+
 def eager_attention(arch: Architecture) -> bool:
     """Gemma 2's soft-capped scores and gpt-oss's attention sinks have no SDPA path: transformers runs them
     eagerly."""
@@ -268,6 +276,8 @@ def cached(arch: Architecture, tok: Tokens) -> bool:
 
 def cache_is_saved(arch: Architecture, tok: Tokens) -> bool:
     """SDPA saves the cache's k/v themselves, unless repeat_kv expanded them (masked attention with GQA)."""
+    if arch.kv_lora_rank:
+        return False  # MLA caches latents; SDPA sees keys/values expanded from them
     expanded = tok.kv_seq != tok.seq or eager_attention(arch)
     return cached(arch, tok) and (not expanded or arch.kv_heads == arch.num_heads)
 
@@ -280,6 +290,8 @@ def kv_cache_bytes(arch: Architecture, n: Numerics, tok: Tokens) -> float:
     if not cached(arch, tok):
         return 0.0
     t_kv = tok.batch * tok.kv_seq
+    if arch.kv_lora_rank:  # MLA caches its compressed latent and the shared rotated key
+        return t_kv * (arch.kv_lora_rank + arch.qk_rope_head_dim) * n.compute
     kv_dim = arch.kv_heads * arch.dim_per_head
     if n.autocast:
         return t_kv * kv_dim * (2 + (2 if arch.family == "gpt2" else 4))
@@ -304,35 +316,66 @@ def _llama_layer(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, g
     t, h, f = tok.count, arch.hidden_size, arch.mlp_width
     w = grads.weights
     _norm(ledger, arch, n, t, grads.input, w, kernel)
-    if w:
-        _linear_inputs(ledger, n, t, h, 3, "attention")  # q/k/v input
-    if eager_attention(arch):
-        _eager_attention(ledger, arch, n, tok, w)
+    if arch.kv_lora_rank:
+        _mla_attention(ledger, arch, n, t, w)
     else:
-        # A prefix makes transformers pass an explicit mask: SDPA then needs repeat_kv (no enable_gqa).
-        _attention_core(ledger, arch, n, tok, masked=tok.kv_seq != tok.seq, kernel=kernel)
+        if w:
+            _linear_inputs(ledger, n, t, h, 3, "attention")  # q/k/v input
+        if eager_attention(arch):
+            _eager_attention(ledger, arch, n, tok, w)
+        else:
+            # A prefix makes transformers pass an explicit mask: SDPA then needs repeat_kv (no enable_gqa).
+            _attention_core(ledger, arch, n, tok, masked=tok.kv_seq != tok.seq, kernel=kernel)
+            if w and attention_output_copied(arch):
+                ledger.add("attention", t * arch.num_heads * arch.dim_per_head * (2 if n.autocast else n.compute))
     _norm(ledger, arch, n, t, True, w, kernel)
     c = 2 if n.autocast else n.compute
+    f = arch.intermediate_size if grads.dense_mlp else f
     # gate output (SiLU), SiLU output and up output (the product); gpt-oss's clamped GLU keeps twice that
     # (the fused gate/up output, clamped gate, its sigmoid, clamped up + 1, the GLU).
     ledger.add("mlp", (6 if arch.family == "gpt_oss" else 3) * t * f * c)
     if w:
         _linear_inputs(ledger, n, t, h, 2, "mlp")  # gate/up input
         ledger.add("mlp", t * f * c)  # down_proj input
-    _family_extras(ledger, arch, n, tok, w, kernel)
+    _family_extras(ledger, arch, n, tok, w, kernel, moe=arch.is_moe and not grads.dense_mlp)
+    if arch.is_moe and not grads.dense_mlp and grads.experts and grads.rank:
+        _expert_adapters(ledger, arch, n, tok, grads)
 
 
-def _family_extras(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, weights: bool, kernel: Kernel):
-    """What Qwen3, Gemma, MLA and MoE layers keep beyond a llama layer.
+def _mla_attention(ledger: Ledger, arch: Architecture, n: Numerics, t: int, weights: bool):
+    """DeepSeek's multi-head latent attention (SDPA), op by op.
+
+    The latents' RMSNorms (fp32 input and rsqrt; their 16-bit normalised copy for the weight); SDPA keeps the
+    query (a cat of its nope and rotated parts), the keys (a new tensor: the shared rotated part expanded to
+    every head), the values as a view of kv_b_proj's whole output (nope keys and values), its output and the
+    log-sum-exp; o_proj reads a contiguous copy of the output. No cache tensor is saved: the cache holds the
+    compressed latents. The trained linears keep their inputs (q_a and kv_a share the layer input).
+    """
+    c = 2 if n.autocast else n.compute
+    heads, latents = arch.num_heads, [r for r in (arch.q_lora_rank, arch.kv_lora_rank) if r]
+    q_width, v_width = heads * arch.dim_per_head, heads * arch.v_head_dim
+    for rank in latents:
+        ledger.add("norms", t * (4 * rank + 4) + (t * rank * c if weights else 0))
+    if c == 4:  # in fp32 the kv latent's norm keeps its input, a view of kv_a's whole output, without a cast
+        ledger.add("norms", t * arch.qk_rope_head_dim * 4)
+    ledger.add("attention", t * (2 * q_width + heads * (arch.qk_nope_head_dim + arch.v_head_dim) + v_width) * c
+               + t * heads * 4)
+    if weights:
+        _linear_inputs(ledger, n, t, arch.hidden_size, 2, "attention")  # q_a (or q) and kv_a input
+        ledger.add("attention", t * (sum(latents) + v_width) * c)  # q_b/kv_b and o_proj inputs
+
+
+def _family_extras(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, weights: bool, kernel: Kernel,
+                   moe: bool):
+    """What Qwen3, Gemma and MoE layers keep beyond a llama layer (MLA: `_mla_attention`).
 
     Written from the modules' forward code; checked against autograd on tiny
-    Qwen3, Gemma 3, Phi-3, Mixtral and Qwen3-MoE models (tests/estimate/
-    test_family_activations.py, tolerances there): q/k norms are RMSNorms over each
-    head; Gemma's post-attention and pre/post-feedforward norms are two more
-    norms on the stream; Gemma 2's soft-capped attention runs eagerly, keeping
-    see `_eager_attention`; MLA keeps its latents' RMSNorm inputs; a MoE layer keeps the router's
-    fp32 logits and probabilities, and each routed copy of a token's hidden state
-    and expert output.
+    models of each family (tests/estimate/test_family_activations.py, tolerances
+    there): q/k norms are RMSNorms over each head; Gemma's post-attention and
+    pre/post-feedforward norms are two more norms on the stream; Gemma 2's
+    soft-capped attention runs eagerly (`_eager_attention`); a MoE layer (not
+    DeepSeek's dense first layers) keeps its router's and routing's tensors
+    (`_routed_experts`).
     """
     t, c = tok.count, (2 if n.autocast else n.compute)
     if arch.qk_norm:
@@ -344,16 +387,11 @@ def _family_extras(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens,
     if arch.norms_per_layer == 4:
         _norm(ledger, arch, n, t, True, weights, kernel)
         _norm(ledger, arch, n, t, True, weights, kernel)
-    if arch.kv_lora_rank:
-        ledger.add("attention", t * ((arch.q_lora_rank or 0) + arch.kv_lora_rank) * 4)
-    if arch.family in GROUPED_EXPERTS:
-        _routed_experts(ledger, arch, tok, c, weights)
-    elif arch.is_moe:
-        ledger.add("router", t * arch.num_experts * 8 + t * arch.experts_per_token * 8)
-        ledger.add("mlp", 2 * t * arch.experts_per_token * arch.hidden_size * c)
+    if moe:
+        _routed_experts(ledger, arch, n, tok, c, weights)
 
 
-def _routed_experts(ledger: Ledger, arch: Architecture, tok: Tokens, c: int, weights: bool):
+def _routed_experts(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, c: int, weights: bool):
     """The router and the routing around the experts (transformers 5's default `grouped_mm` experts).
 
     Router: Mixtral and Qwen3-MoE keep the fp32 softmax over all experts and
@@ -366,22 +404,62 @@ def _routed_experts(ledger: Ledger, arch: Architecture, tok: Tokens, c: int, wei
     the biases when they train; the int32 group offsets; the gathered hidden
     states when the experts' weights train (a frozen grouped_mm keeps no input);
     the experts' output and the routing weights its product with them keeps
-    (fp32 for Mixtral, the logits' dtype after Qwen3-MoE's and gpt-oss's cast).
+    (fp32 for Mixtral and DeepSeek, the logits' dtype after Qwen3-MoE's and gpt-oss's cast).
     The expert MLP itself (gate/up output, activation, down input) is priced
-    with the dense MLP at `mlp_width`.
+    with the dense MLP at `mlp_width`, DeepSeek's shared experts (plain linears) with it.
     """
     t, k, experts, h = tok.count, arch.experts_per_token, arch.num_experts, arch.hidden_size
     routed = t * k
     if arch.family == "gpt_oss":
         ledger.add("router", t * k * 8 + t * k * c)
+    elif arch.family in MLA:
+        _deepseek_router(ledger, arch, n, t, weights)
     else:
         ledger.add("router", t * experts * 4 + t * k * 8)
         if arch.family == "mixtral" or arch.norm_topk_prob:
             ledger.add("router", t * 4 + t * k * 4)
     index_gathers = 3 + (1 if arch.family == "gpt_oss" and weights else 0)
     ledger.add("router", routed * 8 * index_gathers + experts * 4)
-    routing_weight = 4 if arch.family == "mixtral" else c
+    routing_weight = 4 if arch.family in ("mixtral",) + MLA else c
     ledger.add("mlp", routed * h * c * (2 if weights else 1) + routed * routing_weight)
+
+
+def _deepseek_router(ledger: Ledger, arch: Architecture, n: Numerics, t: int, weights: bool):
+    """DeepSeek's router in fp32: its input's fp32 copy (a no-op in fp32, where the shared experts' input is
+    that tensor), the scores (V3's sigmoid, V2's softmax), the top-k's int64 indices, V2's boolean mask of the
+    experts outside the chosen groups (its top-k values are the routing weights), and with norm_topk_prob the
+    sum and the weights it divides (the routed_scaling_factor product keeps nothing). The group top-k only
+    picks indices: its graph, and what it saved, is freed before the router returns (V3's masked scores too).
+    """
+    experts, k = arch.num_experts, arch.experts_per_token
+    if weights and n.compute != 4:
+        ledger.add("router", t * arch.hidden_size * 4)
+    ledger.add("router", t * (experts * 4 + k * 8))
+    if arch.n_group and arch.family == "deepseek_v2":
+        ledger.add("router", t * experts)
+    if arch.norm_topk_prob:
+        ledger.add("router", t * 4 + t * k * 4)
+
+
+def _expert_adapters(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrads):
+    """peft's ParamWrapper LoRA on the 3D expert weights: a parametrisation folds W + B A into a new weight
+    (baddbmm) on every forward, which grouped_mm keeps, with its inputs as for trained experts (the gathered
+    hidden states, the down projection's input). The folded factors are kept in the weights' dtype: copies in
+    16 bits, views of the fp32 adapter weights otherwise."""
+    c = 2 if n.autocast else n.compute
+    routed = tok.count * arch.experts_per_token
+    adapted = dict(grads.experts)
+    for linear in arch.layer_linears():
+        if linear.role != "expert" or linear.name not in adapted:
+            continue
+        ledger.add("adapters", linear.copies * linear.in_features * linear.out_features * c)
+        if n.residual == 2:
+            rank = adapted[linear.name] * grads.rank
+            ledger.add("adapters", linear.copies * rank * (linear.in_features + linear.out_features) * c)
+        if linear.name == "down_proj" and not grads.weights:
+            ledger.add("mlp", routed * linear.in_features * c)
+    if not grads.weights:
+        ledger.add("mlp", routed * arch.hidden_size * c)  # the gathered hidden states
 
 
 def _gpt2_layer(ledger: Ledger, arch: Architecture, n: Numerics, tok: Tokens, grads: LayerGrads, kernel: Kernel):
@@ -471,7 +549,9 @@ def outside_layers(
         ledger.add("inputs", t * 8)  # the token ids the embedding's backward scatters into
     if input_leaf:
         ledger.add("inputs", t * h * n.residual)
-    if not arch.learned_positions and stream_grad:
+    if arch.family == "deepseek_v2" and stream_grad:
+        ledger.add("inputs", tok.seq * arch.rotary_dim // 2 * 8)  # one complex64 table (freqs_cis)
+    elif not arch.learned_positions and stream_grad:
         # rotary cos/sin, shared by all layers; gpt-oss's tables are half width (no cat(freqs, freqs)).
         width = arch.rotary_dim // 2 if arch.family == "gpt_oss" else arch.rotary_dim
         ledger.add("inputs", 2 * tok.seq * width * n.residual)

@@ -208,6 +208,8 @@ def layer_grads(arch: Architecture, fp: Footprint, checkpointing: bool = False) 
             kind=fp.adapter_kind,
             dropout=fp.adapter_dropout > 0 or fp.adapter_kind == "bottleneck",
             input_scaled=tuple(fp.input_scaled_linears),
+            dense_mlp=index < arch.dense_layers,
+            experts=tuple(fp.adapted_experts.items()) if has_adapters else (),
         ))
     return grads
 

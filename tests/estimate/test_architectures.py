@@ -168,4 +168,19 @@ def test_a_local_qwen3_moe_folder_keeps_its_experts(tmp_path):
 
 def test_tiny_models_families_still_read(monkeypatch):
     for name, config in tm.CONFIGS.items():
-        assert Architecture.from_hf_config(config).family == name.removesuffix("_normalised")
+        assert Architecture.from_hf_config(config).family == name.removesuffix("_normalised").removesuffix("_grouped")
+
+
+@pytest.mark.parametrize("name", ["deepseek_v2", "deepseek_v3"])
+def test_mla_keys_a_config_leaves_out_take_transformers_defaults(name):
+    """A config.json without q_lora_rank & co. is read as transformers reads it (q_lora_rank 1536, not None)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from advisor.architecture import MLA_DEFAULTS
+
+    raw = {key: value for key, value in CONFIGS[name].items() if key not in MLA_DEFAULTS}
+    values = dict(raw)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(values.pop("model_type"), **values))
+    assert Architecture.from_hf_config(raw).total_params() == count(model)

@@ -43,6 +43,14 @@ CONFIGS.update({
                         n_shared_experts=1, first_k_dense_replace=1, moe_intermediate_size=48, num_experts_per_tok=2,
                         q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=16,
                         n_group=1, topk_group=1),
+    "deepseek_v2": dict(_LLAMA_SHAPE, model_type="deepseek_v2", num_key_value_heads=4, n_routed_experts=4,
+                        n_shared_experts=1, first_k_dense_replace=1, moe_intermediate_size=48, num_experts_per_tok=2,
+                        q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=16),
+    "deepseek_v2_grouped": dict(_LLAMA_SHAPE, model_type="deepseek_v2", num_key_value_heads=4, n_routed_experts=4,
+                                n_shared_experts=2, moe_intermediate_size=48, num_experts_per_tok=2, q_lora_rank=None,
+                                kv_lora_rank=16,
+                                qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=16,
+                                topk_method="group_limited_greedy", n_group=2, topk_group=1),
 })
 
 
@@ -100,22 +108,29 @@ def saved_tensor_bytes(model, inputs: dict) -> int:
     """Bytes of the tensors autograd saves for backward in one forward pass.
 
     Counted with torch.autograd.graph.saved_tensors_hooks, one storage once
-    (views share it), parameters and 0-dim scalars left out.
+    (views share it), parameters and 0-dim scalars left out, and only the
+    tensors still alive when the forward pass returns: a branch of the graph
+    whose output is dropped during the forward (DeepSeek's group top-k, which
+    only picks indices) frees what it saved, and its address may be reused.
     """
+    import weakref
+
     import torch
 
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    storages: dict[int, int] = {}
+    storages: dict[int, tuple[int, list]] = {}
 
     def pack(tensor):
         storage = tensor.untyped_storage()
         if tensor.dim() and storage.data_ptr() not in params:
-            storages[storage.data_ptr()] = storage.nbytes()
+            storages.setdefault(storage.data_ptr(), (storage.nbytes(), []))[1].append(weakref.ref(tensor))
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        model(**inputs)
-    return sum(storages.values())
+        output = model(**inputs)
+    alive = sum(nbytes for nbytes, refs in storages.values() if any(ref() is not None for ref in refs))
+    del output
+    return alive
 
 
 def bytes_alive_after_forward(model, inputs: dict) -> int:
