@@ -99,51 +99,43 @@ async def test_execute_runs_the_plan_and_follows_its_progress(tmp_path):
         assert isinstance(app.screen, RecommendationScreen)
 
 
-async def test_ctrl_c_stops_the_run_with_a_checkpoint(tmp_path):
+async def start_a_long_run(app, pilot, tmp_path: Path) -> RunScreen:
+    """From the first screen to a run under way (its first step drawn), writing to tmp_path/run."""
     data = tmp_path / "train.jsonl"
     data.write_text('{"text": "x", "label": "a"}\n')
-    output_dir = tmp_path / "run"
+    await answer_all(pilot, {})
+    await pilot.press("x")
+    await pilot.pause()
+    app.screen.query_one("#run-data", Input).value = str(data)
+    app.screen.query_one("#run-output-dir", Input).value = str(tmp_path / "run")
+    await pilot.press("enter")
+    await pilot.pause()
+    screen = app.screen
+    assert isinstance(screen, RunScreen)
+    while not screen.query_one(Sparkline).data:
+        await pilot.pause(0.1)
+    return screen
+
+
+async def test_ctrl_c_stops_the_run_with_a_checkpoint(tmp_path):
     app = wizard("--steps", "100000", "--delay", "0.01")
     async with app.run_test(size=(120, 40)) as pilot:
-        await answer_all(pilot, {})
-        await pilot.press("x")
-        await pilot.pause()
-        app.screen.query_one("#run-data", Input).value = str(data)
-        app.screen.query_one("#run-output-dir", Input).value = str(output_dir)
-        await pilot.press("enter")
-        await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, RunScreen)
-        while not screen.query_one(Sparkline).data:
-            await pilot.pause(0.1)
+        screen = await start_a_long_run(app, pilot, tmp_path)
         await pilot.press("ctrl+c")
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert screen.returncode == 130
         resume = next(line for line in screen.output if "--resume" in line)
         assert str(screen.query_one("#run-status", Static).content).startswith(f"stopped (exit 130) · {resume}")
-        assert json.loads((output_dir / "progress.jsonl").read_text().splitlines()[0])["step"] == 1
+        assert json.loads((tmp_path / "run" / "progress.jsonl").read_text().splitlines()[0])["step"] == 1
 
 
 async def test_a_closed_terminal_stops_the_run_with_a_checkpoint(tmp_path):
     """SIGHUP to the wizard reaches the executor (its own session would not get it) and the wizard exits."""
-    data = tmp_path / "train.jsonl"
-    data.write_text('{"text": "x", "label": "a"}\n')
-    output_dir = tmp_path / "run"
     app = wizard("--steps", "100000", "--delay", "0.01")
     async with app.run_test(size=(120, 40)) as pilot:
-        await answer_all(pilot, {})
-        await pilot.press("x")
-        await pilot.pause()
-        app.screen.query_one("#run-data", Input).value = str(data)
-        app.screen.query_one("#run-output-dir", Input).value = str(output_dir)
-        await pilot.press("enter")
-        await pilot.pause()
-        screen = app.screen
-        while not screen.query_one(Sparkline).data:
-            await pilot.pause(0.1)
-        process = screen.process
+        process = (await start_a_long_run(app, pilot, tmp_path)).process
         os.kill(os.getpid(), signal.SIGHUP)
         await asyncio.wait_for(process.wait(), 30)
         assert app.return_code is not None  # the wizard is leaving
-    assert (output_dir / "stopped").read_text() == "SIGINT"  # the executor's own stop: checkpoint, resume line
+    assert (tmp_path / "run" / "stopped").read_text() == "SIGINT"  # the executor's own stop: checkpoint, resume line
