@@ -215,7 +215,7 @@ def test_plan_numbers_out_of_range_are_one_line(tmp_path, edit):
     outcome = run_cli(["execute", str(plan), "--data", str(tmp_path / "data.jsonl"), "--output-dir",
                        str(tmp_path / "run"), "--dry-run", "--no-probe"])
     assert_contract(outcome, codes=[2])
-    assert any(what in outcome.err for what in ("error: plan ", "not valid JSON")), str(outcome)
+    assert any(what in outcome.err for what in ("error: plan ", "error: plan.json ", "not valid JSON")), str(outcome)
     assert_unchanged(before, tmp_path)
     assert not (tmp_path / "run").exists()
 
