@@ -118,17 +118,19 @@ def saved_tensor_bytes(model, inputs: dict) -> int:
     import torch
 
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    storages: dict[int, tuple[int, list]] = {}
+    # Keyed by address and size: a freed storage's address can be reused by a live one of another size
+    # (which made the DeepSeek LoRA count flaky by 3 KB when keyed by address alone).
+    storages: dict[tuple[int, int], list] = {}
 
     def pack(tensor):
         storage = tensor.untyped_storage()
         if tensor.dim() and storage.data_ptr() not in params:
-            storages.setdefault(storage.data_ptr(), (storage.nbytes(), []))[1].append(weakref.ref(tensor))
+            storages.setdefault((storage.data_ptr(), storage.nbytes()), []).append(weakref.ref(tensor))
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         output = model(**inputs)
-    alive = sum(nbytes for nbytes, refs in storages.values() if any(ref() is not None for ref in refs))
+    alive = sum(nbytes for (_, nbytes), refs in storages.items() if any(ref() is not None for ref in refs))
     del output
     return alive
 
