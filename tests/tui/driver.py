@@ -26,6 +26,23 @@ STEP_FIELDS = (
 FAKE_EXECUTOR = [sys.executable, str(Path(__file__).parent / "fake_executor.py")]
 
 
+async def start_run(pilot: Pilot, data: Path, output_dir: Path) -> None:
+    """From the recommendation: x, name the data and the output directory, Enter (the run starts)."""
+    await pilot.press("x")
+    await pilot.pause()
+    pilot.app.screen.query_one("#run-data", Input).value = str(data)
+    pilot.app.screen.query_one("#run-output-dir", Input).value = str(output_dir)
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+async def execute(pilot: Pilot, data: Path, output_dir: Path) -> None:
+    """start_run, and wait until the run has ended (or the dialog refused it)."""
+    await start_run(pilot, data, output_dir)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
 async def answer_step(pilot: Pilot, values: dict[str, Any]) -> None:
     """Set the current step's controls to `values` (by Profile field), then press ctrl+n."""
     screen = pilot.app.screen

@@ -20,7 +20,7 @@ from advisor.tui.app import build_app
 from advisor.tui.screens.recommendation import RecommendationScreen
 from advisor.tui.screens.run import RunScreen
 
-from .driver import FAKE_EXECUTOR, answer_all, handmade_plan
+from .driver import FAKE_EXECUTOR, answer_all, execute, handmade_plan, start_run
 
 pytestmark = pytest.mark.anyio
 
@@ -59,17 +59,6 @@ async def test_copy_and_save_where_save_refuses_to_overwrite_unless_confirmed(tm
         assert isinstance(app.screen, RecommendationScreen)
 
 
-async def execute(pilot, data: Path, output_dir: Path) -> None:
-    """From the recommendation: x, name the data and the output directory, Enter."""
-    await pilot.press("x")
-    await pilot.pause()
-    pilot.app.screen.query_one("#run-data", Input).value = str(data)
-    pilot.app.screen.query_one("#run-output-dir", Input).value = str(output_dir)
-    await pilot.press("enter")
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
 async def test_execute_runs_the_plan_and_follows_its_progress(tmp_path):
     data = tmp_path / "train.jsonl"
     data.write_text('{"text": "x", "label": "a"}\n')
@@ -104,12 +93,7 @@ async def start_a_long_run(app, pilot, tmp_path: Path) -> RunScreen:
     data = tmp_path / "train.jsonl"
     data.write_text('{"text": "x", "label": "a"}\n')
     await answer_all(pilot, {})
-    await pilot.press("x")
-    await pilot.pause()
-    app.screen.query_one("#run-data", Input).value = str(data)
-    app.screen.query_one("#run-output-dir", Input).value = str(tmp_path / "run")
-    await pilot.press("enter")
-    await pilot.pause()
+    await start_run(pilot, data, tmp_path / "run")
     screen = app.screen
     assert isinstance(screen, RunScreen)
     while not screen.query_one(Sparkline).data:

@@ -13,7 +13,7 @@ from advisor.tui.app import build_app
 from advisor.tui.screens.run import RunScreen, failure_report
 from advisor.tui.widgets.path_input import complete_path
 
-from .driver import FAKE_EXECUTOR, answer_all, answer_step, handmade_plan
+from .driver import FAKE_EXECUTOR, answer_all, answer_step, execute, handmade_plan
 
 pytestmark = pytest.mark.anyio
 
@@ -109,13 +109,7 @@ async def test_a_failed_run_shows_its_error_line_exit_code_and_what_to_do(tmp_pa
     app = build_app(planner=handmade_plan, executor=[*FAKE_EXECUTOR, "--fail", "1"])
     async with app.run_test(size=(80, 24)) as pilot:
         await answer_all(pilot, {})
-        await pilot.press("x")
-        await pilot.pause()
-        app.screen.query_one("#run-data", Input).value = str(data)
-        app.screen.query_one("#run-output-dir", Input).value = str(tmp_path / "run")
-        await pilot.press("enter")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await execute(pilot, data, tmp_path / "run")
         screen = app.screen
         assert isinstance(screen, RunScreen) and screen.returncode == 1
         status = str(screen.query_one("#run-status", Static).content)
