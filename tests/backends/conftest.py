@@ -168,3 +168,16 @@ def run_cli(capsys: pytest.CaptureFixture, *args: Any) -> tuple[int, str, str]:
     code = main([str(arg) for arg in args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def kill_the_save_at(monkeypatch: pytest.MonkeyPatch, trainer_class: type, step: int) -> None:
+    """The save of checkpoint-`step` dies after the weights, before the optimizer state: as close to a kill as a
+    test in this process gets (KeyboardInterrupt)."""
+    original = trainer_class._save_optimizer_and_scheduler
+
+    def dies(self, output_dir):
+        if self.state.global_step == step:
+            raise KeyboardInterrupt
+        return original(self, output_dir)
+
+    monkeypatch.setattr(trainer_class, "_save_optimizer_and_scheduler", dies)

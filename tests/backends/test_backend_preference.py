@@ -8,7 +8,7 @@ import random
 import pytest
 
 from advisor.backends.preference import encode_pairs
-from conftest import make_plan, run_cli, save_plan, write_jsonl
+from conftest import kill_the_save_at, make_plan, run_cli, save_plan, write_jsonl
 
 
 def pairs(count: int = 16, seed: int = 0) -> list[dict[str, str]]:
@@ -110,14 +110,7 @@ def test_dpo_checkpoints_are_staged_and_a_killed_save_resumes_from_the_previous_
                      tmp_path / "plan.json")
     out = tmp_path / "run"
     run = ("execute", plan, "--data", data, "--output-dir", out, "--max-steps", "3", "--save-steps", "1")
-    original = Trainer._save_optimizer_and_scheduler
-
-    def dies_at_step_2(self, output_dir):
-        if self.state.global_step == 2:
-            raise KeyboardInterrupt  # as close to a kill as a test in this process gets
-        return original(self, output_dir)
-
-    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", dies_at_step_2)
+    kill_the_save_at(monkeypatch, Trainer, 2)
     code, _, _ = run_cli(capsys, *run)
     assert code == 130
     checkpoints = out / "checkpoints"

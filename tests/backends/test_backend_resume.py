@@ -14,7 +14,7 @@ import pytest
 
 from advisor.backends.callbacks import SaveOnInterrupt
 
-from conftest import alpaca_records, make_plan, run_cli, save_plan, write_jsonl
+from conftest import alpaca_records, kill_the_save_at, make_plan, run_cli, save_plan, write_jsonl
 
 STEPS = 20
 
@@ -135,14 +135,7 @@ def test_a_save_killed_midway_leaves_no_checkpoint_and_resume_uses_the_previous_
 
     plan, data = run_files
     out = tmp_path / "run"
-    original = PlanTrainer._save_optimizer_and_scheduler
-
-    def dies_at_step_10(self, output_dir):
-        if self.state.global_step == 10:
-            raise KeyboardInterrupt  # as close to a kill as a test in this process gets
-        return original(self, output_dir)
-
-    monkeypatch.setattr(PlanTrainer, "_save_optimizer_and_scheduler", dies_at_step_10)
+    kill_the_save_at(monkeypatch, PlanTrainer, 10)
     code, _, _ = execute(capsys, plan, data, out)
     assert code == 130
     checkpoints = out / "checkpoints"
