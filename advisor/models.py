@@ -210,6 +210,11 @@ class DataHandling(StrictModel):
     stratify: bool = False
     seed: int = Field(42, ge=0, le=MAX_SEED)
     seq_len: Optional[int] = Field(None, ge=1, le=MAX_SEQ_LEN)
+    long_prompts: Literal["refuse", "drop"] = Field(
+        "refuse",
+        description="records whose prompt alone fills seq_len, so truncation leaves no response to learn from: "
+        "refuse the run (the default), or leave them out of training with a warning that names them",
+    )
 
 
 class ParamGroup(StrictModel):
