@@ -81,6 +81,14 @@ class Facts(BaseModel):
     seq_len_asked: Optional[int] = None
     seq_len_fit: Optional[int] = None
     seq_len_origin: str = "the requested length"
+    # -- the data's prompts against the plan's seq_len (a data file with prompts given, and a fit found)
+    data_records: Optional[int] = None
+    token_count: str = ""  # how the data's tokens were counted, in words
+    prompt_max: Optional[int] = None
+    prompts_filling: Optional[int] = None  # records whose prompt alone takes seq_len_fit tokens or more
+    prompts_filling_share: Optional[float] = None
+    records_kept: Optional[int] = None  # data_records without those
+    long_prompts: Optional[str] = None  # the plan's training.data.long_prompts, where some prompt fills seq_len
 
 
 #: How much a labelled example counts for, by quality. 002 § Data Quality Principles: "500 excellent

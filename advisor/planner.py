@@ -128,7 +128,8 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
     chosen, changes = choose(order, candidates)
     method = chosen.method
     facts = facts.model_copy(update=method_facts(method, fit_change_kinds(chosen) + changes)
-                             | sequence_facts(chosen, profile, data_report))
+                             | sequence_facts(chosen, profile, data_report)
+                             | long_prompt_facts(chosen, profile, data_report))
     for stage in ("training", "data", "memory", "risk"):
         matched = rulebook.matching(stage, facts)
         for rule in in_effect(matched) if stage in ("training", "data") else matched:
@@ -162,7 +163,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
         estimate=chosen.estimate,
         alternatives=rows,
         training=training,
-        warnings=trace.warnings + split_notes + prompts_cut(data_report, training.hyperparameters.seq_len),
+        warnings=trace.warnings + split_notes + prompts_refused(facts, seq_len_given=bool(profile.seq_len)),
         stages=stages,
         assumptions=assumptions,
     )
@@ -205,16 +206,49 @@ def token_counting(data_report: Any, model: str) -> list[str]:
     return []
 
 
-def prompts_cut(data_report: Any, seq_len: int) -> list[str]:
-    """A warning when the data's longest prompt fills the plan's seq_len: the preflight refuses such a record."""
+#: A seq_len at the data's 95th-percentile length cuts at most about 5% of the records: more prompts than that
+#: filling it are no tail of outliers to leave out but a length wrong for the data.
+LONG_PROMPTS_MAX_SHARE = 0.05
+
+
+def long_prompt_facts(chosen: Candidate, profile: Profile, data_report: Any) -> dict[str, Any]:
+    """The data's prompts against the plan's seq_len, and its training.data.long_prompts where some prompt fills
+    it: "drop" (leave those records out) where the length came from the data and they are its tail, else "refuse"."""
     lengths = getattr(data_report.stats, "token_lengths", None) if data_report is not None else None
-    if lengths is None or lengths.prompt_max is None or lengths.prompt_max < seq_len:
+    if lengths is None or lengths.prompt_max is None or chosen.fit is None:
+        return {}
+    seq_len, records = chosen.fit.request.seq_len, data_report.valid_records
+    filling = lengths.prompts_filling(seq_len)
+    facts: dict[str, Any] = {
+        "data_records": records, "prompt_max": lengths.prompt_max, "prompts_filling": filling,
+        "token_count": "counted with the model's tokenizer" if lengths.method == "tokenizer" else "estimated",
+    }
+    if lengths.prompt_max < seq_len:
+        return facts
+    if filling is None:  # not counted: nothing says they are only a tail
+        return facts | {"long_prompts": "refuse"}
+    share = filling / records
+    tail = not profile.seq_len and share <= LONG_PROMPTS_MAX_SHARE
+    return facts | {"prompts_filling_share": share, "records_kept": records - filling,
+                    "long_prompts": "drop" if tail else "refuse"}
+
+
+def prompts_refused(facts: Facts, seq_len_given: bool) -> list[str]:
+    """A warning where the data's longest prompt fills the plan's seq_len and the plan keeps the preflight's
+    refusal (the data.long-prompts-left-out rule says it where the plan leaves such records out)."""
+    if facts.long_prompts != "refuse":
         return []
-    counted = "counted with the model's tokenizer" if lengths.method == "tokenizer" else "estimated"
-    return [f"your data's longest prompt takes {lengths.prompt_max} tokens ({counted}, before the template) and "
-            f"fills the plan's seq_len {seq_len}: truncation leaves such a record no response to learn from and "
-            f"`advisor execute` refuses it; pass --seq-len above {lengths.prompt_max} plus the template, or shorten "
-            f"those prompts (`advisor validate DATA --seq-len {seq_len}` counts them)"]
+    seq_len = facts.seq_len_fit
+    refused = (f"your data's longest prompt takes {facts.prompt_max} tokens ({facts.token_count}, before the "
+               f"template) and fills the plan's seq_len {seq_len}: truncation leaves such a record no response to "
+               f"learn from and `advisor execute` refuses it; pass --seq-len above {facts.prompt_max} plus the "
+               f"template, or shorten those prompts (`advisor validate DATA --seq-len {seq_len}` counts them)")
+    if seq_len_given or facts.prompts_filling_share is None:
+        return [refused]
+    return [f"{facts.prompts_filling} of your {facts.data_records} records ({facts.prompts_filling_share:.0%}) have a "
+            f"prompt that fills the plan's seq_len {seq_len}, more than the {LONG_PROMPTS_MAX_SHARE:.0%} a length "
+            f"from the data's 95th percentile leaves out, so the plan does not leave them out (training.data."
+            f"long_prompts stays \"refuse\"): {refused}"]
 
 
 def sequence_facts(chosen: Candidate, profile: Profile, data_report: Any) -> dict[str, Any]:
@@ -360,6 +394,7 @@ def build_training(chosen: Candidate, facts: Facts, data_report: Any) -> Trainin
         kfold=settings.get("kfold") or None,
         stratify=settings.get("stratify", False),
         seq_len=hyperparameters.seq_len,
+        long_prompts=facts.long_prompts or "refuse",
     )
     return Training(method=method.name, hyperparameters=hyperparameters,
                     precision=settings.get("precision", "bf16"), data=data)

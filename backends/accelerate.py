@@ -399,6 +399,8 @@ def check_data(prepared: Prepared, as_json: bool = False) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         report = run_preflight(prepared, probe=False)
     if report.ok:
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         return 0
     render_preflight(report, Console(file=sys.stderr, highlight=False, soft_wrap=True))
     if as_json:

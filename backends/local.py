@@ -45,6 +45,7 @@ from .downshift import describe, next_shape
 from .loading import load_model
 from .manifest import MANIFEST_FILE, PROGRESS_FILE, build_manifest, check_resume, load_manifest
 from .models import (
+    LISTED_LINES,
     Downshift,
     Evaluation,
     MetricSummary,
@@ -157,11 +158,13 @@ def _write_data_split(prepared: Prepared) -> None:
 
 
 def _new_metrics(prepared: Prepared) -> RunMetrics:
+    left_out = prepared.encoded.dropped
     return RunMetrics(
         status="interrupted", task=prepared.kind, data_format=prepared.data.format,
         method=prepared.method.name, model=prepared.request.plan.profile.model,
         device=prepared.device.name, precision=prepared.precision.label, eval_metric=prepared.metric,
-        label_names=prepared.labels,
+        label_names=prepared.labels, rows_left_out=len(left_out),
+        left_out_lines=[prepared.data.lines[index] for index in left_out[:LISTED_LINES]],
     )
 
 

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..models import MAX_RUN_STEPS, Plan
 
 Backend = Literal["local", "accelerate"]
+#: Line numbers listed for truncated or left-out rows (the count is always complete).
+LISTED_LINES = 10
 
 
 class BackendModel(BaseModel):
@@ -124,6 +126,10 @@ class RunMetrics(BackendModel):
     folds: list[TrainResult] = Field(default_factory=list, description="k-fold: one model per fold")
     kfold_summary: dict[str, MetricSummary] = Field(default_factory=dict, description="mean/std of each fold metric")
     test: dict[str, float] = Field(default_factory=dict, description="the saved model on the held-out test split")
+    rows_left_out: int = Field(0, description="records no split trains on: truncation at seq_len leaves them "
+                                              "nothing to learn (the preflight lets through only those whose prompt "
+                                              "fills seq_len, under plan.json training.data.long_prompts \"drop\")")
+    left_out_lines: list[int] = Field(default_factory=list, description=f"the first {LISTED_LINES} of their lines")
     downshifts: list[Downshift] = Field(default_factory=list)
     wall_time_s: float = 0.0
 

@@ -23,7 +23,8 @@ PAIR_KEYS = ("prompt", "chosen", "rejected")
 
 
 def encode_pairs(records: Sequence[dict[str, Any]], tokenizer: Any, seq_len: int) -> Encoded:
-    """Each pair with its token ids as TRL makes them; None where the prompt alone fills seq_len (TRL drops it)."""
+    """Each pair with its token ids as TRL makes them; None where the prompt alone fills seq_len (TRL drops it):
+    the preflight refuses such a pair, or leaves it out under plan.json training.data.long_prompts "drop"."""
     from trl.data_utils import _tokenize, common_prefix_length, is_conversational
 
     features: list[Optional[dict[str, Any]]] = []

@@ -8,7 +8,9 @@ encoding the run uses, `tasks.encode_records`):
 
 - per row, the tokens that carry loss after truncation at the plan's seq_len:
   a row left with none is an error naming its line (the run would silently
-  drop it, or train on nothing: "all labels are -100"); truncated rows are counted;
+  drop it, or train on nothing: "all labels are -100"), except one whose prompt
+  alone fills seq_len where plan.json training.data.long_prompts is "drop": the
+  run leaves those out, and a warning counts them with their lines; truncated rows are counted;
 - two rows decoded exactly as the loss sees them, no-loss spans marked;
 - the token-length distribution, and `advisor.estimate` recomputed at the real
   p95 and max lengths for the plan's method, micro-batch and device;
@@ -77,16 +79,22 @@ def run_preflight(prepared: Prepared, probe: bool = True) -> PreflightReport:
     seq_len = prepared.hp.seq_len
     rows = row_views(prepared)
     lines = prepared.data.lines
-    without_loss = prepared.encoded.dropped  # the run's encoding drops exactly the rows left without loss
+    dropped = prepared.encoded.dropped  # the run's encoding drops exactly the rows left without loss
     refused = prepared.encoded.refused  # rows whose loss span the chat template hides: why, per row
+    left_out = (prompt_filled(rows, dropped, refused, seq_len)
+                if prepared.request.plan.training.data.long_prompts == "drop" else [])
+    leaving = set(left_out)
+    without_loss = [index for index in dropped if index not in leaving]
     errors = [RecordError(line=lines[index], message=refused.get(index) or _no_loss_message(rows[index], seq_len))
               for index in without_loss[:LISTED_ERRORS]]
     truncated = [index for index, row in enumerate(rows) if row.cut]
     trained = [feature for feature in prepared.encoded.features if feature is not None]
     lengths = token_lengths([len(feature["input_ids"]) for feature in trained])
     memory = memory_check(prepared, lengths) if lengths else None
-    dropped = set(without_loss)
-    warnings = _warnings(prepared, len(rows), [index for index in truncated if index not in dropped], memory)
+    left_out_lines = [lines[index] for index in left_out]
+    cut_but_trained = [index for index in truncated if prepared.encoded.features[index] is not None]
+    warnings = _left_out_warning(left_out_lines, len(rows), seq_len) + _warnings(
+        prepared, len(rows), cut_but_trained, memory)
     if not probe:
         result = ProbeResult(ran=False, skipped="not asked for")
     elif errors:
@@ -101,6 +109,7 @@ def run_preflight(prepared: Prepared, probe: bool = True) -> PreflightReport:
         ok=not errors and result.error is None, data=prepared.request.data, data_format=prepared.data.format,
         records=len(rows), seq_len=seq_len, errors=errors, truncated_rows=len(truncated),
         truncated_lines=[lines[index] for index in truncated[:LISTED_LINES]], rows_without_loss=len(without_loss),
+        rows_left_out=len(left_out), left_out_lines=left_out_lines[:LISTED_LINES],
         token_lengths=lengths, memory=memory,
         preview=[preview_row(prepared, index, rows[index]) for index in range(min(PREVIEW_ROWS, len(rows)))],
         probe=result, warnings=warnings,
@@ -138,12 +147,30 @@ def row_views(prepared: Prepared) -> list[RowView]:
     return views
 
 
+def prompt_filled(rows: list[RowView], dropped: list[int], refused: dict[int, str], seq_len: int) -> list[int]:
+    """The dropped rows that had loss before truncation: their prompt alone fills seq_len (the rows
+    training.data.long_prompts "drop" leaves out). A row with no response, or one the chat template hides, is not."""
+    return [index for index in dropped
+            if index not in refused and rows[index].first_loss is not None and rows[index].first_loss >= seq_len]
+
+
 def _no_loss_message(row: RowView, seq_len: int) -> str:
     if row.first_loss is None:
         return "no token carries loss: the row has nothing to learn (no response or assistant turn)"
     return (f"no token carries loss after truncation at seq_len {seq_len}: the prompt takes {row.first_loss} "
             f"of its {row.full_length} tokens, so the response is cut away entirely; raise seq_len above "
-            f"{row.first_loss} or shorten the prompt")
+            f"{row.first_loss} (`advisor plan --seq-len`), shorten the prompt, or set plan.json "
+            "training.data.long_prompts to \"drop\" to train without such rows")
+
+
+def _left_out_warning(lines: list[int], records: int, seq_len: int) -> list[str]:
+    if not lines:
+        return []
+    listed = ", ".join(str(line) for line in lines[:LISTED_LINES]) + (", ..." if len(lines) > LISTED_LINES else "")
+    return [f"{len(lines)} of {records} rows are left out: the prompt alone fills seq_len {seq_len}, so truncation "
+            f"leaves no response to learn from (line {listed}); plan.json training.data.long_prompts is \"drop\", "
+            f"so the run trains on the other {records - len(lines)} (a longer seq_len keeps them; \"refuse\" "
+            "stops the run instead)"]
 
 
 def token_lengths(lengths: list[int]) -> Optional[TokenLengths]:

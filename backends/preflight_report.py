@@ -21,11 +21,9 @@ from rich.text import Text
 
 from ..data import RecordError
 from ..data.report import TokenLengths
-from .models import Downshift, TrainShape
+from .models import LISTED_LINES, Downshift, TrainShape
 
 NO_LOSS_OPEN, NO_LOSS_CLOSE = "[no loss: ", "]"
-#: Line numbers listed for truncated rows (the count is always complete).
-LISTED_LINES = 10
 
 
 class PreflightModel(BaseModel):
@@ -90,6 +88,9 @@ class PreflightReport(PreflightModel):
     truncated_rows: int = Field(0, description="rows longer than seq_len, cut on the right")
     truncated_lines: list[int] = Field(default_factory=list, description=f"the first {LISTED_LINES} of them")
     rows_without_loss: int = Field(0, description="rows left with no token that carries loss (each one an error)")
+    rows_left_out: int = Field(0, description="rows whose prompt alone fills seq_len, left out of the run "
+                                              "(plan.json training.data.long_prompts \"drop\"; not errors)")
+    left_out_lines: list[int] = Field(default_factory=list, description=f"the first {LISTED_LINES} of them")
     token_lengths: Optional[TokenLengths] = Field(None, description="tokens per trained row, after truncation")
     memory: Optional[MemoryCheck] = None
     preview: list[PreviewRow] = Field(default_factory=list)
@@ -109,8 +110,9 @@ def render_preflight(report: PreflightReport, console: Console) -> None:
         console.print(Text(f"{label:<10} ", style="bold") + Text(body, style=style), highlight=False, soft_wrap=True)
 
     problems = report.rows_without_loss + bool(report.probe.error)
-    verdict = (f"ok: {report.records} rows ready to train" if report.ok
-               else f"REFUSED: {problems} error(s), nothing will train")
+    ready = report.records - report.rows_left_out
+    verdict = (f"ok: {ready} rows ready to train" + (f" ({report.rows_left_out} left out)" if report.rows_left_out else "")
+               if report.ok else f"REFUSED: {problems} error(s), nothing will train")
     line("preflight", f"{verdict} ('{report.data}', {report.data_format}, seq_len {report.seq_len})",
          "green" if report.ok else "bold red")
     line("tokens", _tokens_text(report))

@@ -102,7 +102,19 @@ def test_profile_gets_expected_plan(name, overrides, approach, method, rule_ids)
         assert "§" in entry.source or "<https://" in entry.source
 
 
-def test_every_rule_fires_in_some_test_profile(monkeypatch):
+def plan_with_long_prompts(tmp_path, monkeypatch) -> Plan:
+    """Alpaca data whose few longest prompts fill the seq_len its 95th percentile sets (data.long-prompts-left-out)."""
+    from advisor.planner import plan_for
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # the bytes/4 estimate on every machine
+    short = {"instruction": "name the colour of the sky", "input": "", "output": "it is blue"}
+    long = {"instruction": "describe the sea " * 200, "input": "", "output": "it is blue"}
+    data = tmp_path / "long-prompts.jsonl"
+    data.write_text("".join(json.dumps(record) + "\n" for record in [short] * 196 + [long] * 4), encoding="utf-8")
+    return plan_for(Profile(data=str(data), model="llama-3.2-1b", gpu="l4", quality="high"))
+
+
+def test_every_rule_fires_in_some_test_profile(monkeypatch, tmp_path):
     from tests.test_expert_panel import PANEL
 
     fired = {entry.rule for _, overrides, *_ in CASES for entry in plan_of(overrides).rationale}
@@ -110,6 +122,7 @@ def test_every_rule_fires_in_some_test_profile(monkeypatch):
     fired |= {entry.rule for entry in plan_of(dict(examples=3000, model="llama-3.1-8b", gpu="rtx4090",
                                                    seq_len=16384, batch_size=16)).rationale}
     fired |= {entry.rule for entry in plan_without_bitsandbytes(monkeypatch).rationale}
+    fired |= {entry.rule for entry in plan_with_long_prompts(tmp_path, monkeypatch).rationale}
     never = sorted(rule.id for rule in all_rules() if rule.id not in fired)
     assert not never, f"rules no test profile fires: {never}"
 

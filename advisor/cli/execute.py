@@ -226,6 +226,11 @@ def summary(metrics, output_dir: Path) -> str:
             lines.append(f"  stopped early at step {metrics.main.steps}; kept step {metrics.main.best_step}")
     for name, value in metrics.test.items():
         lines.append(f"  test {name}: {value:.4f}")
+    if metrics.rows_left_out:
+        listed = ", ".join(str(line) for line in metrics.left_out_lines)
+        more = ", ..." if metrics.rows_left_out > len(metrics.left_out_lines) else ""
+        lines.append(f"  left out {metrics.rows_left_out} record(s) whose prompt fills seq_len (line {listed}{more}): "
+                     "plan.json training.data.long_prompts \"drop\"")
     for shift in metrics.downshifts:
         lines.append(f"  out of memory at step {shift.at_step} ({shift.run}): continued with micro-batch "
                      f"{shift.after.batch_size} x {shift.after.gradient_accumulation_steps}, "

@@ -70,7 +70,8 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
         )
         data = plan.training.data
         split = f"{data.kfold}-fold" if data.kfold else f"{1 - data.validation_ratio:.0%}/{data.validation_ratio:.0%}"
-        console.print(f"Data: {split} split" + (", stratified" if data.stratify else "") + f", seed {data.seed}")
+        console.print(f"Data: {split} split" + (", stratified" if data.stratify else "") + f", seed {data.seed}"
+                      + (", records whose prompt fills seq_len left out" if data.long_prompts == "drop" else ""))
 
     for number, stage in enumerate(plan.stages, 1):
         console.print(stage_line(number, stage))

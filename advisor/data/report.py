@@ -7,6 +7,7 @@ turns one into hints for `advisor plan --data`.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,6 +41,16 @@ class TokenLengths(ReportModel):
         None, description="tokens of the longest prompt (alpaca, chat, preference): a seq_len at or below it "
         "leaves that record no response to learn from"
     )
+    prompt_lengths: list[int] = Field(
+        default_factory=list, exclude=True, repr=False,
+        description="every prompt's tokens, sorted (not printed): how many prompts a seq_len leaves no response",
+    )
+
+    def prompts_filling(self, seq_len: int) -> Optional[int]:
+        """Records whose prompt alone takes `seq_len` tokens or more; None where the prompts were not kept."""
+        if self.prompt_max is not None and not self.prompt_lengths:  # a report read back from its JSON
+            return None
+        return len(self.prompt_lengths) - bisect_left(self.prompt_lengths, seq_len)
 
 
 class LinePair(ReportModel):

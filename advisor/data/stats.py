@@ -101,7 +101,7 @@ def _token_stats(loaded: LoadedData, stats: DataStats, tokenizer: Optional[Token
     count = tokenizer or estimate_tokens
     lengths = sorted(count(training_text(loaded.format, record)) for record in loaded.records)
     prompts = [prompt_text(loaded.format, record) for record in loaded.records]
-    prompt_lengths = ([count(prompt) for prompt in prompts if prompt]
+    prompt_lengths = (sorted(count(prompt) for prompt in prompts if prompt)
                       if loaded.format in ("alpaca", "chat", "preference") else [])
     stats.token_lengths = TokenLengths(
         p50=_nearest_rank(lengths, 0.50),
@@ -110,12 +110,13 @@ def _token_stats(loaded: LoadedData, stats: DataStats, tokenizer: Optional[Token
         mean=round(sum(lengths) / len(lengths), 1),
         method="tokenizer" if tokenizer else "estimate",
         prompt_max=max(prompt_lengths, default=None),
+        prompt_lengths=prompt_lengths,
     )
     if seq_len is None:
         return
     stats.truncated_at_seq_len = sum(1 for length in lengths if length > seq_len)
     if loaded.format in ("alpaca", "chat", "preference"):
-        stats.nothing_to_learn_at_seq_len = sum(1 for length in prompt_lengths if length >= seq_len)
+        stats.nothing_to_learn_at_seq_len = stats.token_lengths.prompts_filling(seq_len)
 
 
 def _nearest_rank(sorted_values: list[int], quantile: float) -> int:

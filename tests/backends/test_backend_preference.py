@@ -50,6 +50,27 @@ def test_a_prompt_that_fills_seq_len_is_dropped_like_trl_drops_it(tiny_llama):
     assert encoded.dropped == [0]
 
 
+@pytest.mark.parametrize("policy", ["drop", "refuse"])
+def test_a_pair_whose_prompt_fills_seq_len_follows_the_plans_long_prompts(tiny_llama, tmp_path, policy):
+    from advisor.backends.models import ExecuteRequest
+    from advisor.backends.preflight import run_preflight
+    from advisor.backends.prepared import prepare
+
+    long = {"prompt": "name the colour of the sky " * 20, "chosen": " blue", "rejected": " red"}
+    data = write_jsonl(tmp_path / "pairs.jsonl", [*pairs(5), long])
+    plan = make_plan(str(tiny_llama), task="preference", method="dpo", seq_len=32,
+                     data={"validation_ratio": 0.25, "long_prompts": policy})
+    prepared = prepare(ExecuteRequest(plan=plan, plan_path="plan.json", data=str(data),
+                                      output_dir=str(tmp_path / "run")))
+    report = run_preflight(prepared, probe=False)
+    assert prepared.encoded.dropped == [5]  # the pair TRL's trainer would drop, never handed to it
+    if policy == "drop":
+        assert report.ok and report.rows_left_out == 1 and report.left_out_lines == [6]
+    else:
+        assert not report.ok and [error.line for error in report.errors] == [6]
+        assert "training.data.long_prompts" in report.errors[0].message
+
+
 @pytest.mark.slow
 def test_dpo_trains_evaluates_saves_and_reloads(tiny_llama, tmp_path, capsys):
     from peft import PeftModel

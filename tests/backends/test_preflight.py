@@ -79,6 +79,46 @@ def test_chat_rows_whose_responses_truncation_cuts_away_are_refused_by_line(tmp_
     assert "error: line 2: no token carries loss" in text and "error: line 4:" in text
 
 
+def long_prompt_rows() -> list[dict]:
+    """Six alpaca rows; rows 2 and 5 have a prompt of about 70 tokens, which fills seq_len 48 on its own."""
+    short = {"instruction": "name the colour of the sky", "input": "", "output": "the sky is blue today"}
+    long = {"instruction": LONG_QUESTION, "input": "", "output": "blue"}
+    return [short, long, short, short, long, short]
+
+
+def test_rows_whose_prompt_fills_seq_len_are_left_out_by_line_under_drop(tmp_path, tiny_llama):
+    prepared = prepared_for(tmp_path, tiny_llama, long_prompt_rows(), seq_len=48,
+                            data={"validation_ratio": 0.25, "long_prompts": "drop"})
+    report = run_preflight(prepared, probe=False)
+    assert report.ok and report.errors == [] and report.rows_without_loss == 0
+    assert report.rows_left_out == 2 and report.left_out_lines == [2, 5]
+    [warning] = [line for line in report.warnings if "left out" in line]
+    assert warning.startswith("2 of 6 rows are left out: the prompt alone fills seq_len 48") and "(line 2, 5)" in warning
+    assert "ok: 4 rows ready to train (2 left out)" in rendered(report, terminal=False)
+    # the run's encoding trains on exactly the rows the preflight let through
+    assert [index for index, feature in enumerate(prepared.encoded.features) if feature is not None] == [0, 2, 3, 5]
+
+
+def test_rows_whose_prompt_fills_seq_len_are_refused_naming_the_key_under_refuse(tmp_path, tiny_llama):
+    prepared = prepared_for(tmp_path, tiny_llama, long_prompt_rows(), seq_len=48)  # long_prompts: the default
+    assert prepared.request.plan.training.data.long_prompts == "refuse"
+    report = run_preflight(prepared, probe=False)
+    assert not report.ok and [error.line for error in report.errors] == [2, 5] and report.rows_left_out == 0
+    message = report.errors[0].message
+    assert "--seq-len" in message and 'set plan.json training.data.long_prompts to "drop"' in message
+
+
+def test_only_rows_that_truncation_emptied_count_as_long_prompts():
+    """A row with nothing to learn before truncation, or one the chat template hides, stays an error under drop."""
+    from advisor.backends.preflight import RowView, prompt_filled
+
+    def row(first_loss):
+        return RowView(ids=[], labels=[], cut=0, full_length=60, first_loss=first_loss)
+
+    rows = [row(50), row(None), row(48), row(10), row(70)]
+    assert prompt_filled(rows, dropped=[0, 1, 2, 4], refused={4: "the template rewrites it"}, seq_len=48) == [0, 2]
+
+
 def test_the_preview_marks_the_prompt_as_no_loss_and_leaves_the_response_plain(tmp_path, tiny_llama):
     record = {"instruction": "name the colour of the sky", "input": "", "output": "the sky is blue today"}
     prepared = prepared_for(tmp_path, tiny_llama, [record] * 4, seq_len=64)

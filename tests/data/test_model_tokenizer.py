@@ -149,7 +149,7 @@ def test_counting_with_the_tokenizer_imports_no_training_stack(model_dir, number
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
 
-def test_a_prompt_longer_than_the_planned_seq_len_is_a_warning_with_its_length(model_dir, number_data):
+def test_a_prompt_longer_than_the_planned_seq_len_is_left_out_with_its_length(model_dir, number_data):
     records = number_data.read_text(encoding="utf-8")
     outlier = {"instruction": NUMBERS * 3, "input": "", "output": "it is blue"}
     number_data.write_text(records + json.dumps(outlier) + "\n", encoding="utf-8")
@@ -158,5 +158,10 @@ def test_a_prompt_longer_than_the_planned_seq_len_is_a_warning_with_its_length(m
     assert lengths.prompt_max == count(NUMBERS * 3) == 601
     plan = plan_for(Profile(model=str(model_dir), data=str(number_data), method="lora", gpu="cpu"))
     assert plan.training.hyperparameters.seq_len == 256  # the p95 still decides
+    assert plan.training.data.long_prompts == "drop"
+    assert any(line.startswith("1 of your 301 records have a prompt of 256 tokens or more (counted with the model's "
+                               "tokenizer, before the template; the longest takes 601)") for line in plan.warnings)
+    forced = plan_for(Profile(model=str(model_dir), data=str(number_data), method="lora", gpu="cpu", seq_len=256))
+    assert forced.training.data.long_prompts == "refuse"
     assert any("longest prompt takes 601 tokens (counted with the model's tokenizer" in line
-               and "seq_len 256" in line for line in plan.warnings)
+               and "seq_len 256" in line for line in forced.warnings)
