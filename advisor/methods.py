@@ -75,10 +75,10 @@ class Footprint(BaseModel):
     )
 
 
-class Method(BaseModel):
-    """A fine-tuning method. Plugins subclass it, fill the fields and implement two methods."""
+class MethodInfo(BaseModel):
+    """What a method says about itself: the fields a plugin passes when it constructs its Method."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True)
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_\-]*$", description="the name plans and flags use")
     description: str
@@ -102,8 +102,32 @@ class Method(BaseModel):
     )
     source: str = Field("", description="where the method and its defaults come from")
 
+
+class Method:
+    """A fine-tuning method. Plugins subclass it, construct it with MethodInfo's fields and implement two methods.
+
+    The fields are validated by pydantic once, into `info`, and read as attributes (`method.family`). A Method
+    itself is a plain class on purpose: every plugin subclasses it, and each pydantic subclass would build its
+    own schema on every start (measured: 12 subclasses, about 50 M of the 1,180 M instructions of a cold
+    `advisor plan`).
+    """
+
     #: The pydantic model of this method's own hyperparameters (defaults and ranges).
     Hyperparameters: ClassVar[type[MethodHyperparameters]] = MethodHyperparameters
+
+    def __init__(self, **fields: Any) -> None:
+        object.__setattr__(self, "info", MethodInfo(**fields))
+
+    def __getattr__(self, name: str) -> Any:  # called only for names the class and instance do not have
+        if name in MethodInfo.model_fields and "info" in self.__dict__:
+            return getattr(self.__dict__["info"], name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"method '{self.name}' is frozen: construct it with its fields instead")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, family={self.family!r})"
 
     @property
     def approach(self) -> Literal["peft", "full_finetune"]:
