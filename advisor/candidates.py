@@ -67,7 +67,7 @@ def settings_for(method: Method, facts: Facts) -> tuple[dict[str, Any], dict[str
 
 def rate_in_range(bounds: tuple[float, float], point: str) -> float:
     low, high = bounds
-    rate = {"method.low": low, "method.high": high, "method.mid": math.sqrt(low * high)}[point]
+    rate = {"method.low/2": low / 2, "method.low": low, "method.high": high, "method.mid": math.sqrt(low * high)}[point]
     return float(f"{rate:.1g}")
 
 
@@ -119,7 +119,6 @@ def configure(method: Method, profile: Profile, model: ModelEntry, facts: Facts,
     effective = max(1, math.ceil(settings.get("effective_batch", 16) / devices))
     gpu = resolve_gpu(profile.gpu)
     mean_tokens = getattr(getattr(getattr(data_report, "stats", None), "token_lengths", None), "mean", None)
-    train_examples = profile.examples * (1 - settings.get("validation_ratio", 0.2))
     request = EstimateRequest(
         architecture=model.architecture,
         footprint=footprint,
@@ -134,7 +133,7 @@ def configure(method: Method, profile: Profile, model: ModelEntry, facts: Facts,
         gpu=gpu,
         device_memory_gib=profile.gpu_memory_gib,
         tasks=profile.tasks,
-        train_tokens=int(train_examples * settings.get("epochs", 3) * (mean_tokens or seq_len / 2)),
+        train_tokens=train_tokens(profile, facts, settings, mean_tokens or seq_len / 2),
         price_per_hour=profile.price_per_hour,
         # The run packs causal-LM SFT (TrainingHyperparameters.packing null; backends/packing.py says where not).
         packed_mean_tokens=mean_tokens if facts.head == "lm" and model.architecture.kind == "decoder"
@@ -145,6 +144,16 @@ def configure(method: Method, profile: Profile, model: ModelEntry, facts: Facts,
     return Candidate(method=method, settings=settings, provenance=provenance, request=request, fit=fit,
                      estimate=fit.estimate if fit else estimate(request), excluded_by=excluded_by,
                      smallest=smallest)
+
+
+def train_tokens(profile: Profile, facts: Facts, settings: dict[str, Any], tokens_per_example: float) -> int:
+    """Tokens the run trains on: what is not held out for validation, times the epochs.
+
+    An unlabelled corpus is cut into sequences packed full, so it trains on its own token count; labelled
+    examples take their mean length each (the data's, else half of seq_len).
+    """
+    tokens = facts.corpus_tokens if facts.corpus_stage else profile.examples * tokens_per_example
+    return int(tokens * (1 - settings.get("validation_ratio", 0.2)) * settings.get("epochs", 3))
 
 
 def fit_change_kinds(candidate: Candidate) -> list[str]:

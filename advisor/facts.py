@@ -48,6 +48,7 @@ class Facts(BaseModel):
     knowledge_scale: str = "small"
     two_stage: bool = False
     corpus_only: bool = False
+    corpus_stage: bool = False  # this plan, or this stage of it, trains on the corpus: examples are its sequences
     # -- derived from the catalogs
     params_b: float
     model_kind: str

@@ -287,6 +287,10 @@ class PlanStage(StrictModel):
     examples: int = Field(0, ge=0, description="examples (or corpus sequences) this stage trains on")
     estimate: Optional[Estimate] = None
     training: Optional[Training] = None
+    rationale: list[Rationale] = Field(
+        default_factory=list, description="the rules behind this stage's method and settings, where they are not "
+        "the plan's own (the task-tuning stage is the plan's recommendation, explained by its rationale)")
+    warnings: list[str] = Field(default_factory=list, description="what to watch for in this stage")
 
 
 class Plan(StrictModel):

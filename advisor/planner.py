@@ -9,7 +9,8 @@ one. Every rule that fires for the chosen plan is in `rationale`, in order,
 except a settings rule whose every setting a later rule overrode. Among the
 methods that fit, one that keeps the whole sequence length (QLoRA for LoRA)
 comes before one that only fits by cutting sequences. With a large unlabelled
-corpus the plan has two `stages`: continued pre-training, then task tuning.
+corpus the plan has two `stages`: continued pre-training, planned like a plan
+of its own (method, settings, rules), then the task tuning it recommends.
 The CLI, the TUI and the demo call `plan_for`; candidates.py configures and
 fit-searches each method.
 """
@@ -89,7 +90,8 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
     corpus_only = profile.examples == 0 and (profile.corpus_tokens or 0) >= CPT_MIN_TOKENS
     if corpus_only:
         profile = corpus_profile(profile)
-    facts = derive_facts(profile, model, **label_facts(data_report)).model_copy(update={"corpus_only": corpus_only})
+    facts = derive_facts(profile, model, **label_facts(data_report)).model_copy(
+        update={"corpus_only": corpus_only} | (corpus_facts(stated) if corpus_only else {}))
     trace = Trace()
     if data_report is not None:
         trace.warnings.extend(data_report.warnings)
@@ -130,10 +132,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
     facts = facts.model_copy(update=method_facts(method, fit_change_kinds(chosen) + changes)
                              | sequence_facts(chosen, profile, data_report)
                              | long_prompt_facts(chosen, profile, data_report))
-    for stage in ("training", "data", "memory", "risk"):
-        matched = rulebook.matching(stage, facts)
-        for rule in in_effect(matched) if stage in ("training", "data") else matched:
-            trace.record(rule, facts)
+    explain_choice(facts, trace)
     rows = alternatives(candidates, chosen=method.name, approach=method.approach, ranked_by=ranked_by, facts=facts)
     if "nothing_fits" in changes:
         # Contract: a method that does not fit is never the recommendation. Say so, keep its
@@ -152,7 +151,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
             assumptions=assumptions,
         )
     training, split_notes = feasible_split(build_training(chosen, facts, data_report), facts)
-    stages = two_stages(chosen, training, profile, model, facts) if facts.two_stage else []
+    stages = [corpus_stage(profile, model), task_stage(chosen, training, profile)] if facts.two_stage else []
     return Plan(
         profile=stated,
         recommendation=Recommendation(
@@ -259,6 +258,14 @@ def sequence_facts(chosen: Candidate, profile: Profile, data_report: Any) -> dic
               else f"the {profile.task} default length")
     fitted = chosen.fit.request.seq_len if chosen.fit else None
     return {"seq_len_asked": chosen.request.seq_len, "seq_len_fit": fitted, "seq_len_origin": origin}
+
+
+def explain_choice(facts: Facts, trace: Trace) -> None:
+    """Record the training, data, memory and risk rules that hold for the chosen method (`facts` has its facts)."""
+    for stage in ("training", "data", "memory", "risk"):
+        matched = rulebook.matching(stage, facts)
+        for rule in in_effect(matched) if stage in ("training", "data") else matched:
+            trace.record(rule, facts)
 
 
 # -- stage: approach ----------------------------------------------------------------
@@ -472,26 +479,48 @@ def corpus_profile(profile: Profile) -> Profile:
                                       "seq_len": seq_len, "corpus_tokens": None, "quality": "medium", "data": None})
 
 
-def two_stages(chosen: Candidate, training: Training, profile: Profile, model: ModelEntry,
-               facts: Facts) -> list[PlanStage]:
-    """Continued pre-training on the corpus with the chosen method, then the task tuning already planned."""
+def corpus_facts(profile: Profile) -> dict[str, Any]:
+    """What training on profile's corpus adds to the facts of its corpus_profile: the corpus and its size in tokens
+    (its examples are sequences cut from it, not labelled examples)."""
+    return {"corpus_stage": True, "corpus_tokens": profile.corpus_tokens}
+
+
+def corpus_stage(profile: Profile, model: ModelEntry) -> PlanStage:
+    """Stage 1 of a two-stage plan, planned like a plan of its own: continued pre-training on the corpus, with
+    the method the rules rank first among those that fit, its settings, and the rules behind each."""
     stage_profile = corpus_profile(profile)
-    sequences = stage_profile.examples
-    stage_facts = derive_facts(stage_profile, model)
-    pretraining = configure(chosen.method, stage_profile, model, stage_facts, None, None)
-    stage_facts = stage_facts.model_copy(update=method_facts(chosen.method, fit_change_kinds(pretraining)))
-    first = PlanStage(
-        name="continued-pretraining",
-        purpose=f"next-token training on the {facts.corpus_tokens:,}-token domain corpus "
-                f"({sequences:,} sequences of {stage_profile.seq_len}) at a lower learning rate",
-        method=chosen.method.name if pretraining.fit else None, examples=sequences,
-        estimate=pretraining.estimate,
-        training=build_training(pretraining, stage_facts, None) if pretraining.fit else None,
-    )
-    second = PlanStage(name="task-tuning", purpose=f"{profile.task} tuning on the {profile.examples:,} examples, "
-                       "starting from the stage-1 model", method=training.method, examples=profile.examples,
-                       estimate=chosen.estimate, training=training)
-    return [first, second]
+    facts = derive_facts(stage_profile, model).model_copy(update=corpus_facts(profile))
+    trace = Trace()
+    methods = methods_for_objective(stage_profile, model)
+    order, excluded, _ = rank_methods(methods, facts, trace, profile.method)
+    candidates: dict[str, Candidate] = {}
+    for name in order:  # up to the first that fits at the full length: choose() would take no later one
+        candidates[name] = configure(methods[name], stage_profile, model, facts, None, excluded.get(name))
+        if candidates[name].fit is not None and not cuts_sequences(candidates[name]):
+            break
+    order = [name for name in candidates if not candidates[name].unavailable]
+    purpose = f"next-token training on the {profile.corpus_tokens:,}-token domain corpus"
+    if not order:
+        return PlanStage(name="continued-pretraining", purpose=purpose, examples=stage_profile.examples,
+                         rationale=trace.rationale)
+    chosen, changes = choose(order, candidates)
+    facts = facts.model_copy(update=method_facts(chosen.method, fit_change_kinds(chosen) + changes)
+                             | sequence_facts(chosen, stage_profile, None))
+    explain_choice(facts, trace)
+    fits = "nothing_fits" not in changes
+    seq_len = (chosen.fit or chosen).request.seq_len  # the model's context, or what fits, may be below the asked
+    sequences = max(1, profile.corpus_tokens // seq_len)
+    return PlanStage(name="continued-pretraining", purpose=f"{purpose}, cut into {sequences:,} sequences of {seq_len} "
+                     "tokens", method=chosen.method.name if fits else None, examples=sequences,
+                     estimate=chosen.estimate, training=build_training(chosen, facts, None) if fits else None,
+                     rationale=trace.rationale, warnings=trace.warnings)
+
+
+def task_stage(chosen: Candidate, training: Training, profile: Profile) -> PlanStage:
+    """Stage 2 of a two-stage plan: the task tuning the plan recommends; its reasons are the plan's rationale."""
+    return PlanStage(name="task-tuning", purpose=f"{profile.task} tuning on the {profile.examples:,} examples, "
+                     "starting from the stage-1 model", method=training.method, examples=profile.examples,
+                     estimate=chosen.estimate, training=training)
 
 
 def summarise(method: Method, chosen: Candidate, facts: Facts, complements: list[str]) -> str:

@@ -93,8 +93,8 @@ class MethodTraits(StrictData):
         return all(check(value) for value, check in wanted if value is not None)
 
 
-#: A learning rate given as a point of the method's own range.
-MethodRatePoint = Literal["method.low", "method.mid", "method.high"]
+#: A learning rate given as a point of the method's own range (method.low/2: half its low end, below the range).
+MethodRatePoint = Literal["method.low/2", "method.low", "method.mid", "method.high"]
 
 
 class Settings(StrictData):

@@ -275,8 +275,14 @@ PANEL = [
                                                  model="llama-3.2-1b", gpu="a100-80gb"), "peft", "lora",
              {"approach.continued-pretraining": "Domain Adaptation"},
              settings={"stages.0.name": "continued-pretraining", "stages.1.name": "task-tuning",
-                       "stages.0.training.hyperparameters.learning_rate": (1e-4, 1e-4),
-                       "stages.1.training.hyperparameters.learning_rate": (1e-4, 1e-4)}),
+                       # 000 § Domain Adaptation: stage 1 at 1e-5 (full fine-tuning fits), stage 2 even lower
+                       "stages.0.method": "full", "stages.0.training.hyperparameters.learning_rate": (1e-5, 1e-5),
+                       "stages.1.training.hyperparameters.learning_rate": (5e-5, 5e-5)}),
+    Scenario("two-stage where full fine-tuning of the corpus does not fit", dict(
+        task="qa", examples=5000, corpus_tokens=200_000_000, model="llama-3.1-8b", gpu="l4"), "peft", "lora",
+             {"approach.continued-pretraining": "Domain Adaptation"},
+             settings={"stages.0.method": "lora", "stages.0.training.hyperparameters.method.r": 64,
+                       "stages.0.training.hyperparameters.method.use_rslora": True}),
     Scenario("an unlabelled corpus and no examples", dict(goal="knowledge", task="qa", examples=0,
                                                           corpus_tokens=500_000_000, model="qwen2.5-1.5b",
                                                           gpu="h100"),

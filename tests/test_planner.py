@@ -117,8 +117,11 @@ def plan_with_long_prompts(tmp_path, monkeypatch) -> Plan:
 def test_every_rule_fires_in_some_test_profile(monkeypatch, tmp_path):
     from tests.test_expert_panel import PANEL
 
-    fired = {entry.rule for _, overrides, *_ in CASES for entry in plan_of(overrides).rationale}
-    fired |= {entry.rule for scenario in PANEL for entry in scenario.plan().rationale}
+    def reasons(plan: Plan) -> list:
+        return plan.rationale + [entry for stage in plan.stages for entry in stage.rationale]
+
+    fired = {entry.rule for _, overrides, *_ in CASES for entry in reasons(plan_of(overrides))}
+    fired |= {entry.rule for scenario in PANEL for entry in reasons(scenario.plan())}
     fired |= {entry.rule for entry in plan_of(dict(examples=3000, model="llama-3.1-8b", gpu="rtx4090",
                                                    seq_len=16384, batch_size=16)).rationale}
     fired |= {entry.rule for entry in plan_without_bitsandbytes(monkeypatch).rationale}

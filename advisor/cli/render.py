@@ -56,7 +56,9 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
             console.print(f"Storage: {storage.per_task_mb:,.1f} MB per task, {storage.total_mb:,.1f} MB in all")
         if plan.estimate.time:
             time = plan.estimate.time
-            console.print(f"Time: {time_with_band(time)} at ~{time.tokens_per_s:,.0f} tokens/s")
+            # With stages, the plan's own estimate is its last stage's (the task tuning it recommends).
+            label = f"Time of stage {len(plan.stages)}, {plan.stages[-1].name}" if plan.stages else "Time"
+            console.print(f"{label}: {time_with_band(time)} at ~{time.tokens_per_s:,.0f} tokens/s")
 
     if plan.training:
         hp = plan.training.hyperparameters
@@ -75,6 +77,15 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
 
     for number, stage in enumerate(plan.stages, 1):
         console.print(stage_line(number, stage))
+        if stage.rationale:
+            why = Table("rule", "why", "source", title=f"Why, stage {number}", title_justify="left", expand=True)
+            for entry in stage.rationale:
+                why.add_row(entry.rule, entry.message, entry.source)
+            console.print(why)
+        for warning in (warning for warning in stage.warnings if warning not in plan.warnings):
+            console.print(f"[yellow]warning:[/yellow] stage {number}, {stage.name}: {warning}")
+    if plan.stages:
+        console.print(stages_total(plan.stages))
 
     if plan.alternatives:
         table = Table("method", "approach", "fits", "peak GiB", "why not", title="Alternatives", title_justify="left")
@@ -99,9 +110,25 @@ def stage_line(number: int, stage: PlanStage) -> str:
         line += f", lr {hp.learning_rate:g}, {hp.epochs:g} epochs, seq {hp.seq_len}"
     if stage.estimate:
         line += f", peak {stage.estimate.memory.peak_gib:.1f} GiB"
-        if stage.estimate.time:
-            line += f", ~{stage.estimate.time.hours:.1f} h"
+        time = stage.estimate.time
+        if time:
+            line += f", {time.train_tokens:,} tokens in ~{time.hours:.1f} h"
+            if time.cost is not None:
+                line += f", cost {time.cost:,.2f}"
     return line
+
+
+def stages_total(stages: list[PlanStage]) -> str:
+    """'All 2 stages: ~135.3 h (stage 1 ~134.8 h + stage 2 ~0.5 h), cost 1,234.00': what the stages take together."""
+    times = [stage.estimate.time if stage.estimate else None for stage in stages]
+    if any(time is None for time in times):
+        return "All stages: no time estimate for " + ", ".join(
+            f"stage {number}" for number, time in enumerate(times, 1) if time is None)
+    parts = " + ".join(f"stage {number} ~{time.hours:.1f} h" for number, time in enumerate(times, 1))
+    text = f"All {len(stages)} stages: ~{sum(time.hours for time in times):.1f} h ({parts})"
+    if all(time.cost is not None for time in times):
+        text += f", cost {sum(time.cost for time in times):,.2f}"
+    return text
 
 
 def devices_layout(config: dict) -> str:

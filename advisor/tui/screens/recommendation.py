@@ -20,7 +20,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from ...cli.render import devices_layout, stage_line
+from ...cli.render import devices_layout, stage_line, stages_total
 from ...errors import UserError
 from ...models import Plan, Profile
 from ..answers import command_line
@@ -143,7 +143,8 @@ class RecommendationScreen(Screen):
         for part in ("#headline", "#cost"):
             self.query_one(part).set_class(not fits(plan), "-over")
         self.query_one("#summary", Static).update(plan.recommendation.summary)
-        stages = "\n".join(stage_line(number, stage) for number, stage in enumerate(plan.stages, 1))
+        stages = "\n".join([stage_line(number, stage) for number, stage in enumerate(plan.stages, 1)]
+                           + ([stages_total(plan.stages)] if plan.stages else []))
         self.query_one("#stages", Static).update(stages)
         self.query_one("#stages").display = bool(stages)
         self.query_one(RationaleList).entries = list(plan.rationale)
