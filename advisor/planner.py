@@ -25,6 +25,7 @@ from .candidates import (
     ALTERNATIVE_CONFIG, Candidate, configure, fit_change_kinds, method_hyperparameters, smaller_fitting_model,
     smallest_fitting_hardware,
 )
+from .encoders import refuse_encoder_profile
 from .errors import UserError
 from .estimate.sharding import hardware_label
 from .facts import CPT_MIN_TOKENS, Facts, derive_facts, method_facts
@@ -87,6 +88,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
     """
     stated = profile
     model = resolve_model(profile.model)
+    refuse_encoder_profile(profile, model)
     corpus_only = profile.examples == 0 and (profile.corpus_tokens or 0) >= CPT_MIN_TOKENS
     if corpus_only:
         profile = corpus_profile(profile)
@@ -373,9 +375,12 @@ def build_training(chosen: Candidate, facts: Facts, data_report: Any) -> Trainin
     settings, provenance = chosen.settings, chosen.provenance
     method = chosen.method
     request = chosen.fit.request if chosen.fit else None
-    groups = [ParamGroup(name="new" if method.approach == "peft" else "pretrained",
+    # Full fine-tuning and layer freezing train weights the checkpoint came with (at learning_rate) and a new head
+    # at its own rate; every other method trains only what it adds (adapters, soft prompts, a head): one "new" group.
+    trains_pretrained = method.family in ("full", "partial")
+    groups = [ParamGroup(name="pretrained" if trains_pretrained else "new",
                          learning_rate=settings["learning_rate"], rule=provenance["learning_rate"])]
-    if "new_layer_learning_rate" in settings and method.approach != "peft":
+    if "new_layer_learning_rate" in settings and trains_pretrained:
         groups.append(ParamGroup(name="new", learning_rate=settings["new_layer_learning_rate"],
                                  rule=provenance["new_layer_learning_rate"]))
     hyperparameters = TrainingHyperparameters(

@@ -59,6 +59,9 @@ CASES = [
       "data.under-recommended"]),
     ("below the task's minimum", dict(task="ner", examples=200, model="llama-3.2-1b", gpu="l4"), "peft", "lora",
      ["data.under-minimum"]),
+    ("a decoder classifier asked to keep general ability", dict(task="classification", keep_general_ability=True,
+                                                                model="qwen3-4b", gpu="l4"), "peft", "lora",
+     ["risk.keep-general-ability-classifier", "training.head-with-adapters"]),
     ("low quality data", dict(examples=2000, quality="low", model="llama-3.2-1b", gpu="l4"), "peft", "lora",
      ["data.low-quality"]),
     ("gpt2 on a T4 (no bf16)", dict(task="generation", examples=20000, model="gpt2", gpu="t4"),
@@ -174,6 +177,15 @@ def test_forced_method_is_honoured_and_estimated():
     assert plan.training.method == "ia3" and plan.estimate is not None
 
 
+def encoder_trainable(overrides: dict) -> dict:
+    """The profile made one an encoder trains: a classifier, with no corpus stage (the refusals of the rest are
+    tested in tests/test_review_heads.py)."""
+    if overrides["model"] != "all-minilm-l6-v2":
+        return overrides
+    corpus = overrides.get("corpus_tokens")
+    return overrides | {"task": "classification", "corpus_tokens": corpus if (corpus or 0) < 10_000_000 else None}
+
+
 PROFILES = st.fixed_dictionaries({
     "goal": st.sampled_from(["knowledge", "behavior"]),
     "task": st.sampled_from(["classification", "ner", "qa", "generation", "instruction", "reasoning",
@@ -193,7 +205,7 @@ PROFILES = st.fixed_dictionaries({
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(PROFILES)
 def test_recommended_method_fits_and_json_matches_schema(overrides):
-    plan = plan_of(overrides)
+    plan = plan_of(encoder_trainable(overrides))
     document = json.loads(plan.model_dump_json())
     jsonschema.validate(document, Plan.model_json_schema())
     assert document["schema_version"] == 1
@@ -241,6 +253,7 @@ def rendered(plan: Plan) -> str:
 def test_every_plan_text_is_rendered_from_facts_and_holds_together(overrides):
     if overrides["model"] == "llama-3.1-8b" and overrides["gpu"] in ("cpu", "t4"):
         overrides["gpu"] = "l4"  # keep the property test fast: nothing-fits plans search every GPU
+    overrides = encoder_trainable(overrides)
     plan = plan_of(overrides)
     text = rendered(plan)
     assert not PLACEHOLDER.search(text), PLACEHOLDER.search(text).group(0)
