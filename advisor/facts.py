@@ -46,9 +46,12 @@ class Facts(BaseModel):
     examples_note: str = ""
     knowledge_changes: bool = False
     knowledge_scale: str = "small"
+    knowledge_injection: bool = False  # static facts at scale, taught to the model by the fine-tune
     two_stage: bool = False
     corpus_only: bool = False
     corpus_stage: bool = False  # this plan, or this stage of it, trains on the corpus: examples are its sequences
+    # -- filled while the approach rules run: what an earlier approach rule decided (prompting / rag / fine_tune)
+    decided_approach: Optional[str] = None
     # -- derived from the catalogs
     params_b: float
     model_kind: str
@@ -62,6 +65,8 @@ class Facts(BaseModel):
     task_min_examples: int
     task_recommended_examples: int
     task_optimal_examples: int
+    task_size_table: str
+    task_size_row: str
     complexity: str
     below_minimum: bool
     below_recommended: bool
@@ -101,9 +106,11 @@ TOKENS_PER_EXAMPLE = 500
 #: "medium" and "large": 003 § 1.2 (knowledge injection needs large data), 000 § Domain Adaptation
 #: (100K-1M documents).
 KNOWLEDGE_SCALE = ((100_000, "large"), (10_000, "medium"), (0, "small"))
-#: An unlabelled corpus from this many tokens gets its own continued pre-training stage before task tuning
-#: (000 § Domain Adaptation asks for a large corpus, 100K-1M documents).
-CPT_MIN_TOKENS = 10_000_000
+#: An unlabelled corpus from this many tokens gets its own continued pre-training stage before task tuning:
+#: 000 § Domain Adaptation asks for 100K-1M documents, and 100K passages of TOKENS_PER_EXAMPLE tokens is
+#: also where static knowledge becomes "large" (KNOWLEDGE_SCALE), so one corpus size grades both: below
+#: it, a knowledge corpus is retrieved (RAG), not pre-trained on.
+CPT_MIN_TOKENS = KNOWLEDGE_SCALE[0][0] * TOKENS_PER_EXAMPLE
 
 
 def examples_note(examples: int, quality: str, effective: int) -> str:
@@ -123,6 +130,8 @@ def derive_facts(profile: Profile, model: Optional[ModelEntry] = None, data_labe
     effective = int(profile.examples * QUALITY_WEIGHT[profile.quality])
     corpus = profile.corpus_tokens or 0
     evidence = max(effective, corpus // TOKENS_PER_EXAMPLE)
+    scale = next(name for floor, name in KNOWLEDGE_SCALE if evidence >= floor)
+    knowledge_changes = profile.dynamic_knowledge or (profile.continual_updates and "knowledge" in goals)
     return Facts(
         goal=goals[0], goals=goals, knowledge_goal="knowledge" in goals, behavior_goal="behavior" in goals,
         task=profile.task, examples=profile.examples, quality=profile.quality,
@@ -133,15 +142,16 @@ def derive_facts(profile: Profile, model: Optional[ModelEntry] = None, data_labe
         keep_general_ability=profile.keep_general_ability, continual_updates=profile.continual_updates,
         corpus_tokens=corpus, language=profile.language,
         effective_examples=effective, examples_note=examples_note(profile.examples, profile.quality, effective),
-        knowledge_changes=profile.dynamic_knowledge or (profile.continual_updates and "knowledge" in goals),
-        knowledge_scale=next(name for floor, name in KNOWLEDGE_SCALE if evidence >= floor),
+        knowledge_changes=knowledge_changes, knowledge_scale=scale,
+        knowledge_injection="knowledge" in goals and not knowledge_changes and scale == "large",
         two_stage=corpus >= CPT_MIN_TOKENS and profile.examples > 0,
         params_b=model.architecture.total_params() / 1e9,
         model_kind=model.architecture.kind, num_layers=model.architecture.num_layers, gpu_name=gpu.name,
         gpu_cuda=gpu.cuda, gpu_bf16=gpu.bf16, gpu_fp8=gpu.fp8, gpu_bitsandbytes=gpu.bitsandbytes,
         device_memory_gib=profile.gpu_memory_gib or gpu.memory_gib,
         task_min_examples=task.min_examples, task_recommended_examples=task.recommended_examples,
-        task_optimal_examples=task.optimal_examples, complexity=task.complexity,
+        task_optimal_examples=task.optimal_examples, task_size_table=task.size_table, task_size_row=task.size_row,
+        complexity=task.complexity,
         below_minimum=profile.examples < task.min_examples,
         below_recommended=task.min_examples <= profile.examples < task.recommended_examples,
         head="classification" if profile.task == "classification" else "lm",

@@ -237,6 +237,9 @@ class TaskEntry(BaseModel):
     min_examples: int = Field(ge=0)
     recommended_examples: int = Field(ge=0)
     optimal_examples: int = Field(ge=0)
+    size_table: Literal["000", "002"] = Field(description="the seed whose data-size table gives the counts: "
+                                              "000 § How Much Data is Needed? or 002 § Dataset Size Guidelines")
+    size_row: str = Field(min_length=3, description="that table's row, and why when the task is not named in it")
     complexity: Literal["simple", "standard", "complex", "very_complex"]
     seq_len: int = Field(ge=8)
     eval_metric: str

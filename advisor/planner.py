@@ -52,13 +52,22 @@ class Trace:
             self.warnings.append(message)
 
 
+#: Settings the final value of another makes moot: under k-fold, execute holds out each fold's own share
+#: and trains the final model on all the data, so no validation ratio applies.
+MOOT_UNDER = {"kfold": {"validation_ratio"}}
+
+
 def in_effect(rules: list[Rule]) -> list[Rule]:
-    """`rules` without those whose every setting a later rule in the list overrode."""
+    """`rules` without those whose every setting a later rule in the list overrode, or the final value of
+    another setting made moot (MOOT_UNDER)."""
+    settings = [rule.set.model_dump(exclude_none=True) if rule.set else {} for rule in rules]
+    final = {key: value for rule_settings in settings for key, value in rule_settings.items()}
+    moot = {key for setting, keys in MOOT_UNDER.items() if final.get(setting) for key in keys}
     kept = []
     for index, rule in enumerate(rules):
-        keys = set((rule.set.model_dump(exclude_none=True) if rule.set else {}))
-        later = {key for other in rules[index + 1:] if other.set for key in other.set.model_dump(exclude_none=True)}
-        if not keys or not keys <= later:
+        keys = set(settings[index])
+        later = {key for other in settings[index + 1:] for key in other}
+        if not keys or not keys <= later | moot:
             kept.append(rule)
     return kept
 
@@ -272,13 +281,18 @@ def explain_choice(facts: Facts, trace: Trace) -> None:
 
 # -- stage: approach ----------------------------------------------------------------
 def decide_approach(facts: Facts, trace: Trace) -> tuple[str, list[str]]:
-    """The first approach rule that sets an approach decides; complements accumulate."""
+    """The first approach rule that sets an approach decides; complements accumulate.
+
+    Each rule sees the approach decided before it (the fact decided_approach), so a note that holds only
+    for a fine-tune (a pre-training stage) can say so.
+    """
     approach: Optional[str] = None
     complements: list[str] = []
-    for rule in rulebook.matching("approach", facts):
-        if rule.approach and approach is not None:
+    for rule in rulebook.stage_rules("approach"):
+        if (rule.approach and approach is not None) or not rule.applies(facts):
             continue
         approach = approach or rule.approach
+        facts = facts.model_copy(update={"decided_approach": approach})
         complements += [c for c in rule.complements if c not in complements]
         trace.record(rule, facts)
     return approach or "fine_tune", complements
@@ -359,8 +373,7 @@ def summarise_nothing_fits(method: Method, chosen: Candidate, facts: Facts, bigg
     text = (f"Nothing fits {facts.device_memory_gib:.1f} GiB per device on "
             f"{hardware_label(facts.num_gpus, facts.num_nodes, facts.gpu)}: {method.name} on "
             f"{facts.model} needs {least.memory.peak_gib + least.memory.overhead_gib:.1f} GiB per device even at its "
-            f"smallest (checkpointing, micro-batch 1, 8-bit optimizer, sharding, sequences of "
-            f"{least.config.get('seq_len', '?')} tokens), and no other method fits either. Do not fine-tune "
+            f"smallest ({compromises_tried(least.config)}), and no other method fits either. Do not fine-tune "
             f"on this hardware; {meanwhile}.")
     if bigger:
         on = hardware_label(bigger.config["num_gpus"], bigger.config.get("num_nodes", 1), bigger.config["gpu"])
@@ -368,6 +381,20 @@ def summarise_nothing_fits(method: Method, chosen: Candidate, facts: Facts, bigg
     if smaller:
         text += f" A smaller model that fits this hardware: {smaller.config['model']} with {smaller.method}."
     return text
+
+
+def compromises_tried(config: dict[str, Any]) -> str:
+    """The memory compromises of an estimate's configuration, as a person reads them (only those it made:
+    no sharding on one device)."""
+    made = [
+        "checkpointing" if config.get("gradient_checkpointing") else "",
+        f"micro-batch {config['batch_size']}" if config.get("batch_size") else "",
+        "8-bit optimizer" if "8bit" in str(config.get("optimizer", "")) else "",
+        f"{config['sharding']} sharding" if config.get("sharding", "none") != "none" else "",
+        f"{config['offload']} offloaded to CPU" if config.get("offload", "none") != "none" else "",
+        f"sequences of {config.get('seq_len', '?')} tokens",
+    ]
+    return ", ".join(part for part in made if part)
 
 
 # -- the plan's parts ----------------------------------------------------------------

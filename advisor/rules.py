@@ -242,9 +242,14 @@ def all_rules() -> tuple[Rule, ...]:
     return tuple(rules)
 
 
+def stage_rules(stage: Stage) -> list[Rule]:
+    """The rules of `stage`, in order."""
+    return [rule for rule in all_rules() if rule.stage == stage]
+
+
 def matching(stage: Stage, facts: Facts) -> list[Rule]:
     """The rules of `stage` whose conditions hold for `facts`, in order."""
-    return [rule for rule in all_rules() if rule.stage == stage and rule.applies(facts)]
+    return [rule for rule in stage_rules(stage) if rule.applies(facts)]
 
 
 def rule(rule_id: str) -> Rule:

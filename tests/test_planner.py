@@ -51,7 +51,7 @@ CASES = [
     ("knowledge at scale", dict(goal="knowledge", task="domain-adaptation", examples=200000, model="qwen2.5-1.5b",
                                 gpu="h100"), "full_finetune", "full",
      ["approach.knowledge-fine-tune", "method.full-knowledge-at-scale", "risk.forgetting-full",
-      "training.precision-full-mixed", "training.epochs-llm-sft-huge"]),
+      "training.precision-full-mixed", "training.epochs-knowledge"]),
     ("hybrid behaviour + changing facts", dict(dynamic_knowledge=True, examples=4000, model="llama-3.2-3b",
                                                gpu="a100-40gb"), "peft", "lora", ["approach.hybrid-rag"]),
     ("small data", dict(task="classification", examples=300, model="llama-3.2-1b", gpu="l4"), "peft", "lora",
@@ -119,12 +119,13 @@ def plan_with_long_prompts(tmp_path, monkeypatch) -> Plan:
 
 def test_every_rule_fires_in_some_test_profile(monkeypatch, tmp_path):
     from tests.test_expert_panel import PANEL
+    from tests.test_review_approach import SCENARIOS
 
     def reasons(plan: Plan) -> list:
         return plan.rationale + [entry for stage in plan.stages for entry in stage.rationale]
 
     fired = {entry.rule for _, overrides, *_ in CASES for entry in reasons(plan_of(overrides))}
-    fired |= {entry.rule for scenario in PANEL for entry in reasons(scenario.plan())}
+    fired |= {entry.rule for scenario in PANEL + SCENARIOS for entry in reasons(scenario.plan())}
     fired |= {entry.rule for entry in plan_of(dict(examples=3000, model="llama-3.1-8b", gpu="rtx4090",
                                                    seq_len=16384, batch_size=16)).rationale}
     fired |= {entry.rule for entry in plan_without_bitsandbytes(monkeypatch).rationale}

@@ -120,7 +120,7 @@ def test_the_default_task_is_named_as_the_default(capsys):
 
 @pytest.mark.parametrize("examples", [0, 500])
 def test_continued_pretraining_of_an_encoder_on_a_corpus_is_refused(examples, capsys):
-    code, _, err = plan(capsys, "--task", "classification", "--examples", examples, "--corpus-tokens", 20_000_000,
+    code, _, err = plan(capsys, "--task", "classification", "--examples", examples, "--corpus-tokens", 60_000_000,
                         "--model", MINILM, "--gpu", "cpu")
     assert code == 2 and err.count("\n") == 1
     assert "continued pre-training on the corpus is next-token training" in err

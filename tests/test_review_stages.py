@@ -23,8 +23,8 @@ from advisor.rules import rule
 #: The review's scenario #2: a 2B-token corpus and 20,000 QA examples on 4 x A100-80GB.
 REVIEW_2 = dict(goal="knowledge", task="qa", examples=20_000, corpus_tokens=2_000_000_000, model="llama-3.1-8b",
                 gpu="a100-80gb", num_gpus=4)
-#: A small corpus, on one GPU too small for a full fine-tune of the 8B model.
-SMALL_GPU = dict(task="qa", examples=5000, corpus_tokens=20_000_000, model="llama-3.1-8b", gpu="l4")
+#: A corpus just above the 50M-token pre-training floor, on one GPU too small for a full fine-tune of the 8B model.
+SMALL_GPU = dict(task="qa", examples=5000, corpus_tokens=60_000_000, model="llama-3.1-8b", gpu="l4")
 
 
 @functools.cache

@@ -37,7 +37,7 @@ FLAGS: dict[str, dict[str, Any]] = {
     "--price-per-hour": dict(type=float, help="price of one device-hour, for a cost estimate"),
     "--keep-general-ability": dict(action="store_true", help="the tuned model must keep its general ability"),
     "--continual-updates": dict(action="store_true", help="the model is updated again and again (e.g. monthly)"),
-    "--corpus-tokens": dict(type=int, help="unlabelled domain corpus in tokens: continued pre-training first"),
+    "--corpus-tokens": dict(type=int, help="unlabelled domain corpus in tokens: from 50M, continued pre-training first"),
     "--language": dict(help="main language of the data, an ISO 639 code (default en)"),
 }
 
