@@ -55,6 +55,7 @@ class Facts(BaseModel):
     # -- derived from the catalogs
     params_b: float
     model_kind: str
+    model_family: str = ""  # the architecture's family (llama, gemma3, ...)
     num_layers: int = 0
     gpu_name: str = ""
     gpu_cuda: bool
@@ -139,6 +140,7 @@ def derive_facts(profile: Profile, model: Optional[ModelEntry] = None, data_labe
         tasks=profile.tasks, num_gpus=profile.num_gpus, num_nodes=profile.num_nodes,
         hardware=hardware_label(profile.num_gpus, profile.num_nodes), model=profile.model, gpu=profile.gpu,
         gpu_given="gpu" in profile.model_fields_set,
+        model_family=model.architecture.family,
         keep_general_ability=profile.keep_general_ability, continual_updates=profile.continual_updates,
         corpus_tokens=corpus, language=profile.language,
         effective_examples=effective, examples_note=examples_note(profile.examples, profile.quality, effective),

@@ -74,6 +74,11 @@ class Footprint(BaseModel):
         False, description="a frozen copy of the base model scores the reference (full-parameter DPO)"
     )
 
+    @property
+    def base_frozen(self) -> bool:
+        """No base weight trains, only what the method adds (adapters, prompts): the base may load in fp16."""
+        return self.trainable_params <= self.added_params
+
 
 class MethodInfo(BaseModel):
     """What a method says about itself: the fields a plugin passes when it constructs its Method."""

@@ -40,9 +40,9 @@ def detect_device() -> Device:
     return Device(kind="cpu", name="CPU")
 
 
-def run_dtypes(plan_precision: str, device: Device) -> Dtypes:
-    """The dtypes the plan's precision gets on `device`."""
-    return resolve_dtypes(plan_precision, cuda=device.kind == "cuda", bf16=device.bf16)
+def run_dtypes(plan_precision: str, device: Device, frozen_base: bool) -> Dtypes:
+    """The dtypes the plan's precision gets on `device` (`frozen_base`: the method trains no base weight)."""
+    return resolve_dtypes(plan_precision, cuda=device.kind == "cuda", bf16=device.bf16, frozen_base=frozen_base)
 
 
 def check_method_runs_here(method: Method, device: Device) -> None:

@@ -137,7 +137,22 @@ def load_model(
         trainable = method.build(model, method_hp, PEFT_TASK_TYPES[kind])
         if not isinstance(trainable, torch.nn.Module):
             raise TypeError(f"build() returned {type(trainable).__name__}, not a torch module")
+    if precision.weights == "float16":
+        trainable_in_fp32(trainable)
     return trainable, loaded
+
+
+def trainable_in_fp32(model: Any) -> None:
+    """Cast what trains of an fp16 frozen base to fp32: fp16 autocast's GradScaler refuses fp16 gradients.
+
+    peft's adapters already are fp32 (autocast_adapter_dtype); a new classification head, or modules a plugin
+    builds in the base's dtype (bottleneck adapters), are not. The frozen weights stay fp16 (advisor.precision).
+    """
+    import torch
+
+    for parameter in model.parameters():
+        if parameter.requires_grad and parameter.dtype == torch.float16:
+            parameter.data = parameter.data.float()
 
 
 def pretrained_names(model: Any, missing_keys: Iterable[str]) -> set[str]:

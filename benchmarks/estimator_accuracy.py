@@ -46,6 +46,7 @@ METHODS: dict[str, tuple[str, dict[str, Any], str]] = {
     "prompt": ("prompt_tuning", {"num_virtual_tokens": 20}, "bf16"),
     "prefix": ("prefix", {"num_virtual_tokens": 20}, "bf16"),
     "freeze2": ("freeze", {"trainable_layers": 2}, "bf16"),
+    "lora_fp16": ("lora", {"r": 16, "alpha": 32}, "fp16"),  # a frozen fp16 base: priced as 16-bit (advisor.precision)
 }
 #: The calibration built GPT-2 with 2048 positions so that 2048-token rows run (its total_params say so).
 POSITIONS = {"gpt2": 2048}

@@ -24,8 +24,11 @@ Each point runs in a fresh subprocess so the caching allocator starts empty.
     python benchmarks/gpu_memory_harness.py --device cpu --model tiny.json --method lora --batch 1 --seq 16 --steps 2
 
 Methods: lora, qlora, full_bf16, full_mixed, prompt, prefix, freeze2 (see the
-calibration README); --rank, --virtual-tokens and --trainable-layers change
-their defaults (16, 20, 2), and the run records them under "hyperparameters".
+calibration README), and lora_fp16: LoRA on a frozen fp16 base (peft keeps the
+adapters fp32) under fp16 autocast with a GradScaler, what a GPU without bf16
+(T4, V100) runs (advisor.precision); --rank, --virtual-tokens and
+--trainable-layers change their defaults (16, 20, 2), and the run records them
+under "hyperparameters".
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ from pathlib import Path
 
 GIB = 2**30
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "gpu_runs.jsonl"
-METHODS = ("lora", "qlora", "full_bf16", "full_mixed", "prompt", "prefix", "freeze2")
+METHODS = ("lora", "qlora", "full_bf16", "full_mixed", "prompt", "prefix", "freeze2", "lora_fp16")
+#: The recipes that train under autocast, and its dtype (the others run in the weights' own dtype).
+AUTOCAST = {"full_mixed": "bfloat16", "lora_fp16": "float16"}
 
 #: The model catalog, read as plain TOML (no advisor or pydantic needed on the GPU machine).
 CATALOG = Path(__file__).resolve().parents[1] / "knowledge" / "models.toml"
@@ -136,7 +141,7 @@ def build(config_dict: dict, method: str, hp: dict, device: str, grad_ckpt: bool
         model = auto.from_pretrained(checkpoint, quantization_config=quant, attn_implementation="sdpa",
                                      device_map={"": torch.cuda.current_device()})
     else:
-        dtype = torch.float32 if method == "full_mixed" else torch.bfloat16
+        dtype = {"full_mixed": torch.float32, "lora_fp16": torch.float16}.get(method, torch.bfloat16)
         with torch.device(device):
             model = auto.from_config(config, dtype=dtype)
     model.train()
@@ -152,7 +157,7 @@ def _prepare(model, method: str, hp: dict, grad_ckpt: bool, task: str):
                                                      gradient_checkpointing_kwargs=checkpointing)
     elif grad_ckpt:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
-    if method in ("lora", "qlora"):
+    if method in ("lora", "qlora", "lora_fp16"):
         config = peft.LoraConfig(r=hp["rank"], lora_alpha=2 * hp["rank"], lora_dropout=0.05,
                                  target_modules="all-linear", task_type=task)
         return peft.get_peft_model(model, config)
@@ -210,15 +215,20 @@ def measure(point: dict) -> dict:
         vocab = config["vocab_size"]
         ids = torch.randint(0, vocab, (point["batch"], point["seq"]), generator=generator).to(device)
         labels = torch.zeros(point["batch"], dtype=torch.long, device=device) if encoder else ids
-        autocast = torch.autocast(device_type="cuda" if cuda else "cpu", dtype=torch.bfloat16,
-                                  enabled=point["method"] == "full_mixed")
+        device_type = "cuda" if cuda else "cpu"
+        autocast_dtype = AUTOCAST.get(point["method"])
+        autocast = torch.autocast(device_type=device_type, dtype=getattr(torch, autocast_dtype or "bfloat16"),
+                                  enabled=autocast_dtype is not None)
+        # fp16 autocast needs loss scaling; its GradScaler refuses fp16 gradients, so only fp32 parameters train.
+        scaler = torch.amp.GradScaler(device_type, enabled=autocast_dtype == "float16")
         times = []
         for _ in range(point["steps"]):
             start = time.perf_counter()
             with autocast:
                 out = model(input_ids=ids, labels=labels)
-                out.loss.backward()
-            optimizer.step()
+                scaler.scale(out.loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             optimizer.zero_grad(set_to_none=True)
             del out
             if cuda:
@@ -274,7 +284,7 @@ def points(args: argparse.Namespace):
     hp = {"rank": args.rank, "virtual_tokens": args.virtual_tokens, "trainable_layers": args.trainable_layers}
     for model, method, batch, seq, ckpt in itertools.product(args.model, args.method, args.batch, args.seq,
                                                             args.grad_ckpt):
-        recorded = {"lora": {"r": args.rank}, "qlora": {"r": args.rank},
+        recorded = {"lora": {"r": args.rank}, "qlora": {"r": args.rank}, "lora_fp16": {"r": args.rank},
                     "prompt": {"num_virtual_tokens": args.virtual_tokens},
                     "prefix": {"num_virtual_tokens": args.virtual_tokens},
                     "freeze2": {"trainable_layers": args.trainable_layers}}.get(method, {})

@@ -66,14 +66,17 @@ CASES = [
      ["data.low-quality"]),
     ("gpt2 on a T4 (no bf16)", dict(task="generation", examples=20000, model="gpt2", gpu="t4"),
      "full_finetune", "full", ["training.precision-fp16", "method.full-small-model"]),
-    # A T4 has no bf16: the run keeps fp32 weights under fp16 autocast (advisor.precision), so full
-    # fine-tuning's fp32 weights, gradients and AdamW states overflow 5 GiB while LoRA's frozen base fits (at
-    # 6 GiB full fine-tuning fits with a paged 8-bit optimizer once the fused loss drops the 152K-vocabulary logits).
+    # Gemma 3 overflows fp16 and a T4 has no bf16: fp32, where only the 4-bit base fits 16 GB.
+    ("Gemma 3 on a T4 (no bf16)", dict(task="chat", examples=6000, model="gemma-3-4b", gpu="t4"), "peft", "qlora",
+     ["training.precision-gemma3-fp16"]),
+    # A T4 has no bf16: full fine-tuning keeps fp32 weights under fp16 autocast (advisor.precision), so its fp32
+    # weights, gradients and AdamW states overflow 5 GiB while LoRA's frozen fp16 base fits (at 6 GiB full
+    # fine-tuning fits with a paged 8-bit optimizer once the fused loss drops the 152K-vocabulary logits).
     ("small model, full FT too big for 5 GiB", dict(task="generation", examples=20000, model="qwen2.5-0.5b",
                                                     gpu="t4", gpu_memory_gib=5), "peft", "lora",
      ["method.full-small-model", "memory.smaller-method", "training.rank-complex"]),
-    ("small model, LoRA too big for 2.5 GiB", dict(task="generation", examples=20000, model="qwen2.5-0.5b",
-                                                    gpu="t4", gpu_memory_gib=2.5), "peft", "qlora",
+    ("small model, LoRA too big for 1.75 GiB", dict(task="generation", examples=20000, model="qwen2.5-0.5b",
+                                                     gpu="t4", gpu_memory_gib=1.75), "peft", "qlora",
      ["method.full-small-model", "memory.quantized-fallback"]),
     ("reasoning, 8B on an H100", dict(task="reasoning", examples=20000, model="llama-3.1-8b", gpu="h100"),
      "peft", "lora", ["training.rank-very-complex", "training.epochs-llm-sft-large"]),

@@ -25,15 +25,34 @@ CPU = dict(cuda=False, bf16=False)
     ("bf16", CPU, "float32", None, "float32", "fp32"),
     ("mixed", CPU, "float32", None, "float32", "fp32"),
 ])
-def test_the_table(plan, device, weights, autocast, compute, recipe):
-    dtypes = resolve_dtypes(plan, **device)
+def test_the_table_for_a_method_that_trains_base_weights(plan, device, weights, autocast, compute, recipe):
+    dtypes = resolve_dtypes(plan, **device, frozen_base=False)
     assert (dtypes.weights, dtypes.autocast, dtypes.compute, dtypes.recipe) == (weights, autocast, compute, recipe)
     assert dtypes.gradients == dtypes.optimizer_states == dtypes.weights
 
 
+@pytest.mark.parametrize(("plan", "device", "weights", "autocast", "recipe"), [
+    ("bf16", BF16, "bfloat16", "bf16", "bf16"),
+    ("mixed", BF16, "float32", "bf16", "mixed"),
+    ("fp16", BF16, "float16", "fp16", "bf16"),
+    ("fp32", BF16, "float32", None, "fp32"),
+    ("bf16", NO_BF16, "float16", "fp16", "bf16"),
+    ("mixed", NO_BF16, "float32", "fp16", "mixed"),  # mixed asks for fp32 weights, frozen or not
+    ("fp16", NO_BF16, "float16", "fp16", "bf16"),
+    ("fp16", CPU, "float32", None, "fp32"),
+])
+def test_the_table_for_a_frozen_base(plan, device, weights, autocast, recipe):
+    """Only a frozen base loads in fp16; what trains of it (adapters, a new head) keeps fp32 gradients."""
+    dtypes = resolve_dtypes(plan, **device, frozen_base=True)
+    assert (dtypes.weights, dtypes.autocast, dtypes.recipe) == (weights, autocast, recipe)
+    if weights == "float16":
+        assert dtypes.gradients == dtypes.optimizer_states == "float32"
+
+
+@pytest.mark.parametrize("frozen_base", [True, False])
 @pytest.mark.parametrize("plan", ["bf16", "mixed", "fp16", "fp32"])
-def test_a_device_without_bf16_never_gets_bf16(plan):
-    dtypes = resolve_dtypes(plan, **NO_BF16)
+def test_a_device_without_bf16_never_gets_bf16(plan, frozen_base):
+    dtypes = resolve_dtypes(plan, **NO_BF16, frozen_base=frozen_base)
     assert "bf" not in f"{dtypes.weights} {dtypes.autocast} {dtypes.compute}"
     assert dtypes.trainer_flags()["bf16"] is False
 

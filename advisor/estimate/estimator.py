@@ -31,7 +31,8 @@ _peak_memory = memo.by_footprint(peak_memory)
 def dtypes_of(request: EstimateRequest) -> Dtypes:
     """The dtypes the run will really use on the request's GPU (without one: a bf16-capable CUDA GPU)."""
     gpu = request.gpu
-    return resolve_dtypes(request.precision, cuda=gpu.cuda if gpu else True, bf16=gpu.bf16 if gpu else True)
+    return resolve_dtypes(request.precision, cuda=gpu.cuda if gpu else True, bf16=gpu.bf16 if gpu else True,
+                          frozen_base=request.footprint.base_frozen)
 
 
 def shape_of(request: EstimateRequest, accumulation_steps: int = 1) -> Shape:

@@ -23,9 +23,10 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def test_the_run_takes_its_dtypes_from_the_one_precision_table():
-    assert run_dtypes("bf16", CPU) == resolve_dtypes("bf16", cuda=False, bf16=False)
-    assert run_dtypes("bf16", TURING) == resolve_dtypes("bf16", cuda=True, bf16=False)
-    assert run_dtypes("bf16", AMPERE).weights == "bfloat16"
+    for frozen in (True, False):
+        assert run_dtypes("bf16", CPU, frozen) == resolve_dtypes("bf16", cuda=False, bf16=False, frozen_base=frozen)
+        assert run_dtypes("bf16", TURING, frozen) == resolve_dtypes("bf16", cuda=True, bf16=False, frozen_base=frozen)
+        assert run_dtypes("bf16", AMPERE, frozen).weights == "bfloat16"
 
 
 @pytest.mark.gpu

@@ -176,7 +176,7 @@ def test_qlora_loads_its_4bit_weights_in_a_float_storage_fsdp_can_shard():
     from advisor.precision import resolve_dtypes
 
     qlora = get_method("qlora")
-    options = qlora.load_options(qlora.hyperparameters({}), resolve_dtypes("bf16", cuda=True, bf16=True))
+    options = qlora.load_options(qlora.hyperparameters({}), resolve_dtypes("bf16", cuda=True, bf16=True, frozen_base=True))
     quantization = options["quantization_config"]
     assert quantization.bnb_4bit_quant_storage == torch.bfloat16 == quantization.bnb_4bit_compute_dtype
     assert options["device_map"] == {"": 0}  # the process's local rank; 0 outside a launch

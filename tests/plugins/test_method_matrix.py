@@ -87,7 +87,7 @@ def _skip_without_cuda(method_name: str) -> None:
 def _reload_4bit(model, method, hp, directory):
     """What the backend does for qlora: from_pretrained with the method's load_options (4-bit on the GPU)."""
     model.save_pretrained(directory)
-    return type(model).from_pretrained(directory, **method.load_options(hp, resolve_dtypes("bf16", cuda=True, bf16=torch.cuda.is_bf16_supported())))
+    return type(model).from_pretrained(directory, **method.load_options(hp, resolve_dtypes("bf16", cuda=True, bf16=torch.cuda.is_bf16_supported(), frozen_base=True)))
 
 
 #: (method, model) pairs the method refuses: the planner never plans them (tests/plugins/test_method_availability.py).
