@@ -12,7 +12,7 @@ stops the other methods from being planned.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -20,7 +20,7 @@ from . import rules as rulebook
 from .estimate import EstimateRequest, estimate
 from .errors import UserError, describe_validation_error
 from .estimate.search import FitResult, best_fit, smallest_tried
-from .estimate.sharding import world_size
+from .estimate.sharding import ENGINE_NAMES, OFFLOAD_NAMES, hardware_label, world_size
 from .facts import Facts, derive_facts, method_facts
 from .knowledge_base import ModelEntry, gpus, models, resolve_gpu, tasks
 from .manager import footprint_of
@@ -32,6 +32,10 @@ from .rules import Settings
 METHOD_SETTING_FIELDS = {"lora_rank": "r", "lora_alpha": "alpha", "lora_dropout": "dropout",
                          "num_virtual_tokens": "num_virtual_tokens", "trainable_layers": "trainable_layers",
                          "compute_dtype": "compute_dtype", "use_rslora": "use_rslora"}
+#: How the "needs other hardware" alternative starts (the nothing-fits summary quotes the rest).
+OTHER_HARDWARE = "needs other hardware: fits on "
+#: The 8-bit optimizers the fit search may choose, as a person reads them.
+OPTIMIZER_NAMES = {"adamw_8bit": "8-bit AdamW", "paged_adamw_8bit": "paged 8-bit AdamW"}
 
 
 class Candidate(BaseModel):
@@ -173,8 +177,62 @@ def fit_change_kinds(candidate: Candidate) -> list[str]:
         "quantized_sharding": got.sharding != asked.sharding and got.footprint.quantized_base,
         "offload": got.offload != asked.offload,
         "fused_cross_entropy": got.fused_cross_entropy and not asked.fused_cross_entropy,
+        "layout_trade_off": candidate.fit.layout_alternative is not None,
     }
     return [kind for kind, changed in kinds.items() if changed]
+
+
+def fit_facts(candidate: Candidate, effective_batch: int) -> dict[str, Any]:
+    """The numbers the training and memory rules render for the configuration that fits: the global
+    effective batch as it comes out (each device takes at least one sequence per step, so on more devices
+    than the rules' `effective_batch` it is larger), and the layout trade-off on several nodes."""
+    got = candidate.fit.request if candidate.fit else candidate.request
+    accumulation = candidate.fit.gradient_accumulation_steps if candidate.fit else 1
+    devices = world_size(got.num_gpus, got.num_nodes)
+    layout = f"micro-batch {got.batch_size} x {accumulation} accumulation step{'s' if accumulation > 1 else ''}"
+    if devices > 1:
+        layout += f" x {devices} devices"
+    total = got.batch_size * accumulation * devices
+    floor = (f" The rules ask {effective_batch}, but each of the {devices} devices takes at least one sequence "
+             f"per step." if total > effective_batch and got.batch_size * accumulation == 1 else "")
+    return {"effective_batch": total, "effective_batch_layout": layout, "effective_batch_floor": floor,
+            "sharding_trade_off": layout_trade_off(candidate)}
+
+
+def layout_trade_off(candidate: Candidate) -> str:
+    """Both layouts that fit several nodes with their speeds at the assumed and at a faster network, and how to
+    switch, or '' (search._faster_layout chose the faster at the assumed one)."""
+    other = candidate.fit.layout_alternative if candidate.fit else None
+    if other is None:
+        return ""
+    got, config = candidate.fit.request, candidate.estimate.config
+    chosen = _layout_name(got.sharding, got.offload, config.get("offloaded_gib_per_node", 0.0))
+    rival = _layout_name(other.sharding, other.offload, other.offloaded_gib_per_node)
+    if got.optimizer != other.optimizer:
+        chosen += f" and {OPTIMIZER_NAMES.get(got.optimizer, 'AdamW')}"
+        rival += f" and {OPTIMIZER_NAMES.get(other.optimizer, 'AdamW')}"
+    assumed, fast = other.inter_node_gb_per_s_assumed, other.fast_inter_node_gb_per_s
+    text = (f"{chosen} runs at ~{other.chosen_tokens_per_s:,.0f} tokens/s at the assumed {assumed * 8:g} Gb/s between "
+            f"nodes (inter_node_gb_per_s_assumed {assumed:g} GB/s); {rival} also fits ({other.peak_gib:.1f} GiB per "
+            f"device) at ~{other.tokens_per_s:,.0f} tokens/s. At {fast * 8:g} Gb/s (InfiniBand) they would run at "
+            f"~{other.chosen_tokens_per_s_fast:,.0f} and ~{other.tokens_per_s_fast:,.0f} tokens/s.")
+    if other.tokens_per_s_fast > other.chosen_tokens_per_s_fast:
+        when = f"On such a network the {other.sharding} layout is the faster"
+    else:
+        when = (f"A faster network favours the {got.sharding} layout further; on a slower one the {other.sharding} "
+                "layout may be the faster")
+    optimizer = (f", training.hyperparameters.optimizer to '{other.optimizer}'" if got.optimizer != other.optimizer
+                 else "")
+    return (f"{text} {when}: set estimate.config.sharding to '{other.sharding}', estimate.config.offload to "
+            f"'{other.offload}'{optimizer} in plan.json (`advisor estimate` with --sharding {other.sharding} "
+            f"--offload {other.offload} prints its numbers).")
+
+
+def _layout_name(sharding: str, offload: str, offloaded_gib_per_node: float) -> str:
+    name = ENGINE_NAMES[sharding]
+    if offload != "none":
+        name += f" with {OFFLOAD_NAMES[offload]} ({offloaded_gib_per_node:,.0f} GiB per node)"
+    return name
 
 
 #: What an alternative's config shows of the request it fits with: the shape, the memory compromises and the nodes.
@@ -183,53 +241,89 @@ ALTERNATIVE_CONFIG = {"batch_size", "seq_len", "gradient_checkpointing", "optimi
 
 def smallest_fitting_hardware(candidates: list[Candidate], profile: Profile, model: ModelEntry,
                               data_report: Any) -> Optional[Alternative]:
-    """The least total GPU memory (catalog GPU x count) on which one of `candidates` fits, in order."""
+    """The least total GPU memory (catalog GPU x count, one node) on which one of `candidates` fits
+    (`least_compromised`: at the whole sequence length, without CPU offload where some hardware allows it)."""
     options = sorted(((gpu, count) for gpu in gpus().values() if gpu.cuda for count in (1, 2, 4, 8)),
                      key=lambda option: (option[0].memory_gib * option[1], option[1]))
-    labels = len(data_report.stats.labels) if data_report is not None and data_report.stats.labels else None
-    for gpu, count in options:
-        asked = (profile.gpu_memory_gib or resolve_gpu(profile.gpu).memory_gib) * world_size(profile.num_gpus,
-                                                                                            profile.num_nodes)
-        if gpu.memory_gib * count <= asked:
-            continue
-        elsewhere = profile.model_copy(update={"gpu": gpu.id, "num_gpus": count, "num_nodes": 1, "gpu_memory_gib": None})
-        trial = first_fit(candidates, elsewhere, model, derive_facts(elsewhere, model, data_labels=labels), data_report)
-        if trial is not None:
-            config = trial.fit.request.model_dump(include=ALTERNATIVE_CONFIG)
-            return Alternative(approach=trial.method.approach, method=trial.method.name, fits=True,
-                               peak_gib=round(trial.estimate.memory.peak_gib, 2),
-                               why_not=f"needs other hardware: fits on {count} x {gpu.id} ({gpu.name})",
-                               config={"gpu": gpu.id, "num_gpus": count, **config})
-    return None
+    asked = (profile.gpu_memory_gib or resolve_gpu(profile.gpu).memory_gib) * world_size(profile.num_gpus,
+                                                                                        profile.num_nodes)
+    elsewhere = (profile.model_copy(update={"gpu": gpu.id, "num_gpus": count, "num_nodes": 1, "gpu_memory_gib": None})
+                 for gpu, count in options if gpu.memory_gib * count > asked)
+    found = least_compromised(candidates, ((other, model) for other in elsewhere), data_report, offload_last=True)
+    return hardware_row(found[0]) if found else None
 
 
 def smaller_fitting_model(candidates: list[Candidate], profile: Profile, model: ModelEntry,
                           data_report: Any) -> Optional[Alternative]:
-    """The largest catalog model of the same kind, smaller than `model`, on which one of `candidates` fits."""
+    """The largest catalog model of the same kind, smaller than `model`, on which one of `candidates` fits this
+    hardware at the whole sequence length (offload or not: on this hardware it is the price of the larger model)."""
     size = model.architecture.total_params()
     smaller = sorted((entry for entry in models().values()
                       if entry.architecture.kind == model.architecture.kind and entry.architecture.total_params() < size),
                      key=lambda entry: -entry.architecture.total_params())
+    options = ((profile.model_copy(update={"model": entry.id}), entry) for entry in smaller)
+    found = least_compromised(candidates, options, data_report, offload_last=False)
+    if found is None:
+        return None
+    trial, entry = found
+    return Alternative(approach=trial.method.approach, method=trial.method.name, fits=True,
+                       peak_gib=round(trial.estimate.memory.peak_gib, 2),
+                       why_not=f"a smaller model that fits this hardware: {entry.id} "
+                               f"({entry.architecture.total_params() / 1e9:.1f}B parameters)",
+                       config={"model": entry.id, **trial.fit.request.model_dump(include=ALTERNATIVE_CONFIG)})
+
+
+def least_compromised(candidates: list[Candidate], options: Iterable[tuple[Profile, ModelEntry]], data_report: Any,
+                      offload_last: bool) -> Optional[tuple[Candidate, ModelEntry]]:
+    """The first of `options` (profile and model, in order) on which one of `candidates` fits at the whole sequence
+    length: a fit that cuts sequences is no fit for a suggestion. With `offload_last`, one without CPU offload
+    first, else the first with it (offload needs CPU memory the plan can only assume, and slows every step)."""
     labels = len(data_report.stats.labels) if data_report is not None and data_report.stats.labels else None
-    for entry in smaller:
-        elsewhere = profile.model_copy(update={"model": entry.id})
-        trial = first_fit(candidates, elsewhere, entry, derive_facts(elsewhere, entry, data_labels=labels), data_report)
-        if trial is not None:
-            return Alternative(approach=trial.method.approach, method=trial.method.name, fits=True,
-                               peak_gib=round(trial.estimate.memory.peak_gib, 2),
-                               why_not=f"a smaller model that fits this hardware: {entry.id} "
-                                       f"({entry.architecture.total_params() / 1e9:.1f}B parameters)",
-                               config={"model": entry.id, **trial.fit.request.model_dump(include=ALTERNATIVE_CONFIG)})
-    return None
+    offloaded: Optional[tuple[Candidate, ModelEntry]] = None
+    for profile, model in options:
+        facts = derive_facts(profile, model, data_labels=labels)
+        for candidate in candidates:
+            if candidate.excluded_by:
+                continue
+            trial = configure(candidate.method, profile, model, facts, data_report, None)
+            if trial.fit is None or trial.fit.request.seq_len < trial.request.seq_len:
+                continue
+            if trial.fit.request.offload == "none" or not offload_last:
+                return trial, model
+            offloaded = offloaded or (trial, model)
+    return offloaded
 
 
-def first_fit(candidates: list[Candidate], profile: Profile, model: ModelEntry, facts: Facts,
-              data_report: Any) -> Optional[Candidate]:
-    """The first of `candidates` (not excluded by a rule) that fits when configured for `profile` on `model`."""
-    for candidate in candidates:
-        if candidate.excluded_by:
-            continue
-        trial = configure(candidate.method, profile, model, facts, data_report, None)
-        if trial.fit is not None:
-            return trial
-    return None
+def hardware_row(trial: Candidate) -> Alternative:
+    """`trial` as the alternatives' "needs other hardware" row, with the numbers and the compromises it fits with."""
+    got, result = trial.fit.request, trial.estimate
+    on = hardware_label(got.num_gpus, got.num_nodes, got.gpu.id)
+    time = f"; ~{result.time.hours:,.1f} h" if result.time and result.time.hours else ""
+    config = got.model_dump(include=ALTERNATIVE_CONFIG)
+    if got.offload != "none":
+        config["offloaded_gib_per_node"] = result.config.get("offloaded_gib_per_node")
+    return Alternative(
+        approach=trial.method.approach, method=trial.method.name, fits=True, peak_gib=round(result.memory.peak_gib, 2),
+        why_not=(f"{OTHER_HARDWARE}{on} ({got.gpu.name}) at all {got.seq_len} tokens, "
+                 f"{result.memory.peak_gib + result.memory.overhead_gib:.1f} of {result.device_memory_gib:.1f} GiB "
+                 f"per device, with {shape_summary(result.config, sequences=False)}{time}"),
+        config={"gpu": got.gpu.id, "num_gpus": got.num_gpus, **config})
+
+
+def shape_summary(config: dict[str, Any], sequences: bool = True) -> str:
+    """An estimate's shape and memory compromises, for a person: 'gradient checkpointing, micro-batch 1 x 16
+    accumulation steps, paged 8-bit AdamW, FSDP full sharding, sequences of 1024 tokens'."""
+    parts = ["gradient checkpointing"] if config.get("gradient_checkpointing") else []
+    accumulation = config.get("gradient_accumulation_steps", 1)
+    parts.append(f"micro-batch {config.get('batch_size')}"
+                 + (f" x {accumulation} accumulation steps" if accumulation > 1 else ""))
+    if config.get("optimizer") in OPTIMIZER_NAMES:
+        parts.append(OPTIMIZER_NAMES[config["optimizer"]])
+    if config.get("sharding") in ("fsdp", "hybrid", "zero2", "zero3"):
+        parts.append(ENGINE_NAMES[config["sharding"]])
+    if config.get("offload", "none") != "none":
+        offloaded = config.get("offloaded_gib_per_node")
+        parts.append(OFFLOAD_NAMES[config["offload"]] + (f" ({offloaded:,.0f} GiB per node)" if offloaded else ""))
+    if sequences:
+        parts.append(f"sequences of {config.get('seq_len')} tokens")
+    return ", ".join(parts)

@@ -96,6 +96,12 @@ class Facts(BaseModel):
     prompts_filling_share: Optional[float] = None
     records_kept: Optional[int] = None  # data_records without those
     long_prompts: Optional[str] = None  # the plan's training.data.long_prompts, where some prompt fills seq_len
+    seq_len_keepers: str = "No other method keeps that length."  # or which do, and why the chosen comes first
+    preferred_fit: str = "The preferred method does not fit"  # how the preferred method falls short, when not chosen
+    effective_batch: Optional[int] = None  # over all devices, as the configuration that fits has it
+    effective_batch_layout: str = ""  # "micro-batch 1 x 1 accumulation step x 32 devices"
+    effective_batch_floor: str = ""  # why it is above the rules' setting, or ""
+    sharding_trade_off: str = ""  # the other layout that fits several nodes, with both speeds
 
 
 #: How much a labelled example counts for, by quality. 002 § Data Quality Principles: "500 excellent

@@ -22,8 +22,8 @@ from typing import Any, Optional
 
 from . import rules as rulebook
 from .candidates import (
-    ALTERNATIVE_CONFIG, Candidate, configure, fit_change_kinds, method_hyperparameters, smaller_fitting_model,
-    smallest_fitting_hardware,
+    ALTERNATIVE_CONFIG, OTHER_HARDWARE, Candidate, configure, fit_change_kinds, fit_facts, method_hyperparameters,
+    shape_summary, smaller_fitting_model, smallest_fitting_hardware,
 )
 from .encoders import refuse_encoder_profile
 from .errors import UserError
@@ -142,9 +142,12 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
     method = chosen.method
     facts = facts.model_copy(update=method_facts(method, fit_change_kinds(chosen) + changes)
                              | sequence_facts(chosen, profile, data_report)
-                             | long_prompt_facts(chosen, profile, data_report))
+                             | long_prompt_facts(chosen, profile, data_report)
+                             | fit_facts(chosen, chosen.settings.get("effective_batch", 16))
+                             | length_keepers(chosen, [candidates[name] for name in order], ranked_by))
     explain_choice(facts, trace)
-    rows = alternatives(candidates, chosen=method.name, approach=method.approach, ranked_by=ranked_by, facts=facts)
+    rows = alternatives(candidates, chosen=method.name, approach=method.approach, ranked_by=ranked_by, facts=facts,
+                        order=order)
     if "nothing_fits" in changes:
         # Contract: a method that does not fit is never the recommendation. Say so, keep its
         # estimate for the numbers, and show the smallest hardware, and a smaller model, that fit.
@@ -361,8 +364,71 @@ def choose(order: list[str], candidates: dict[str, Candidate]) -> tuple[Candidat
     return candidate, [kind]
 
 
+#: choose()'s trade, as the plan says it.
+KEEPING_LENGTH = "a method of the preferred family (or LoRA's) that keeps more of the length comes before cutting"
+
+
 def cuts_sequences(candidate: Candidate) -> bool:
     return candidate.fit is not None and candidate.fit.request.seq_len < candidate.request.seq_len
+
+
+def ranking_reason(first: Method, other: Method, ranked_by: str) -> str:
+    """What puts `first` before `other`: the method rule that selected it and not the other, else the preference."""
+    if ranked_by.startswith("method."):
+        select = rulebook.rule(ranked_by).select
+        if select is not None and select.matches(first) and not select.matches(other):
+            return ranked_by
+        return "knowledge/methods.toml preference"
+    return ranked_by
+
+
+def length_keepers(chosen: Candidate, ranked: list[Candidate], ranked_by: str) -> dict[str, str]:
+    """For the memory rules: where the preferred method falls short, and where the chosen one cuts sequences,
+    which methods keep the whole length and why the chosen one still comes first (choose() trades length only
+    for a method of the preferred family or LoRA's)."""
+    facts: dict[str, str] = {}
+    preferred = ranked[0]
+    if preferred is not chosen:
+        name, memory = preferred.method.name, f"{preferred.estimate.device_memory_gib or 0:.0f} GiB"
+        if preferred.fit is None:
+            facts["preferred_fit"] = (f"The preferred method, {name}, does not fit {memory}; {chosen.method.name} is "
+                                      "the next preferred method that does")
+        else:
+            facts["preferred_fit"] = (
+                f"The preferred method, {name}, fits {memory} only with sequences cut to "
+                f"{preferred.fit.request.seq_len} tokens (of {preferred.request.seq_len}); {chosen.method.name} keeps "
+                f"{kept_length(chosen)}, and {KEEPING_LENGTH}")
+    if not cuts_sequences(chosen):
+        return facts
+    keepers = [other for other in ranked if other.fit is not None and not cuts_sequences(other)]
+    if not keepers:
+        return facts | {"seq_len_keepers": "No other method keeps that length."}
+    names = ", ".join(other.method.name for other in keepers)
+    return facts | {"seq_len_keepers": (
+        f"{'Another method keeps' if len(keepers) == 1 else 'Other methods keep'} all {chosen.request.seq_len} "
+        f"tokens ({names}), but {'it is not' if len(keepers) == 1 else 'none is'} of the family that ranks first "
+        f"({ranking_reason(chosen.method, keepers[0].method, ranked_by)}): pass --method {keepers[0].method.name} "
+        "to keep the length with it.")}
+
+
+def passed_over(candidate: Candidate, chosen: Candidate, ranks_before: bool, ranked_by: str) -> str:
+    """Why a method that fits is not the recommendation, with the sequence cut it fits with, if any."""
+    asked, length = candidate.request.seq_len, candidate.fit.request.seq_len
+    if not ranks_before:
+        fits = f"fits with sequences cut to {length} tokens (of {asked})" if length < asked else "fits"
+        reason = ranking_reason(chosen.method, candidate.method, ranked_by)
+        return f"{fits}, but {chosen.method.name} ranks first ({reason})"
+    # choose() passed this one over for the chosen one, which keeps more of the length
+    if length < asked:
+        return (f"fits only with sequences cut to {length} tokens (of {asked}); {chosen.method.name} keeps "
+                f"{kept_length(chosen)}, and {KEEPING_LENGTH}")
+    return (f"fits at all {asked} tokens, but the first method that fits cuts sequences, and {chosen.method.name} "
+            f"keeps {kept_length(chosen)}: {KEEPING_LENGTH}")
+
+
+def kept_length(chosen: Candidate) -> str:
+    kept = chosen.fit.request.seq_len
+    return f"all {kept}" if kept == chosen.request.seq_len else str(kept)
 
 
 def summarise_nothing_fits(method: Method, chosen: Candidate, facts: Facts, bigger: Optional[Alternative],
@@ -373,28 +439,13 @@ def summarise_nothing_fits(method: Method, chosen: Candidate, facts: Facts, bigg
     text = (f"Nothing fits {facts.device_memory_gib:.1f} GiB per device on "
             f"{hardware_label(facts.num_gpus, facts.num_nodes, facts.gpu)}: {method.name} on "
             f"{facts.model} needs {least.memory.peak_gib + least.memory.overhead_gib:.1f} GiB per device even at its "
-            f"smallest ({compromises_tried(least.config)}), and no other method fits either. Do not fine-tune "
+            f"smallest ({shape_summary(least.config)}), and no other method fits either. Do not fine-tune "
             f"on this hardware; {meanwhile}.")
     if bigger:
-        on = hardware_label(bigger.config["num_gpus"], bigger.config.get("num_nodes", 1), bigger.config["gpu"])
-        text += f" The smallest hardware that fits: {bigger.method} on {on}."
+        text += f" The smallest hardware that fits: {bigger.method} on {bigger.why_not.removeprefix(OTHER_HARDWARE)}."
     if smaller:
         text += f" A smaller model that fits this hardware: {smaller.config['model']} with {smaller.method}."
     return text
-
-
-def compromises_tried(config: dict[str, Any]) -> str:
-    """The memory compromises of an estimate's configuration, as a person reads them (only those it made:
-    no sharding on one device)."""
-    made = [
-        "checkpointing" if config.get("gradient_checkpointing") else "",
-        f"micro-batch {config['batch_size']}" if config.get("batch_size") else "",
-        "8-bit optimizer" if "8bit" in str(config.get("optimizer", "")) else "",
-        f"{config['sharding']} sharding" if config.get("sharding", "none") != "none" else "",
-        f"{config['offload']} offloaded to CPU" if config.get("offload", "none") != "none" else "",
-        f"sequences of {config.get('seq_len', '?')} tokens",
-    ]
-    return ", ".join(part for part in made if part)
 
 
 # -- the plan's parts ----------------------------------------------------------------
@@ -440,8 +491,9 @@ def build_training(chosen: Candidate, facts: Facts, data_report: Any) -> Trainin
 
 
 def alternatives(candidates: dict[str, Candidate], chosen: Optional[str], approach: str,
-                 ranked_by: str, facts: Facts) -> list[Alternative]:
+                 ranked_by: str, facts: Facts, order: Optional[list[str]] = None) -> list[Alternative]:
     rows = []
+    order = order or []
     for name, candidate in candidates.items():
         if name == chosen:
             continue
@@ -454,13 +506,12 @@ def alternatives(candidates: dict[str, Candidate], chosen: Optional[str], approa
         elif candidate.fit is None:
             least = candidate.smallest or estimate
             why = (f"does not fit: needs {least.memory.peak_gib + least.memory.overhead_gib:.1f} GiB "
-                   f"of {estimate.device_memory_gib:.1f} GiB even at its smallest (micro-batch "
-                   f"{least.config.get('batch_size')}, sequences of {least.config.get('seq_len')} tokens, "
-                   f"every memory compromise)")
+                   f"of {estimate.device_memory_gib:.1f} GiB even at its smallest ({shape_summary(least.config)})")
         elif approach in ("prompting", "rag"):
             why = f"the rules recommend {approach} for this profile"
         else:
-            why = f"fits, but {chosen} ranks first ({ranked_by})"
+            ranks_before = name in order and chosen in order and order.index(name) < order.index(chosen)
+            why = passed_over(candidate, candidates[chosen], ranks_before, ranked_by)
         config = candidate.fit.request.model_dump(include=ALTERNATIVE_CONFIG) if candidate.fit else {}
         peak_gib = round(estimate.memory.peak_gib, 2) if estimate else None
         rows.append(Alternative(approach=candidate.method.approach, method=name, fits=candidate.fit is not None,
@@ -524,7 +575,7 @@ def corpus_stage(profile: Profile, model: ModelEntry) -> PlanStage:
     facts = derive_facts(stage_profile, model).model_copy(update=corpus_facts(profile))
     trace = Trace()
     methods = methods_for_objective(stage_profile, model)
-    order, excluded, _ = rank_methods(methods, facts, trace, profile.method)
+    order, excluded, ranked_by = rank_methods(methods, facts, trace, profile.method)
     candidates: dict[str, Candidate] = {}
     for name in order:  # up to the first that fits at the full length: choose() would take no later one
         candidates[name] = configure(methods[name], stage_profile, model, facts, None, excluded.get(name))
@@ -537,7 +588,9 @@ def corpus_stage(profile: Profile, model: ModelEntry) -> PlanStage:
                          rationale=trace.rationale)
     chosen, changes = choose(order, candidates)
     facts = facts.model_copy(update=method_facts(chosen.method, fit_change_kinds(chosen) + changes)
-                             | sequence_facts(chosen, stage_profile, None))
+                             | sequence_facts(chosen, stage_profile, None)
+                             | fit_facts(chosen, chosen.settings.get("effective_batch", 16))
+                             | length_keepers(chosen, [candidates[name] for name in order], ranked_by))
     explain_choice(facts, trace)
     fits = "nothing_fits" not in changes
     seq_len = (chosen.fit or chosen).request.seq_len  # the model's context, or what fits, may be below the asked

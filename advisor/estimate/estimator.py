@@ -95,17 +95,9 @@ def estimate(request: EstimateRequest) -> Estimate:
 
 def _time(request: EstimateRequest, shape: Shape) -> Optional[TimeEstimate]:
     """Tokens/s on the request's GPU; hours and cost when the run's token count is known."""
-    if request.gpu is None:
+    per_device = _tokens_per_second(request, shape, throughput.INTER_NODE_BYTES_PER_S)
+    if per_device is None:
         return None
-    if request.packed_mean_tokens:
-        # Packed rows hold real tokens only (no padding), each example attending to itself: a step costs its rows
-        # at the data's mean length, and tokens/s counts those. The memory peak (estimate()) keeps seq_len: the
-        # worst case, a micro-batch of the longest examples.
-        shape = replace(shape, seq=max(1, min(shape.seq, round(request.packed_mean_tokens))))
-    tflops = throughput.peak_tflops(request.gpu, shape.precision)
-    if not tflops:
-        return None
-    per_device = throughput.tokens_per_second(request.architecture, request.footprint, shape, tflops)
     devices = world_size(request.num_gpus, request.num_nodes)
     train_tokens = request.train_tokens or 0
     hours = throughput.hours(train_tokens, per_device, devices)
@@ -119,6 +111,27 @@ def _time(request: EstimateRequest, shape: Shape) -> Optional[TimeEstimate]:
         hours_band=(round(hours * low, 4), round(hours * high, 4)) if train_tokens else None,
         cost_band=None if cost is None else (round(cost * low, 2), round(cost * high, 2)),
     )
+
+
+def tokens_per_second(request: EstimateRequest, inter_node_bytes_per_s: float) -> Optional[float]:
+    """All the devices' tokens/s with another network between the nodes than the assumed one (None without a
+    GPU that has a FLOPS figure): how much a configuration's speed turns on that assumption."""
+    per_device = _tokens_per_second(request, shape_of(request), inter_node_bytes_per_s)
+    return None if per_device is None else per_device * world_size(request.num_gpus, request.num_nodes)
+
+
+def _tokens_per_second(request: EstimateRequest, shape: Shape, inter_node_bytes_per_s: float) -> Optional[float]:
+    if request.gpu is None:
+        return None
+    if request.packed_mean_tokens:
+        # Packed rows hold real tokens only (no padding), each example attending to itself: a step costs its rows
+        # at the data's mean length, and tokens/s counts those. The memory peak (estimate()) keeps seq_len: the
+        # worst case, a micro-batch of the longest examples.
+        shape = replace(shape, seq=max(1, min(shape.seq, round(request.packed_mean_tokens))))
+    tflops = throughput.peak_tflops(request.gpu, shape.precision)
+    if not tflops:
+        return None
+    return throughput.tokens_per_second(request.architecture, request.footprint, shape, tflops, inter_node_bytes_per_s)
 
 
 def _host_memory(request: EstimateRequest, shape: Shape) -> dict[str, float]:
@@ -141,6 +154,7 @@ def _links_assumed(request: EstimateRequest) -> dict[str, float]:
         assumed["inter_node_gb_per_s_assumed"] = throughput.INTER_NODE_BYTES_PER_S / 1e9
     if request.offload != "none":
         assumed["host_link_gb_per_s_assumed"] = throughput.HOST_LINK_BYTES_PER_S / 1e9
+        assumed["host_memory_gb_per_s_assumed"] = throughput.HOST_MEMORY_BYTES_PER_S / 1e9
     return assumed
 
 

@@ -8,17 +8,25 @@ for prefix tuning, which peft refuses to checkpoint), a smaller micro-batch with
 gradient accumulation (same effective batch), an 8-bit then a paged 8-bit
 optimizer, sharding across the GPUs when there are several (no quality cost;
 on several nodes hybrid sharding first, which keeps parameter traffic inside
-the node and sends only gradients over the slower links between nodes, and
-hybrid with its shards offloaded to CPU memory, then full FSDP, whose every
-parameter crosses those links each micro-batch, then ZeRO-3; a 4-bit base by
-FSDP only, as FSDP-QLoRA), CPU offload of the optimizer states, then of the
-parameters too (slower steps, no quality cost; an offload fits only where the
-node's CPU memory, assumed twice its devices', holds what is offloaded), and
-last shorter sequences (a quality trade-off: longer examples get cut).
+the node and sends only gradients over the slower links between nodes, then
+full FSDP, whose every parameter crosses those links each micro-batch, then
+ZeRO-3; a 4-bit base by FSDP only, as FSDP-QLoRA), CPU offload of the
+optimizer states, then of the parameters too (slower steps, no quality cost;
+an offload fits only where the node's CPU memory, assumed twice its devices',
+holds what is offloaded; on several nodes hybrid sharding with its shards
+offloaded after full sharding's), and last shorter sequences (a quality
+trade-off: longer examples get cut). Offload needs a sharding engine, so one
+device is never offered it (`advisor execute` runs a one-device plan in its
+own process).
 Once a configuration fits, the compromises made before the one that made it
 fit are undone where it still fits without them (sharding often makes the
-8-bit optimizer, checkpointing and a small micro-batch unnecessary). `smallest_tried` is the
-least memory the search reached, for "needs X GiB" when nothing fits.
+8-bit optimizer, checkpointing and a small micro-batch unnecessary). Where full
+sharding fits several nodes, hybrid sharding with its shards offloaded may fit
+as well: the faster of the two by the time estimate is kept, and the other is
+the fit's `layout_alternative`, with both speeds at the assumed network between
+the nodes and at a faster one, since that assumption decides between them.
+`smallest_tried` is the least memory the search reached, for "needs X GiB" when
+nothing fits.
 """
 
 from __future__ import annotations
@@ -30,7 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..models import Estimate
 from . import EstimateRequest
-from .estimator import device_memory, estimate
+from .estimator import device_memory, estimate, tokens_per_second
+from . import throughput
 from .sharding import ENGINE_NAMES, OFFLOAD_NAMES, OFFLOADS, hardware_label, world_size
 
 #: Shortest sequence the search proposes.
@@ -47,10 +56,31 @@ OFFLOAD_STEPS = (
     ("parameters", f"{OFFLOAD_NAMES['parameters']} (slower steps: every layer is copied in for the forward "
                    "and the backward pass)"),
 )
+#: A faster network between nodes than the assumed one, to show how the layout choice turns on it:
+#: 400 Gb/s, one InfiniBand NDR port (training clusters often have one per GPU, more still).
+FAST_INTER_NODE_BYTES_PER_S = 400e9 / 8
 OPTIMIZERS = (
     ("adamw_8bit", "8-bit AdamW (bitsandbytes) instead of AdamW"),
     ("paged_adamw_8bit", "paged 8-bit AdamW: optimizer states can spill to host memory"),
 )
+
+
+class LayoutAlternative(BaseModel):
+    """The other way the model state fits several nodes, and the speeds the choice between them turned on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sharding: str
+    offload: str
+    optimizer: str
+    peak_gib: float
+    offloaded_gib_per_node: float = 0.0
+    tokens_per_s: float = Field(description="the alternative's, all devices, at the assumed network between nodes")
+    chosen_tokens_per_s: float
+    inter_node_gb_per_s_assumed: float
+    fast_inter_node_gb_per_s: float
+    tokens_per_s_fast: float = Field(description="the alternative's at the faster network")
+    chosen_tokens_per_s_fast: float
 
 
 class FitResult(BaseModel):
@@ -62,6 +92,7 @@ class FitResult(BaseModel):
     estimate: Estimate
     gradient_accumulation_steps: int = Field(ge=1)
     changes: list[str] = Field(default_factory=list, description="what differs from the request, for a person")
+    layout_alternative: Optional[LayoutAlternative] = None
 
 
 def best_fit(request: EstimateRequest, effective_batch: Optional[int] = None) -> Optional[FitResult]:
@@ -70,20 +101,59 @@ def best_fit(request: EstimateRequest, effective_batch: Optional[int] = None) ->
     With no device memory known, nothing can be checked: the request comes back as it is.
     """
     effective = effective_batch or request.batch_size * request.gradient_accumulation_steps
-    for candidate, changes in _candidates(request, effective):
+    for candidate, notes in _candidates(request, effective):
         result = _memory_estimate(candidate)
         if result.fits is None or result.fits:
-            candidate = _relax(candidate, request)
-            result = estimate(candidate)
-            notes: dict[str, str] = {}
-            _note_batch(notes, request, candidate)  # the micro-batch after relaxing, not before
+            chosen, notes, other = _faster_layout(candidate, notes, request)
+            result = estimate(chosen)
+            if other is not None:
+                result = result.model_copy(update={"config": {**result.config,
+                                                              "layout_alternative": other.model_dump()}})
+            batch: dict[str, str] = {}
+            _note_batch(batch, request, chosen)  # the micro-batch after relaxing, not before
             return FitResult(
-                request=candidate, estimate=result,
-                gradient_accumulation_steps=candidate.gradient_accumulation_steps,
-                changes=[note for note in changes if not note.startswith("micro-batch")
-                         and _still_made(note, candidate, request)] + list(notes.values()),
+                request=chosen, estimate=result,
+                gradient_accumulation_steps=chosen.gradient_accumulation_steps,
+                changes=[note for note in notes.values() if not note.startswith("micro-batch")
+                         and _still_made(note, chosen, request)] + list(batch.values()),
+                layout_alternative=other,
             )
     return None
+
+
+def _faster_layout(fitting: EstimateRequest, notes: dict[str, str], asked: EstimateRequest,
+                   ) -> tuple[EstimateRequest, dict[str, str], Optional[LayoutAlternative]]:
+    """`fitting` relaxed, or on several nodes, where it is fully sharded, hybrid sharding with its shards
+    offloaded instead when that fits and is faster by the time estimate; with the layout not taken.
+
+    Full sharding sends every parameter over the network between nodes twice a micro-batch; hybrid keeps that
+    inside the node but copies its shards over PCIe and steps the optimizer on the CPU. Which is faster turns
+    on the network, which the plan does not know: both speeds are kept, at the assumed and at a faster one.
+    """
+    relaxed = _relax(fitting, asked)
+    if fitting.num_nodes <= 1 or fitting.sharding not in ("fsdp", "zero3") or fitting.gpu is None \
+            or not _can_shard(fitting, "hybrid"):
+        return relaxed, notes, None
+    rival = fitting.model_copy(update={"sharding": "hybrid", "offload": "parameters"})
+    if not _fits(rival):
+        return relaxed, notes, None
+    rival = _relax(rival, asked)
+    full, hybrid = ((tokens_per_second(layout, throughput.INTER_NODE_BYTES_PER_S),
+                     tokens_per_second(layout, FAST_INTER_NODE_BYTES_PER_S)) for layout in (relaxed, rival))
+    if None in full + hybrid:
+        return relaxed, notes, None
+    (chosen, speed), (other, other_speed) = sorted(((relaxed, full), (rival, hybrid)), key=lambda pair: -pair[1][0])
+    if chosen is rival:
+        notes = {**notes, "sharding": _sharding_note(rival), "offload": dict(OFFLOAD_STEPS)["parameters"]}
+    return chosen, notes, LayoutAlternative(
+        sharding=other.sharding, offload=other.offload, optimizer=other.optimizer,
+        peak_gib=_memory_estimate(other).memory.peak_gib,
+        offloaded_gib_per_node=estimate(other).config.get("offloaded_gib_per_node", 0.0),
+        tokens_per_s=round(other_speed[0], 1), chosen_tokens_per_s=round(speed[0], 1),
+        inter_node_gb_per_s_assumed=throughput.INTER_NODE_BYTES_PER_S / 1e9,
+        fast_inter_node_gb_per_s=FAST_INTER_NODE_BYTES_PER_S / 1e9,
+        tokens_per_s_fast=round(other_speed[1], 1), chosen_tokens_per_s_fast=round(speed[1], 1),
+    )
 
 
 def smallest_tried(request: EstimateRequest, effective_batch: Optional[int] = None) -> Estimate:
@@ -168,7 +238,7 @@ def _fused_loss_saves_enough(plain: EstimateRequest, fused: EstimateRequest) -> 
     return _memory_estimate(fused).memory.peak_gib < (1 - FUSED_LOSS_SAVING) * _memory_estimate(plain).memory.peak_gib
 
 
-def _candidates(request: EstimateRequest, effective: int) -> Iterator[tuple[EstimateRequest, list[str]]]:
+def _candidates(request: EstimateRequest, effective: int) -> Iterator[tuple[EstimateRequest, dict[str, str]]]:
     """Configurations in order of compromise, each with what changed (one note per kind of change)."""
     notes: dict[str, str] = {}
     current = _with_batch(request, min(request.batch_size, effective), effective)
@@ -178,50 +248,47 @@ def _candidates(request: EstimateRequest, effective: int) -> Iterator[tuple[Esti
     fused = _fused_loss(current)
     if fused is not None and _fused_loss_saves_enough(current, fused):
         current, notes["fused_loss"] = fused, FUSED_LOSS_NOTE
-    yield current, list(notes.values())
+    yield current, dict(notes)
     if fused is not None and not current.fused_cross_entropy:
         current, notes["fused_loss"] = current.model_copy(update={"fused_cross_entropy": True}), FUSED_LOSS_NOTE
-        yield current, list(notes.values())
+        yield current, dict(notes)
     if not (current.gradient_checkpointing or current.footprint.forces_gradient_checkpointing or _prefix(current)):
         current = current.model_copy(update={"gradient_checkpointing": True})
         notes["checkpointing"] = "gradient checkpointing on (about a third slower per step)"
-        yield current, list(notes.values())
+        yield current, dict(notes)
     while current.batch_size > 1:
         current = _with_batch(current, current.batch_size // 2, effective)
         _note_batch(notes, request, current)
-        yield current, list(notes.values())
+        yield current, dict(notes)
     if current.footprint.trainable_params and _runs_bitsandbytes(current):
         for optimizer, why in OPTIMIZERS:
             if current.optimizer not in (optimizer, "paged_adamw_8bit"):
                 current = current.model_copy(update={"optimizer": optimizer})
                 notes["optimizer"] = why
-                yield current, list(notes.values())
+                yield current, dict(notes)
     if world_size(current.num_gpus, current.num_nodes) > 1 and current.sharding in ("none", "ddp", "zero2"):
         for sharding in SHARDINGS:
             if _can_shard(current, sharding):
                 current = current.model_copy(update={"sharding": sharding})
-                across = hardware_label(current.num_gpus, current.num_nodes)
-                notes["sharding"] = f"{ENGINE_NAMES[sharding]} across {across}"
-                if current.footprint.quantized_base:
-                    notes["sharding"] += " (FSDP-QLoRA: the 4-bit base stored in the compute dtype, sharded)"
-                yield current, list(notes.values())
-                if sharding == "hybrid":
-                    # Across nodes, offloading hybrid's shards beats full sharding, whose every parameter crosses
-                    # the network each micro-batch (throughput.py: the node's link, shared by its devices).
-                    yield from _offloads(current, notes, ("parameters",))
-                    notes.pop("offload", None)
+                notes["sharding"] = _sharding_note(current)
+                yield current, dict(notes)
+    sharded = current
     for current, changes in _offloads(current, notes, tuple(offload for offload, _ in OFFLOAD_STEPS)):
         yield current, changes
+    if sharded.num_nodes > 1 and sharded.sharding != "hybrid" and _can_shard(sharded, "hybrid"):
+        # Hybrid's shards offloaded: its parameter traffic stays inside the node, only gradients cross nodes.
+        hybrid = sharded.model_copy(update={"sharding": "hybrid"})
+        yield from _offloads(hybrid, {**notes, "sharding": _sharding_note(hybrid)}, ("parameters",))
     while current.seq_len // 2 >= MIN_SEQ_LEN:
         current = current.model_copy(update={"seq_len": current.seq_len // 2})
         notes["seq"] = (
             f"sequence length {request.seq_len} -> {current.seq_len} (quality trade-off: longer examples are truncated)"
         )
-        yield current, list(notes.values())
+        yield current, dict(notes)
 
 
 def _offloads(request: EstimateRequest, notes: dict[str, str],
-              offloads: tuple[str, ...]) -> Iterator[tuple[EstimateRequest, list[str]]]:
+              offloads: tuple[str, ...]) -> Iterator[tuple[EstimateRequest, dict[str, str]]]:
     """The offload steps the request's sharding offers, each adding to the one before, while the node's CPU
     memory holds what they offload (each offloads more than the one before)."""
     for offload, why in OFFLOAD_STEPS:
@@ -231,7 +298,14 @@ def _offloads(request: EstimateRequest, notes: dict[str, str],
                 return
             request = trial
             notes["offload"] = why
-            yield request, list(notes.values())
+            yield request, dict(notes)
+
+
+def _sharding_note(request: EstimateRequest) -> str:
+    note = f"{ENGINE_NAMES[request.sharding]} across {hardware_label(request.num_gpus, request.num_nodes)}"
+    if request.footprint.quantized_base:
+        note += " (FSDP-QLoRA: the 4-bit base stored in the compute dtype, sharded)"
+    return note
 
 
 def _can_shard(request: EstimateRequest, sharding: str) -> bool:

@@ -26,13 +26,22 @@ and zero3 all-gather every unit for the forward and again for the backward of
 every micro-batch, and reduce-scatter the gradients, fsdp once per step
 (`no_sync`, see sharding.accumulated_gradients), zero3 every micro-batch;
 hybrid does fsdp's inside the node, then all-reduces each device's gradient
-shard (1/devices of the gradients) with its peers on the other nodes. A
-collective that spans nodes goes at the node's network bandwidth shared by its
-devices (NCCL runs a ring per device). CPU offload adds host-link traffic:
-`optimizer` sends the gradient shard out and takes the parameter shard back
-once per step, `parameters` brings the parameter shard in for the forward and
-the backward and sends the gradient shard out every micro-batch. The CPU's own
-optimizer step is not timed. The three bandwidths are assumptions, named below
+shard (1/devices of the gradients) with its peers on the other nodes. FSDP2
+under mixed precision reduces the gradients in bf16 (accelerate sets the
+MixedPrecisionPolicy's reduce_dtype to its param_dtype), half their fp32 bytes.
+A ring over every device of several nodes crosses each node's boundary once:
+the bytes a device sends are the bytes its node's network carries (NCCL's
+channels split a collective between rings, they do not repeat it), so it goes
+at the slower of the two links. Hybrid's cross-node all-reduces are one per
+device of the node, all through the node's network: each gets its share.
+CPU offload adds host-link traffic: `optimizer` sends the gradient shard out
+and takes the parameter shard back once per step, `parameters` brings the
+parameter shard in for the forward and the backward and sends the gradient
+shard out every micro-batch; and then the optimizer steps on the CPU, after
+the backward and before the next forward (nothing to overlap it with), at the
+speed of the node's memory: AdamW reads the parameter, its gradient and two
+states and writes the parameter and the states, for every trained parameter
+the node's devices offloaded. The four bandwidths are assumptions, named below
 and reported in the estimate's config.
 """
 
@@ -46,7 +55,7 @@ from ..methods import Footprint
 from . import calibration as cal
 from . import activations as act
 from .memory import Shape, base_param_bytes, layer_grads, parameters, tokens, trained_layers, trains_base_weights, trains_embeddings
-from .sharding import PARTITIONED, gathered_unit_bytes, shard_ways, world_size
+from .sharding import PARTITIONED, gathered_unit_bytes, shard, shard_ways, world_size
 
 #: ASSUMPTION (the catalog has no link figures): bytes/s one device exchanges with the others of its node.
 #: NVLink nodes (A100/H100 SXM) reach 150-450 GB/s per direction, PCIe-only cards 10-30 GB/s.
@@ -58,6 +67,10 @@ INTRA_NODE_BYTES_PER_S = 100e9
 INTER_NODE_BYTES_PER_S = 100e9 / 8
 #: ASSUMPTION: bytes/s between one device and host memory under CPU offload (PCIe 4.0 x16 as measured in practice).
 HOST_LINK_BYTES_PER_S = 25e9
+#: ASSUMPTION: bytes/s a node's CPUs stream through its memory in the offloaded optimizer step. A two-socket
+#: server's DDR4/DDR5 channels peak at 400-600 GB/s and a workstation's at 50-150 GB/s; a memory-bound AdamW
+#: on the CPU reaches part of the peak.
+HOST_MEMORY_BYTES_PER_S = 100e9
 
 
 @dataclass(frozen=True)
@@ -112,24 +125,29 @@ def attended_keys(arch: Architecture, kv_seq: int) -> float:
     return sliding * arch.sliding_window + (1 - sliding) * full
 
 
-def tokens_per_second(arch: Architecture, fp: Footprint, shape: Shape, peak_tflops: float) -> float:
+def tokens_per_second(arch: Architecture, fp: Footprint, shape: Shape, peak_tflops: float,
+                      inter_node_bytes_per_s: Optional[float] = None) -> float:
     """Training tokens per second per device (real tokens: virtual prompt tokens excluded)."""
     cost = step_cost(arch, fp, shape)
     gpu_s = (cost.flops + cost.traffic * cal.FLOPS_PER_TRAFFIC_BYTE) / (peak_tflops * 1e12 * cal.MODEL_FLOPS_UTILISATION)
     host_s = cost.layer_passes * cal.HOST_SECONDS_PER_LAYER_PASS
-    return shape.batch * shape.seq / max(gpu_s, host_s, communication_seconds(arch, fp, shape))
+    links_s = communication_seconds(arch, fp, shape, inter_node_bytes_per_s)
+    return shape.batch * shape.seq / (max(gpu_s, host_s, links_s) + offloaded_step_seconds(arch, fp, shape))
 
 
-def communication_seconds(arch: Architecture, fp: Footprint, shape: Shape) -> float:
-    """Seconds one micro-batch spends on collectives and host-link copies (per device; see the docstring)."""
+def communication_seconds(arch: Architecture, fp: Footprint, shape: Shape,
+                          inter_node_bytes_per_s: Optional[float] = None) -> float:
+    """Seconds one micro-batch spends on collectives and host-link copies (per device; see the docstring), with
+    the assumed network between nodes unless another is given."""
+    inter_node_bytes_per_s = inter_node_bytes_per_s or INTER_NODE_BYTES_PER_S
     world = world_size(shape.devices, shape.nodes)
     if shape.sharding == "none" or world <= 1:
         return 0.0
     params = parameters(arch, fp, shape)
-    grads, stored, steps = params.gradients, params.resident, shape.accumulation_steps
-    # A collective spanning nodes shares the node's network among its devices.
-    spanning = min(INTRA_NODE_BYTES_PER_S, INTER_NODE_BYTES_PER_S / shape.devices) if shape.nodes > 1 \
-        else INTRA_NODE_BYTES_PER_S
+    stored, steps = params.resident, shape.accumulation_steps
+    grads = params.gradients / (2 if shape.sharding in ("fsdp", "hybrid") and shape.precision == "mixed" else 1)
+    # A ring over every device of several nodes: each device's bytes cross its node's network once.
+    spanning = min(INTRA_NODE_BYTES_PER_S, inter_node_bytes_per_s) if shape.nodes > 1 else INTRA_NODE_BYTES_PER_S
     if shape.sharding in PARTITIONED:
         layer, root = gathered_unit_bytes(arch, fp, shape.sharding, base_param_bytes(shape.precision),
                                           shape.precision == "mixed")
@@ -140,17 +158,32 @@ def communication_seconds(arch: Architecture, fp: Footprint, shape: Shape) -> fl
         links = (_ring(grads, world) + _ring(stored, world) / steps) / spanning
     elif shape.sharding == "hybrid":
         within = (2 * _ring(gathered, shape.devices) + _ring(grads, shape.devices) / steps) / INTRA_NODE_BYTES_PER_S
-        across = 2 * _ring(grads / shape.devices, shape.nodes) / steps / (INTER_NODE_BYTES_PER_S / shape.devices)
+        # One all-reduce per device of the node, all through the node's network at once.
+        across = 2 * _ring(grads / shape.devices, shape.nodes) / steps / (inter_node_bytes_per_s / shape.devices)
         links = within + across
     else:  # fsdp reduces once per step (the Trainer's no_sync), zero3 every micro-batch
         reductions = steps if shape.sharding == "fsdp" else 1
         links = (2 * _ring(gathered, world) + _ring(grads, world) / reductions) / spanning
     ways = shard_ways(shape.sharding, shape.devices, shape.nodes)
     if shape.offload == "optimizer":
-        links += (grads + stored) / ways / steps / HOST_LINK_BYTES_PER_S
+        links += (params.gradients + stored) / ways / steps / HOST_LINK_BYTES_PER_S
     elif shape.offload == "parameters":
-        links += (2 * stored + grads) / ways / HOST_LINK_BYTES_PER_S
+        links += (2 * stored + params.gradients) / ways / HOST_LINK_BYTES_PER_S
     return links
+
+
+def offloaded_step_seconds(arch: Architecture, fp: Footprint, shape: Shape) -> float:
+    """Seconds per micro-batch of the optimizer step on the CPU under offload: the trained parameters read and
+    written, their gradients read (all of the parameters' dtype: the gradients' bytes each), the states read and
+    written, for the shards of all the node's devices, at the node's memory speed, once per optimizer step."""
+    if shape.offload == "none":
+        return 0.0
+    params = parameters(arch, fp, shape)
+    optimizer = shard(params, arch, fp, shape.sharding, shape.devices, base_param_bytes(shape.precision),
+                      shape.optimizer, shape.precision == "mixed", shape.nodes)[0].optimizer  # before offloading
+    ways = shard_ways(shape.sharding, shape.devices, shape.nodes)
+    per_device = 3 * params.gradients / ways + 2 * optimizer
+    return per_device * shape.devices / HOST_MEMORY_BYTES_PER_S / shape.accumulation_steps
 
 
 def _ring(size: float, devices: int) -> float:

@@ -140,7 +140,11 @@ def test_search_tries_hybrid_first_on_several_nodes_and_never_on_one():
     order = [(candidate.sharding, candidate.offload) for candidate, _ in _candidates(asked, 16)]
     shardings = [sharding for sharding, _ in order if sharding != "ddp"]
     assert shardings[0] == "hybrid" and shardings.index("fsdp") < shardings.index("zero3")
-    assert order.index(("hybrid", "parameters")) < order.index(("fsdp", "none"))  # before any sharding across nodes
+    # hybrid's offload after full sharding (best_fit then weighs the two by speed), before cutting sequences
+    assert order.index(("fsdp", "none")) < order.index(("hybrid", "parameters"))
+    cut = next(index for index, (candidate, _) in enumerate(_candidates(asked, 16))
+               if candidate.seq_len < asked.seq_len)
+    assert order.index(("hybrid", "parameters")) < cut
     one_node = asked.model_copy(update={"num_nodes": 1})
     assert "hybrid" not in {candidate.sharding for candidate, _ in _candidates(one_node, 16)}
 
