@@ -51,7 +51,8 @@ class Footprint(BaseModel):
     )
     adapted_experts: dict[str, int] = Field(
         default_factory=dict,
-        description="MoE expert weights (3D parameters) peft's ParamWrapper adapts: name -> rank multiplier",
+        description="MoE expert weights (3D parameters) peft's ParamWrapper adapts: "
+        "name -> rank of each expert's update",
     )
     adapter_rank: int = Field(0, ge=0, description="the adapter's inner width (LoRA r, bottleneck size)")
     adapter_kind: Literal["lora", "dora", "ia3", "bottleneck"] = Field(
@@ -64,6 +65,10 @@ class Footprint(BaseModel):
         default_factory=list, description="IA3: adapted linears whose input (not output) is rescaled"
     )
     forces_gradient_checkpointing: bool = False
+    scope: str = Field(
+        "", description="what the method adapts on this model, in one sentence, where its description does not say "
+        "(a mixture-of-experts model's experts and router); the plan's summary carries it"
+    )
     storage_params: Optional[int] = Field(
         None, description="parameters saved per task (default: trainable_params)"
     )

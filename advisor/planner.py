@@ -614,7 +614,8 @@ def summarise(method: Method, chosen: Candidate, facts: Facts, complements: list
     first_word = description.split()[0]
     if first_word[1:].islower():  # "Full fine-tuning: ..." reads "with full fine-tuning: ..."; "LoRA" stays
         description = description[0].lower() + description[1:]
-    text = (f"Fine-tune {facts.model} with {description}. Peak memory {memory.peak_gib:.1f} GiB per device "
+    scope = f" {chosen.request.footprint.scope}" if chosen.request and chosen.request.footprint.scope else ""
+    text = (f"Fine-tune {facts.model} with {description}.{scope} Peak memory {memory.peak_gib:.1f} GiB per device "
             f"of {chosen.estimate.device_memory_gib:.1f} GiB on {hardware_label(facts.num_gpus, facts.num_nodes, facts.gpu)}.")
     if complements:
         text += f" Complement it with {', '.join(complements)}."

@@ -29,9 +29,10 @@ TASK_TYPES = ("CAUSAL_LM", "SEQ_CLS")
 def adapted_linears(arch: Architecture, target_modules: Union[str, list[str]]) -> list[LinearSpec]:
     """The layer linears (of one layer) that `target_modules` selects; unknown names are a UserError.
 
-    Only nn.Linear/Conv1D modules can be targeted: a MoE model's router and
-    experts are plain parameters in transformers 5, which peft's target_modules
-    does not see, so naming them is refused and 'all-linear' leaves them frozen.
+    Only nn.Linear/Conv1D modules: a MoE model's router and experts are plain
+    parameters in transformers 5, which peft's target_modules does not see, so
+    naming them here is refused (LoRA adapts the experts through
+    `target_parameters`: see `EXPERT_WEIGHTS`).
     """
     linears = [linear for _, group in arch.layer_groups() for linear in group if linear.is_module]
     if target_modules == "all-linear":
@@ -42,7 +43,8 @@ def adapted_linears(arch: Architecture, target_modules: Union[str, list[str]]) -
         if name in parameters - set(known):
             raise UserError(
                 f"target module '{name}' of a {arch.family} model is the router's or the experts' weight, a "
-                f"parameter rather than a linear module, which this method cannot adapt; linear modules: {', '.join(known)}"
+                f"parameter rather than a linear module; linear modules: {', '.join(known)}"
+                + (" (LoRA adapts the experts with expert_r)" if name in EXPERT_WEIGHTS else "")
             )
         if name not in known:
             raise UserError(
@@ -64,16 +66,21 @@ def adapted_params(arch: Architecture, names: list[str], per_linear) -> int:
     )
 
 
+#: A MoE layer's routed-expert weights (3D parameters, every expert in one tensor). peft's ParamWrapper adapts them
+#: when a LoraConfig names them in `target_parameters` (peft docs, developer_guides/lora.md "Targeting nn.Parameter
+#: directly"); for mixtral, qwen3_moe, gpt_oss and deepseek_v2/v3 tests/test_review_moe.py trains such adapters,
+#: saves them, reloads them with plain peft and generates. The router is a weight too, and stays frozen.
+EXPERT_WEIGHTS = ("gate_up_proj", "down_proj")
 #: Families whose MoE experts peft (0.21, utils/transformers_weight_conversion.py) re-targets when a LoRA config
 #: names the transformers-4 expert projections: gate_proj/up_proj/down_proj become `target_parameters` on the
 #: fused 3D experts (gate_up_proj with rank 2r), and those names stop selecting linear modules (dense/shared MLPs).
 PEFT_EXPERT_CONVERSION = ("qwen3_moe", "deepseek_v2", "deepseek_v3")
-_EXPERT_NAMES = {"gate_proj": "gate_up_proj", "up_proj": "gate_up_proj", "down_proj": "down_proj"}
+CONVERTED_NAMES = {"gate_proj": "gate_up_proj", "up_proj": "gate_up_proj", "down_proj": "down_proj"}
 
 
-def expert_targets(arch: Architecture, names: list[str]) -> tuple[list[str], dict[str, int]]:
-    """peft's view of a LoRA target list: (linear module names, {expert parameter: rank multiplier})."""
-    if arch.family not in PEFT_EXPERT_CONVERSION or not set(names) & set(_EXPERT_NAMES):
+def expert_targets(arch: Architecture, names: list[str], rank: int) -> tuple[list[str], dict[str, int]]:
+    """peft's view of a LoRA target list: (linear module names, {expert weight it converts the rest to: rank})."""
+    if arch.family not in PEFT_EXPERT_CONVERSION or not set(names) & set(CONVERTED_NAMES):
         return names, {}
     fused = {"gate_proj", "up_proj"} & set(names)
     if len(fused) == 1:
@@ -81,17 +88,36 @@ def expert_targets(arch: Architecture, names: list[str]) -> tuple[list[str], dic
             f"a {arch.family} model's experts fuse gate_proj and up_proj into one weight: "
             "target both or neither"
         )
-    experts = {_EXPERT_NAMES[name]: 2 if name != "down_proj" else 1 for name in names if name in _EXPERT_NAMES}
-    return [name for name in names if name not in _EXPERT_NAMES], experts
+    experts = {CONVERTED_NAMES[name]: rank * (2 if name != "down_proj" else 1) for name in names
+               if name in CONVERTED_NAMES}
+    return [name for name in names if name not in CONVERTED_NAMES], experts
 
 
-def expert_lora_params(arch: Architecture, experts: dict[str, int], rank: int) -> int:
-    """peft's ParamWrapper on a 3D expert weight: A is (rank x experts) x in, B is out x (rank x experts)."""
+def default_expert_rank(arch: Architecture, rank: int) -> int:
+    """The rank of each expert's update under 'all-linear': r // num_experts, at least 1.
+
+    peft's guidance for LoRA on MoE experts (docs, developer_guides/lora.md "MoE expert
+    parameters and vLLM", after Schulman et al. 2025, LoRA Without Regret): it keeps
+    the experts' adapters near a dense layer's parameter budget. At rank r on each of
+    Qwen3-30B-A3B's 128 experts they would hold 0.6B parameters, 47x the attention's.
+    """
+    return max(1, rank // arch.num_experts)
+
+
+def expert_lora_params(arch: Architecture, experts: dict[str, int]) -> int:
+    """peft's ParamWrapper on a 3D expert weight at rank k: A is (k x experts) x in, B is out x (k x experts)."""
     return sum(
-        count * sum(experts[linear.name] * rank * linear.copies * (linear.in_features + linear.out_features)
+        count * sum(experts[linear.name] * linear.copies * (linear.in_features + linear.out_features)
                     for linear in group if linear.role == "expert" and linear.name in experts)
         for count, group in arch.layer_groups()
     )
+
+
+def expert_share(arch: Architecture) -> float:
+    """The routed experts' share of the model's parameters."""
+    experts = sum(count * sum(linear.params for linear in group if linear.role == "expert")
+                  for count, group in arch.layer_groups())
+    return experts / arch.total_params()
 
 
 def check_task_type(task_type: str) -> None:
@@ -113,8 +139,12 @@ def layer_targets_regex(arch: Architecture, target_modules: Union[str, list[str]
     peft's 'all-linear' also adapts linears outside the layers (BERT's pooler),
     which `footprint` does not count; anchoring on the layer path keeps the two equal.
     """
-    names = sorted({linear.name for linear in adapted_linears(arch, target_modules)})
-    return LAYER_PATH + r"(?:.*\.)?(?:" + "|".join(re.escape(name) for name in names) + ")"
+    return names_regex([linear.name for linear in adapted_linears(arch, target_modules)])
+
+
+def names_regex(names: list[str]) -> str:
+    """A peft target_modules regex for the linears called one of `names` inside the transformer layers."""
+    return LAYER_PATH + r"(?:.*\.)?(?:" + "|".join(re.escape(name) for name in sorted(set(names))) + ")"
 
 
 def layer_index(name: str) -> int | None:

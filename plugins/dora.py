@@ -16,6 +16,8 @@ from .lora import LoRA
 
 class DoRA(LoRA):
     peft_options: ClassVar[dict[str, Any]] = {"use_dora": True}
+    experts_left_frozen: ClassVar[str] = ("DoRA cannot adapt 3D expert weights: peft's ParamWrapper has no "
+                                          "magnitude; the lora method adapts them")
 
 
 METHOD = DoRA(

@@ -71,7 +71,7 @@ class LayerGrads:
     dropout: bool = True  # the adapters apply dropout (p > 0) to their input
     input_scaled: tuple[str, ...] = ()  # IA3: linears whose input is rescaled (peft's feed-forward modules)
     dense_mlp: bool = False  # a MoE model's dense layer (DeepSeek's first_k_dense_replace)
-    experts: tuple[tuple[str, int], ...] = ()  # LoRA on the 3D expert weights: (name, rank multiplier)
+    experts: tuple[tuple[str, int], ...] = ()  # LoRA on the 3D expert weights: (name, rank of each expert's update)
 
     @property
     def active(self) -> bool:
@@ -454,7 +454,7 @@ def _expert_adapters(ledger: Ledger, arch: Architecture, n: Numerics, tok: Token
             continue
         ledger.add("adapters", linear.copies * linear.in_features * linear.out_features * c)
         if n.residual == 2:
-            rank = adapted[linear.name] * grads.rank
+            rank = adapted[linear.name]
             ledger.add("adapters", linear.copies * rank * (linear.in_features + linear.out_features) * c)
         if linear.name == "down_proj" and not grads.weights:
             ledger.add("mlp", routed * linear.in_features * c)

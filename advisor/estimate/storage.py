@@ -33,10 +33,11 @@ def saves_full_model(arch: Architecture, fp: Footprint) -> bool:
 
 
 def adapter_tensors(arch: Architecture, fp: Footprint) -> int:
-    """Tensors in the adapter file: A and B per adapted linear per layer, else one (the prompt/prefix table)."""
+    """Tensors in the adapter file: A and B per adapted linear (and MoE expert weight) per layer, else one (the
+    prompt/prefix table)."""
     if fp.adapter_rank and fp.adapted_linears:
         adapted = arch.linears_named(fp.adapted_linears)
-        return 2 * len(adapted) * arch.num_layers
+        return 2 * len(adapted) * arch.num_layers + 2 * len(fp.adapted_experts) * arch.moe_layers
     return 1
 
 
