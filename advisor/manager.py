@@ -22,9 +22,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
-from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, NamedTuple, Optional
 
 import pluggy
 from pydantic import BaseModel, Field
@@ -64,8 +63,7 @@ class PluginInfo(BaseModel):
     requires_cuda: bool
 
 
-@dataclass(frozen=True)
-class _Provider:
+class _Provider(NamedTuple):
     """Who registered a method: the plugin (entry-point) name and its distribution."""
 
     plugin: str

@@ -7,7 +7,6 @@ throughput.py times the run.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Optional
 
 from ..models import Estimate, MemoryEstimate, TimeEstimate
@@ -127,7 +126,7 @@ def _tokens_per_second(request: EstimateRequest, shape: Shape, inter_node_bytes_
         # Packed rows hold real tokens only (no padding), each example attending to itself: a step costs its rows
         # at the data's mean length, and tokens/s counts those. The memory peak (estimate()) keeps seq_len: the
         # worst case, a micro-batch of the longest examples.
-        shape = replace(shape, seq=max(1, min(shape.seq, round(request.packed_mean_tokens))))
+        shape = shape._replace(seq=max(1, min(shape.seq, round(request.packed_mean_tokens))))
     tflops = throughput.peak_tflops(request.gpu, shape.precision)
     if not tflops:
         return None

@@ -20,7 +20,7 @@ peak falls inside a layer's backward) lives in calibration.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..architecture import Architecture
 from ..methods import Footprint
@@ -36,8 +36,7 @@ NF4_BYTES_PER_PARAM = 0.5 + 1 / 64 + 4 / (64 * 256)
 ADAM_8BIT_BYTES_PER_PARAM = 2 * (1 + 4 / 256)
 
 
-@dataclass(frozen=True)
-class Shape:
+class Shape(NamedTuple):
     """The training step being estimated (one device's view)."""
 
     precision: str
@@ -56,8 +55,7 @@ class Shape:
     adamw_implementation: str = "fused"  # torch AdamW's kernel: "fused" or "foreach" (see optimizer_step_temporaries)
 
 
-@dataclass(frozen=True)
-class Parameters:
+class Parameters(NamedTuple):
     """Parameter and state bytes of the model as the method trains it."""
 
     weights: float  # base weights as stored (bf16/fp32, or NF4 for quantised linears)
@@ -214,8 +212,7 @@ def layer_grads(arch: Architecture, fp: Footprint, checkpointing: bool = False) 
     return grads
 
 
-@dataclass(frozen=True)
-class Peak:
+class Peak(NamedTuple):
     """The largest moment of the step and what it is made of (bytes per part)."""
 
     phase: str
@@ -226,8 +223,7 @@ class Peak:
         return sum(self.parts.values())
 
 
-@dataclass(frozen=True)
-class ForwardState:
+class ForwardState(NamedTuple):
     """What the forward pass leaves alive (bytes), per layer and outside the layers."""
 
     own: list[float]  # each layer's saved tensors (what it keeps without checkpointing, or recomputes with it)

@@ -60,8 +60,6 @@ Offload (`OFFLOADS` says which engine offers which):
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ..architecture import Architecture
 from ..methods import Footprint
 
@@ -126,7 +124,7 @@ def shard(params, arch: Architecture, fp: Footprint, sharding: str, devices: int
         split["optimizer"] = 0.0
     if sharding == "zero2":
         bucket = min(params.gradients, 2 * arch.hidden_size**2 * param_bytes)
-        return replace(params, **split), bucket
+        return params._replace(**split), bucket
     # fsdp / hybrid / zero3: parameters partitioned as well; the gathered units in the dtype they compute in.
     layer, root = gathered_unit_bytes(arch, fp, sharding, param_bytes, autocast)
     # A gathered layer's full gradient exists until it is reduce-scattered.
@@ -143,7 +141,7 @@ def shard(params, arch: Architecture, fp: Footprint, sharding: str, devices: int
     if offload == "parameters":  # the shards of everything on the host; reduced gradient shards copied out
         split.update(weights=0.0, upcast=0.0, adapters=0.0, gradients=0.0, layer_gradients=0.0,
                      head_gradients=0.0, tied_embedding_gradient=0.0)
-    return replace(params, **split), buffers
+    return params._replace(**split), buffers
 
 
 def accumulated_gradients(whole, sharded, sharding: str) -> float:

@@ -47,8 +47,7 @@ and reported in the estimate's config.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from ..architecture import Architecture
 from ..methods import Footprint
@@ -73,8 +72,7 @@ HOST_LINK_BYTES_PER_S = 25e9
 HOST_MEMORY_BYTES_PER_S = 100e9
 
 
-@dataclass(frozen=True)
-class StepCost:
+class StepCost(NamedTuple):
     """What one training step of one micro-batch costs."""
 
     flops: float
