@@ -106,9 +106,11 @@ def _label_warnings(stats: DataStats) -> list[str]:
     warnings = []
     if stats.imbalance_ratio and stats.imbalance_ratio > IMBALANCE_WARNING:
         (top, top_count), (rare, rare_count) = next(iter(stats.labels.items())), list(stats.labels.items())[-1]
+        # A label with one example cannot be on both sides of any split: stratifying is advice only from two up.
+        advice = "stratify the split, and consider" if rare_count >= 2 else "consider"
         warnings.append(
             f"labels are imbalanced (ratio {stats.imbalance_ratio:g}: '{top}' has {top_count}, '{rare}' has {rare_count}): "
-            "stratify the split, and consider class weights or more examples of the rare labels"
+            f"{advice} class weights or more examples of the rare labels"
         )
     rare = [(label, count) for label, count in stats.labels.items() if count < RARE_LABEL]
     if rare:
