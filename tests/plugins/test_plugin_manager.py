@@ -21,6 +21,7 @@ import pytest
 from advisor import Method, hookimpl, manager
 from advisor.errors import UserError
 from advisor.methods import Footprint
+from advisor.entry_point_cache import Found
 from advisor.manager import MethodRegistry
 
 ADVISOR = [sys.executable, "-m", "advisor"]
@@ -121,8 +122,8 @@ def test_broken_entry_point_in_process(tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = MethodRegistry()
     registry.load_entry_points([
-        EntryPoint(name="broken", value="raises_on_import", group="advisor"),
-        EntryPoint(name="lora", value="advisor.plugins.lora", group="advisor"),
+        Found(EntryPoint(name="broken", value="raises_on_import", group="advisor"), "unknown", "unknown"),
+        Found(EntryPoint(name="lora", value="advisor.plugins.lora", group="advisor"), "advisor", "0"),
     ])
     assert list(registry.methods()) == ["lora"]
     assert "warning: plugin 'broken' (package unknown) failed to load: ModuleNotFoundError" in capsys.readouterr().err
