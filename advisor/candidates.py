@@ -26,6 +26,7 @@ from .knowledge_base import ModelEntry, gpus, models, resolve_gpu, tasks
 from .manager import footprint_of
 from .methods import Method
 from .models import Alternative, Estimate, Profile
+from .quantities import about_hours
 from .rules import Settings
 
 #: Plan settings that map onto a method's own hyperparameter fields.
@@ -182,10 +183,16 @@ def fit_change_kinds(candidate: Candidate) -> list[str]:
     return [kind for kind, changed in kinds.items() if changed]
 
 
-def fit_facts(candidate: Candidate, effective_batch: int) -> dict[str, Any]:
+#: The top of the usual effective batch, 4-32 (002 § Training Configuration, the hyperparameter table), which
+#: training.effective-batch quotes.
+USUAL_EFFECTIVE_BATCH_MAX = 32
+
+
+def fit_facts(candidate: Candidate, effective_batch: int, batch_size_asked: Optional[int] = None) -> dict[str, Any]:
     """The numbers the training and memory rules render for the configuration that fits: the global
     effective batch as it comes out (each device takes at least one sequence per step, so on more devices
-    than the rules' `effective_batch` it is larger), and the layout trade-off on several nodes."""
+    than the rules' `effective_batch` it is larger, and a --batch-size above it sets it), and the layout
+    trade-off on several nodes."""
     got = candidate.fit.request if candidate.fit else candidate.request
     accumulation = candidate.fit.gradient_accumulation_steps if candidate.fit else 1
     devices = world_size(got.num_gpus, got.num_nodes)
@@ -193,10 +200,28 @@ def fit_facts(candidate: Candidate, effective_batch: int) -> dict[str, Any]:
     if devices > 1:
         layout += f" x {devices} devices"
     total = got.batch_size * accumulation * devices
-    floor = (f" The rules ask {effective_batch}, but each of the {devices} devices takes at least one sequence "
-             f"per step." if total > effective_batch and got.batch_size * accumulation == 1 else "")
+    floor = ""
+    if total > effective_batch and got.batch_size * accumulation == 1:
+        floor = (f" The rules ask {effective_batch}, but each of the {devices} devices takes at least one sequence "
+                 "per step.")
+    elif total > effective_batch and batch_size_asked:
+        above = (f", above the usual range: fewer, steadier steps; --batch-size "
+                 f"{max(1, USUAL_EFFECTIVE_BATCH_MAX // devices)} or less keeps to it"
+                 if total > USUAL_EFFECTIVE_BATCH_MAX else "")
+        floor = f" The rules ask {effective_batch}; your --batch-size {batch_size_asked} per device sets it{above}."
     return {"effective_batch": total, "effective_batch_layout": layout, "effective_batch_floor": floor,
             "sharding_trade_off": layout_trade_off(candidate)}
+
+
+def batch_size_facts(candidate: Candidate, batch_size_asked: Optional[int]) -> dict[str, Any]:
+    """Where the micro-batch of --batch-size does not fit and the fit search took a smaller one: what it needs per
+    device with the configuration's other settings (memory.batch-size-cut)."""
+    got = candidate.fit.request if candidate.fit else None
+    if not batch_size_asked or got is None or got.batch_size >= batch_size_asked:
+        return {}
+    memory = estimate(got.model_copy(update={"batch_size": batch_size_asked, "gradient_accumulation_steps": 1})).memory
+    return {"batch_size_cut": True, "batch_size_asked": batch_size_asked,
+            "batch_size_asked_gib": memory.peak_gib + memory.overhead_gib}
 
 
 def layout_trade_off(candidate: Candidate) -> str:
@@ -298,7 +323,7 @@ def hardware_row(trial: Candidate) -> Alternative:
     """`trial` as the alternatives' "needs other hardware" row, with the numbers and the compromises it fits with."""
     got, result = trial.fit.request, trial.estimate
     on = hardware_label(got.num_gpus, got.num_nodes, got.gpu.id)
-    time = f"; ~{result.time.hours:,.1f} h" if result.time and result.time.hours else ""
+    time = f"; {about_hours(result.time.hours)}" if result.time and result.time.hours else ""
     config = got.model_dump(include=ALTERNATIVE_CONFIG)
     if got.offload != "none":
         config["offloaded_gib_per_node"] = result.config.get("offloaded_gib_per_node")

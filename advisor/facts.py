@@ -102,6 +102,20 @@ class Facts(BaseModel):
     effective_batch_layout: str = ""  # "micro-batch 1 x 1 accumulation step x 32 devices"
     effective_batch_floor: str = ""  # why it is above the rules' setting, or ""
     sharding_trade_off: str = ""  # the other layout that fits several nodes, with both speeds
+    # -- a --seq-len above the model's context: the plan asks for the context instead
+    seq_len_requested: Optional[int] = None  # --seq-len as given
+    model_context: int = 0  # the model's max_position_embeddings
+    seq_len_capped: bool = False
+    # -- a --batch-size whose micro-batch does not fit: the plan runs a smaller one with accumulation
+    batch_size_cut: bool = False
+    batch_size_asked: Optional[int] = None
+    batch_size_asked_gib: Optional[float] = None  # what that micro-batch needs per device, overhead included
+    # -- under --method: what the plan would do without it, and what the forced method costs
+    method_forced: bool = False
+    unforced_advice: str = ""  # "Drop --method and the plan picks lora (7.9 GiB peak per device).", or ""
+    fitting_methods: str = ""  # the other methods that fit where the forced one does not, with their peak memory
+    storage_per_task: str = ""  # "282.2 GB"
+    storage_total: str = ""  # over all tasks: "11.3 TB"
 
 
 #: How much a labelled example counts for, by quality. 002 § Data Quality Principles: "500 excellent
@@ -163,6 +177,9 @@ def derive_facts(profile: Profile, model: Optional[ModelEntry] = None, data_labe
         below_minimum=profile.examples < task.min_examples,
         below_recommended=task.min_examples <= profile.examples < task.recommended_examples,
         head="classification" if profile.task == "classification" else "lm",
+        seq_len_requested=profile.seq_len, model_context=model.architecture.max_position_embeddings,
+        seq_len_capped=(profile.seq_len or 0) > model.architecture.max_position_embeddings,
+        method_forced=profile.method is not None,
         data_given=profile.data is not None, data_labels=data_labels, data_min_label_count=data_min_label_count,
     )
 

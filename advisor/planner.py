@@ -2,9 +2,10 @@
 
 Stages: approach (prompting / RAG / fine-tune), method (exclude by metadata,
 select preferred traits; a method unavailable for this model, task or GPU is
-never a candidate, and --method refuses it with the reason), training
-settings per candidate method, the fit
-search for each (estimator), then data, memory and risk rules for the chosen
+never a candidate, and --method refuses it with the reason; under --method the
+rules still rank the others, so the plan says what it would pick without it and
+which methods fit where the forced one does not), training settings per
+candidate method, the fit search for each (estimator), then data, memory and risk rules for the chosen
 one. Every rule that fires for the chosen plan is in `rationale`, in order,
 except a settings rule whose every setting a later rule overrode. Among the
 methods that fit, one that keeps the whole sequence length (QLoRA for LoRA)
@@ -18,12 +19,12 @@ fit-searches each method.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from . import rules as rulebook
 from .candidates import (
-    ALTERNATIVE_CONFIG, OTHER_HARDWARE, Candidate, configure, fit_change_kinds, fit_facts, method_hyperparameters,
-    shape_summary, smaller_fitting_model, smallest_fitting_hardware,
+    ALTERNATIVE_CONFIG, OTHER_HARDWARE, Candidate, batch_size_facts, configure, fit_change_kinds, fit_facts,
+    method_hyperparameters, shape_summary, smaller_fitting_model, smallest_fitting_hardware,
 )
 from .encoders import refuse_encoder_profile
 from .errors import UserError
@@ -36,6 +37,7 @@ from .models import (
     Alternative, DataHandling, ParamGroup, Plan, PlanStage, Profile, Rationale, Recommendation, Training,
     TrainingHyperparameters, validate_profile,
 )
+from .quantities import megabytes
 from .rules import Rule
 
 class Trace:
@@ -113,13 +115,14 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
     fine_tuning = approach == "fine_tune" or profile.method is not None
     methods = methods_for_objective(profile, model)
     # Method rules explain a fine-tune; a prompting/RAG plan ranks methods only for its alternatives.
-    order, excluded, ranked_by = rank_methods(methods, facts, trace if fine_tuning else Trace(), profile.method)
-    candidates = {name: configure(methods[name], profile, model, facts, data_report, excluded.get(name))
+    ranking = rank_methods(methods, facts, trace if fine_tuning else Trace(), profile.method)
+    candidates = {name: configure(methods[name], profile, model, facts, data_report, ranking.excluded.get(name))
                   for name in methods}
     if profile.method and candidates[profile.method].unavailable:
         raise UserError(f"--method {profile.method} cannot be planned for {profile.model} "
                         f"(task {profile.task}, gpu {profile.gpu}): {candidates[profile.method].unavailable}")
-    order = [name for name in order if not candidates[name].unavailable]
+    ranking = ranking.available(candidates)
+    order, ranked_by = ranking.order, ranking.ranked_by
     if not order:
         reasons = "; ".join(f"{name}: {candidate.unavailable or f'excluded by {candidate.excluded_by}'}"
                             for name, candidate in candidates.items())
@@ -138,20 +141,26 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
     if approach in ("prompting", "rag"):
         trace.warnings.append(f"--method {profile.method} overrides the rules' recommendation: {approach}")
 
-    chosen, changes = choose(order, candidates)
+    chosen, changes = choose(ranking.choices, candidates)
+    unforced = forced_facts(ranking, candidates, chosen, approach)
+    if chosen.fit is None and unforced.get("fitting_methods"):
+        changes = ["forced_misfit"]  # --method does not fit, but other methods do: nothing_fits would deny them
     method = chosen.method
     facts = facts.model_copy(update=method_facts(method, fit_change_kinds(chosen) + changes)
                              | sequence_facts(chosen, profile, data_report)
                              | long_prompt_facts(chosen, profile, data_report)
-                             | fit_facts(chosen, chosen.settings.get("effective_batch", 16))
-                             | length_keepers(chosen, [candidates[name] for name in order], ranked_by))
+                             | fit_facts(chosen, chosen.settings.get("effective_batch", 16), profile.batch_size)
+                             | batch_size_facts(chosen, profile.batch_size)
+                             | length_keepers(chosen, [candidates[name] for name in order], ranked_by)
+                             | storage_facts(chosen) | unforced)
     explain_choice(facts, trace)
     rows = alternatives(candidates, chosen=method.name, approach=method.approach, ranked_by=ranked_by, facts=facts,
                         order=order)
-    if "nothing_fits" in changes:
+    if chosen.fit is None:
         # Contract: a method that does not fit is never the recommendation. Say so, keep its
-        # estimate for the numbers, and show the smallest hardware, and a smaller model, that fit.
-        ranked = [candidates[name] for name in order]
+        # estimate for the numbers, and show the smallest hardware, and a smaller model, that fit
+        # (under --method, for that method).
+        ranked = [candidates[name] for name in ranking.choices]
         bigger = smallest_fitting_hardware(ranked, profile, model, data_report)
         smaller = smaller_fitting_model(ranked, profile, model, data_report)
         return Plan(
@@ -266,7 +275,9 @@ def prompts_refused(facts: Facts, seq_len_given: bool) -> list[str]:
 
 def sequence_facts(chosen: Candidate, profile: Profile, data_report: Any) -> dict[str, Any]:
     """The sequence length asked, where it came from, and the one that fits (memory.shorter-sequences)."""
-    origin = ("the --seq-len you asked" if profile.seq_len
+    capped = chosen.request is not None and (profile.seq_len or 0) > chosen.request.seq_len
+    origin = ("the model's whole context" if capped  # data.seq-len-above-context says why
+              else "the --seq-len you asked" if profile.seq_len
               else "your data's 95th-percentile length" if data_report is not None
               and getattr(data_report.stats, "token_lengths", None)
               else f"the {profile.task} default length")
@@ -302,13 +313,42 @@ def decide_approach(facts: Facts, trace: Trace) -> tuple[str, list[str]]:
 
 
 # -- stage: method ------------------------------------------------------------------
-def rank_methods(methods: dict[str, Method], facts: Facts, trace: Trace,
-                 forced: Optional[str] = None) -> tuple[list[str], dict[str, str], str]:
-    """Candidate names in order of preference, which rule excluded each other method,
-    and what put the first candidate first (a rule id, or --method)."""
-    if forced:
-        get_method(forced)  # one clear line for an unknown name
-        return [forced], {}, "--method"
+class Ranking(NamedTuple):
+    """The method stage's answer. Under --method the forced method comes first and is the only one chosen from
+    (`choices`); `unforced` is the rules' own order, for what the plan would pick without --method."""
+
+    order: list[str]
+    excluded: dict[str, str]
+    ranked_by: str
+    unforced: list[str]
+    forced: bool = False
+
+    @property
+    def choices(self) -> list[str]:
+        return self.order[:1] if self.forced else self.order
+
+    def available(self, candidates: dict[str, Candidate]) -> Ranking:
+        """Without the methods that cannot serve this profile at all."""
+        usable = [name for name in self.order if not candidates[name].unavailable]
+        return self._replace(order=usable, unforced=[name for name in self.unforced if name in usable])
+
+
+def rank_methods(methods: dict[str, Method], facts: Facts, trace: Trace, forced: Optional[str] = None) -> Ranking:
+    """Candidate names in order of preference, which rule excluded each other method, and what put the first
+    candidate first (a rule id, or --method). The rules rank the methods under --method too (their rationale
+    untraced, as they decided nothing): the other methods follow the forced one in their order, without those
+    the rules exclude, for the alternatives and for what the plan would pick without --method."""
+    if not forced:
+        return rules_ranking(methods, facts, trace)
+    get_method(forced)  # one clear line for an unknown name
+    rules = rules_ranking(methods, facts, Trace())
+    others = [name for name in rules.order if name != forced]
+    excluded = {name: rule for name, rule in rules.excluded.items() if name != forced}
+    return Ranking([forced] + others, excluded, "--method", rules.order, forced=True)
+
+
+def rules_ranking(methods: dict[str, Method], facts: Facts, trace: Trace) -> Ranking:
+    """The method rules' order of the methods they do not exclude (see rank_methods)."""
     excluded: dict[str, str] = {}
     selected: list[str] = []
     ranked_by = "knowledge/methods.toml preference"
@@ -325,7 +365,7 @@ def rank_methods(methods: dict[str, Method], facts: Facts, trace: Trace,
                 ranked_by = rule.id
                 trace.record(rule, facts)
     rest = [name for name in by_preference(list(methods), methods) if name not in excluded and name not in selected]
-    return selected + rest, excluded, ranked_by
+    return Ranking(selected + rest, excluded, ranked_by, selected + rest)
 
 
 def by_preference(names: list[str], methods: dict[str, Method]) -> list[str]:
@@ -362,6 +402,45 @@ def choose(order: list[str], candidates: dict[str, Candidate]) -> tuple[Candidat
         return candidate, []
     kind = "quantized" if candidate.method.quantized and not preferred.method.quantized else "method"
     return candidate, [kind]
+
+
+#: How many of the methods that fit where a forced one does not the plan names before "and N more".
+FITTING_NAMED = 3
+
+
+def forced_facts(ranking: Ranking, candidates: dict[str, Candidate], chosen: Candidate,
+                 approach: str) -> dict[str, Any]:
+    """Under --method: what the plan would do without it (unforced_advice), and the other methods the rules
+    allow that fit, with their peak memory (fitting_methods: where the forced one does not, the plan names them)."""
+    if not ranking.forced:
+        return {}
+    if approach in ("prompting", "rag"):
+        advice = f"Drop --method and the plan recommends {approach}."
+    else:
+        pick, changes = choose(ranking.unforced, candidates) if ranking.unforced else (None, ["nothing_fits"])
+        if "nothing_fits" in changes:
+            advice = "No other method the rules allow here fits."
+        elif pick is chosen:
+            advice = ""
+        else:
+            advice = f"Drop --method and the plan picks {pick.method.name} ({peak(pick)} peak per device)."
+    others = [candidates[name] for name in ranking.unforced
+              if candidates[name] is not chosen and candidates[name].fit is not None]
+    named = ", ".join(f"{other.method.name} ({peak(other)} peak)" for other in others[:FITTING_NAMED])
+    more = f" and {len(others) - FITTING_NAMED} more (see the alternatives)" if len(others) > FITTING_NAMED else ""
+    return {"unforced_advice": advice, "fitting_methods": named + more}
+
+
+def peak(candidate: Candidate) -> str:
+    return f"{candidate.estimate.memory.peak_gib:.1f} GiB"
+
+
+def storage_facts(chosen: Candidate) -> dict[str, str]:
+    """What the chosen method stores per task and in all, as a person reads sizes (risk.forced-full-copies)."""
+    storage = chosen.estimate.storage if chosen.estimate else None
+    if storage is None:
+        return {}
+    return {"storage_per_task": megabytes(storage.per_task_mb), "storage_total": megabytes(storage.total_mb)}
 
 
 #: choose()'s trade, as the plan says it.
@@ -404,6 +483,10 @@ def length_keepers(chosen: Candidate, ranked: list[Candidate], ranked_by: str) -
     if not keepers:
         return facts | {"seq_len_keepers": "No other method keeps that length."}
     names = ", ".join(other.method.name for other in keepers)
+    if ranked_by == "--method":
+        return facts | {"seq_len_keepers": (
+            f"{'Another method keeps' if len(keepers) == 1 else 'Other methods keep'} all {chosen.request.seq_len} "
+            f"tokens ({names}): pass --method {keepers[0].method.name} instead to keep the length.")}
     return facts | {"seq_len_keepers": (
         f"{'Another method keeps' if len(keepers) == 1 else 'Other methods keep'} all {chosen.request.seq_len} "
         f"tokens ({names}), but {'it is not' if len(keepers) == 1 else 'none is'} of the family that ranks first "
@@ -416,6 +499,9 @@ def passed_over(candidate: Candidate, chosen: Candidate, ranks_before: bool, ran
     asked, length = candidate.request.seq_len, candidate.fit.request.seq_len
     if not ranks_before:
         fits = f"fits with sequences cut to {length} tokens (of {asked})" if length < asked else "fits"
+        if ranked_by == "--method":
+            return (f"{fits}, but you passed --method {chosen.method.name}" if chosen.fit is not None
+                    else f"{fits}, where --method {chosen.method.name} does not")
         reason = ranking_reason(chosen.method, candidate.method, ranked_by)
         return f"{fits}, but {chosen.method.name} ranks first ({reason})"
     # choose() passed this one over for the chosen one, which keeps more of the length
@@ -433,14 +519,21 @@ def kept_length(chosen: Candidate) -> str:
 
 def summarise_nothing_fits(method: Method, chosen: Candidate, facts: Facts, bigger: Optional[Alternative],
                            smaller: Optional[Alternative]) -> str:
+    """Why the plan recommends no method: the (forced, or preferred) method's least memory against the device's,
+    and under --method the methods that fit instead; then the hardware and the model that would fit it."""
     least = chosen.smallest or chosen.estimate
-    meanwhile = ("use RAG for the knowledge and prompt the base model for the rest meanwhile"
-                 if facts.knowledge_goal else "prompt the base model meanwhile")
-    text = (f"Nothing fits {facts.device_memory_gib:.1f} GiB per device on "
-            f"{hardware_label(facts.num_gpus, facts.num_nodes, facts.gpu)}: {method.name} on "
-            f"{facts.model} needs {least.memory.peak_gib + least.memory.overhead_gib:.1f} GiB per device even at its "
-            f"smallest ({shape_summary(least.config)}), and no other method fits either. Do not fine-tune "
-            f"on this hardware; {meanwhile}.")
+    hardware = hardware_label(facts.num_gpus, facts.num_nodes, facts.gpu)
+    where = f"{facts.device_memory_gib:.1f} GiB per device on {hardware}"
+    needs = (f"{method.name} on {facts.model} needs {least.memory.peak_gib + least.memory.overhead_gib:.1f} GiB per "
+             f"device even at its smallest ({shape_summary(least.config)})")
+    if facts.fitting_methods:
+        text = (f"--method {method.name} does not fit {where}: {needs}. Other methods fit here: "
+                f"{facts.fitting_methods}. {facts.unforced_advice}".rstrip())
+    else:
+        meanwhile = ("use RAG for the knowledge and prompt the base model for the rest meanwhile"
+                     if facts.knowledge_goal else "prompt the base model meanwhile")
+        text = (f"Nothing fits {where}: {needs}, and no other method fits either. Do not fine-tune on this hardware; "
+                f"{meanwhile}.")
     if bigger:
         text += f" The smallest hardware that fits: {bigger.method} on {bigger.why_not.removeprefix(OTHER_HARDWARE)}."
     if smaller:
@@ -575,10 +668,11 @@ def corpus_stage(profile: Profile, model: ModelEntry) -> PlanStage:
     facts = derive_facts(stage_profile, model).model_copy(update=corpus_facts(profile))
     trace = Trace()
     methods = methods_for_objective(stage_profile, model)
-    order, excluded, ranked_by = rank_methods(methods, facts, trace, profile.method)
+    ranking = rank_methods(methods, facts, trace, profile.method)
+    ranked_by = ranking.ranked_by
     candidates: dict[str, Candidate] = {}
-    for name in order:  # up to the first that fits at the full length: choose() would take no later one
-        candidates[name] = configure(methods[name], stage_profile, model, facts, None, excluded.get(name))
+    for name in ranking.choices:  # up to the first that fits at the full length: choose() would take no later one
+        candidates[name] = configure(methods[name], stage_profile, model, facts, None, ranking.excluded.get(name))
         if candidates[name].fit is not None and not cuts_sequences(candidates[name]):
             break
     order = [name for name in candidates if not candidates[name].unavailable]

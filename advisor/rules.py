@@ -154,9 +154,9 @@ class Rule(StrictData):
         return self.source
 
     def explain(self, facts: Facts) -> str:
-        """The message with {fact} placeholders filled in."""
+        """The message with {fact} placeholders filled in (a sentence-long fact may be empty: no trailing space)."""
         try:
-            return self.message.format(**facts.model_dump())
+            return self.message.format(**facts.model_dump()).rstrip()
         except (KeyError, IndexError, ValueError):
             return self.message
 

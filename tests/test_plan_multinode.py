@@ -120,7 +120,9 @@ def nothing_fits_on_two_nodes() -> Plan:
 
 def test_nothing_fits_names_the_nodes_and_the_hardware_that_would(nothing_fits_on_two_nodes):
     summary = nothing_fits_on_two_nodes.recommendation.summary
-    assert summary.startswith("Nothing fits 23.5 GiB per device on 2 nodes x 2 rtx4090: full on llama-3.1-70b")
+    # --method full: the methods that do fit these nodes are named (tests/test_review_forced.py)
+    assert summary.startswith("--method full does not fit 23.5 GiB per device on 2 nodes x 2 rtx4090: "
+                              "full on llama-3.1-70b")
     bigger = nothing_fits_on_two_nodes.alternatives[0]
     assert bigger.config["num_nodes"] == 1 and bigger.config["offload"] == "none" and bigger.config["seq_len"] == 1024
     assert f"The smallest hardware that fits: full on {bigger.config['num_gpus']} {bigger.config['gpu']} (" in summary
@@ -139,7 +141,7 @@ def test_the_default_gpu_assumption_names_the_nodes():
 
 
 def test_the_memory_rules_name_the_nodes(nothing_fits_on_two_nodes):
-    assert "24 GiB per device (2 nodes x 2 GPUs)" in rationale(nothing_fits_on_two_nodes)["memory.nothing-fits"]
+    assert "24 GiB per device (2 nodes x 2 GPUs)" in rationale(nothing_fits_on_two_nodes)["memory.forced-misfit"]
 
 
 def test_the_full_fine_tuning_criteria_name_the_nodes():

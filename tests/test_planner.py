@@ -91,6 +91,17 @@ CASES = [
                                           method="full"), "full_finetune", "full", ["memory.sharding-trade-off"]),
     ("70B QLoRA on 4 x 24 GB", dict(examples=5000, model="llama-3.1-70b", gpu="rtx4090", num_gpus=4, method="qlora"),
      "peft", "qlora", ["memory.fsdp-qlora", "memory.sharding"]),
+    # What the person forced, where it does not fit or goes against what they asked (tests/test_review_forced.py).
+    ("--method full, 70B on one H100", dict(examples=5000, model="llama-3.1-70b", gpu="h100", method="full"),
+     "full_finetune", None, ["memory.forced-misfit"]),
+    ("--method adapter, strict latency", dict(examples=3000, method="adapter", latency="strict", model="qwen3-4b",
+                                              gpu="a10g"), "peft", "adapter", ["risk.forced-added-latency"]),
+    ("--method full, 12 tasks", dict(examples=3000, method="full", tasks=12, model="llama-3.2-1b", gpu="a100-80gb"),
+     "full_finetune", "full", ["risk.forced-full-copies", "risk.forgetting-full"]),
+    ("--seq-len above the context", dict(examples=5000, seq_len=65536, model="qwen3-8b", gpu="h100"), "peft", "lora",
+     ["data.seq-len-above-context"]),
+    ("--batch-size 64 on 24 GB", dict(examples=5000, batch_size=64, model="llama-3.1-8b", gpu="rtx4090"), "peft",
+     "lora", ["memory.batch-size-cut"]),
 ]
 
 

@@ -193,6 +193,8 @@ EVIDENCE = {
     "memory.quantized-fallback": r"qlora\*\* is the standout choice",
     "memory.smaller-method": r"computational and storage budget",
     "memory.nothing-fits": r"oom errors",
+    "memory.forced-misfit": r"oom errors.*reduce batch size, use gradient accumulation, qlora",
+    "memory.batch-size-cut": r"memory-limited: use gradient accumulation to simulate larger batches",
     "training.method-learning-rate": r"full fine-tune: 1e-5 to 5e-5.*lora: 1e-4 to 3e-4",
     "training.keep-general-ability-rate": r"lower learning rates",
     "training.new-layer-rate": r"'lr': 1e-3",
@@ -232,6 +234,10 @@ EVIDENCE = {
     "risk.quantized-slower": r"99\.3% of full 16-bit fine-tuning.*2-3× slower",
     "risk.added-latency": r"adapter modules.*increase in inference time",
     "risk.merge-for-latency": r"zero additional latency",
+    "risk.forced-added-latency":
+        r"merge the adapter weights.*zero additional latency.*adapter modules.*increase in inference time",
+    "risk.forced-full-copies":
+        r"complete, standalone copy of the model for every task.*few megabytes.*single copy of the large base model",
     "risk.latency-versus-tasks": r"zero additional latency",
     "risk.adapters-per-task": r"separate lora adapter for each task",
     "risk.keep-general-ability": r"80% new task, 20% old task",

@@ -2,12 +2,13 @@
 
 Inputs come from flags or `--profile FILE` (flags win). `--data FILE` runs the
 validator and fills in what the person did not say (examples, task, quality).
-Exit 1 when nothing fits the hardware.
+Exit 1 when nothing fits the hardware (under --json with one line on stderr that says why).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any, get_args
 
 from ..errors import EXIT_NO
@@ -83,4 +84,6 @@ def run(args: argparse.Namespace) -> int:
 
         render_plan(plan)
     nothing_fits = plan.estimate is not None and plan.estimate.fits is False
+    if nothing_fits and args.json:  # stdout holds only the JSON: say on stderr why the exit code is 1
+        print(f"no plan fits: {plan.recommendation.summary.split('. ')[0]}.", file=sys.stderr)
     return EXIT_NO if nothing_fits else 0

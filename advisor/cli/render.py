@@ -10,13 +10,14 @@ from ..errors import UserError
 from ..estimate.sharding import ENGINE_NAMES, OFFLOAD_NAMES, hardware_label
 from ..knowledge_base import resolve_gpu
 from ..models import Plan, PlanStage, TimeEstimate
+from ..quantities import about_hours, hours_span
 
 
 def time_with_band(time: TimeEstimate) -> str:
     """"~2.08 h (1.94-3.38 h p10-p90), cost 12.40 (11.59-20.14)": the estimate and its measured spread."""
-    text = f"~{time.hours:.2f} h"
+    text = about_hours(time.hours, digits=2)
     if time.hours_band:
-        text += f" ({time.hours_band[0]:.2f}-{time.hours_band[1]:.2f} h p10-p90)"
+        text += f" ({hours_span(*time.hours_band)} p10-p90)"
     if time.cost is not None:
         text += f", cost {time.cost:,.2f}"
         if time.cost_band:
@@ -112,7 +113,7 @@ def stage_line(number: int, stage: PlanStage) -> str:
         line += f", peak {stage.estimate.memory.peak_gib:.1f} GiB"
         time = stage.estimate.time
         if time:
-            line += f", {time.train_tokens:,} tokens in ~{time.hours:.1f} h"
+            line += f", {time.train_tokens:,} tokens in {about_hours(time.hours)}"
             if time.cost is not None:
                 line += f", cost {time.cost:,.2f}"
     return line
@@ -124,8 +125,8 @@ def stages_total(stages: list[PlanStage]) -> str:
     if any(time is None for time in times):
         return "All stages: no time estimate for " + ", ".join(
             f"stage {number}" for number, time in enumerate(times, 1) if time is None)
-    parts = " + ".join(f"stage {number} ~{time.hours:.1f} h" for number, time in enumerate(times, 1))
-    text = f"All {len(stages)} stages: ~{sum(time.hours for time in times):.1f} h ({parts})"
+    parts = " + ".join(f"stage {number} {about_hours(time.hours)}" for number, time in enumerate(times, 1))
+    text = f"All {len(stages)} stages: {about_hours(sum(time.hours for time in times))} ({parts})"
     if all(time.cost is not None for time in times):
         text += f", cost {sum(time.cost for time in times):,.2f}"
     return text
