@@ -50,6 +50,11 @@ class Facts(BaseModel):
     two_stage: bool = False
     corpus_only: bool = False
     corpus_stage: bool = False  # this plan, or this stage of it, trains on the corpus: examples are its sequences
+    # -- a corpus-only plan: the labelled examples given beside the corpus, too few to tune the task on
+    labelled_examples: int = 0
+    labelled_note: str = ""  # "30 examples", as examples_note says it
+    labelled_task: str = ""
+    labelled_min_examples: int = 0
     # -- filled while the approach rules run: what an earlier approach rule decided (prompting / rag / fine_tune)
     decided_approach: Optional[str] = None
     # -- derived from the catalogs
@@ -132,6 +137,21 @@ KNOWLEDGE_SCALE = ((100_000, "large"), (10_000, "medium"), (0, "small"))
 #: also where static knowledge becomes "large" (KNOWLEDGE_SCALE), so one corpus size grades both: below
 #: it, a knowledge corpus is retrieved (RAG), not pre-trained on.
 CPT_MIN_TOKENS = KNOWLEDGE_SCALE[0][0] * TOKENS_PER_EXAMPLE
+#: Quality-weighted examples a task needs to be tuned on: 002 § Use Cases for Fine-tuning counts tasks with
+#: "<100 quality examples" among fine-tuning's poor candidates (approach.too-few-examples). Fewer beside a
+#: corpus from CPT_MIN_TOKENS make a corpus-only plan, as none do; more, a corpus stage then task tuning.
+TASK_TUNING_MIN_EXAMPLES = 100
+
+
+def quality_weighted(examples: int, quality: str) -> int:
+    return int(examples * QUALITY_WEIGHT[quality])
+
+
+def corpus_only_plan(profile: Profile) -> bool:
+    """The plan is continued pre-training on the corpus alone: a corpus large enough for a pre-training stage,
+    and too few labelled examples to tune the task on after it."""
+    return ((profile.corpus_tokens or 0) >= CPT_MIN_TOKENS
+            and quality_weighted(profile.examples, profile.quality) < TASK_TUNING_MIN_EXAMPLES)
 
 
 def examples_note(examples: int, quality: str, effective: int) -> str:
@@ -148,7 +168,7 @@ def derive_facts(profile: Profile, model: Optional[ModelEntry] = None, data_labe
     gpu = resolve_gpu(profile.gpu)
     task = tasks()[profile.task]
     goals = profile.all_goals()
-    effective = int(profile.examples * QUALITY_WEIGHT[profile.quality])
+    effective = quality_weighted(profile.examples, profile.quality)
     corpus = profile.corpus_tokens or 0
     evidence = max(effective, corpus // TOKENS_PER_EXAMPLE)
     scale = next(name for floor, name in KNOWLEDGE_SCALE if evidence >= floor)
@@ -166,7 +186,7 @@ def derive_facts(profile: Profile, model: Optional[ModelEntry] = None, data_labe
         effective_examples=effective, examples_note=examples_note(profile.examples, profile.quality, effective),
         knowledge_changes=knowledge_changes, knowledge_scale=scale,
         knowledge_injection="knowledge" in goals and not knowledge_changes and scale == "large",
-        two_stage=corpus >= CPT_MIN_TOKENS and profile.examples > 0,
+        two_stage=corpus >= CPT_MIN_TOKENS and effective >= TASK_TUNING_MIN_EXAMPLES,
         params_b=model.architecture.total_params() / 1e9,
         model_kind=model.architecture.kind, num_layers=model.architecture.num_layers, gpu_name=gpu.name,
         gpu_cuda=gpu.cuda, gpu_bf16=gpu.bf16, gpu_fp8=gpu.fp8, gpu_bitsandbytes=gpu.bitsandbytes,

@@ -18,7 +18,7 @@ Goal = Literal["knowledge", "behavior"]
 Task = Literal[
     "classification", "ner", "qa", "generation", "instruction",
     "reasoning", "domain-adaptation", "vision-language",
-    "chat", "code", "preference",
+    "chat", "code", "preference", "summarization", "extraction",
 ]
 Quality = Literal["low", "medium", "high"]
 Latency = Literal["strict", "moderate", "relaxed"]
@@ -141,7 +141,19 @@ class Profile(StrictModel):
 
 
 def validate_profile(values: dict[str, Any]) -> Profile:
-    """A Profile from user-given keys; a mistake becomes one line (UserError) with a did-you-mean."""
+    """A Profile from user-given keys, each valid and none contradicting another; a mistake becomes one line
+    (UserError) with a did-you-mean. `advisor plan`, its --profile file and the wizard's answers all pass here."""
+    from .errors import UserError
+
+    profile = validate_values(values)
+    conflict = conflicting_keys(profile)
+    if conflict:
+        raise UserError(conflict)
+    return profile
+
+
+def validate_values(values: dict[str, Any]) -> Profile:
+    """A Profile from user-given keys, each checked on its own (a wizard field checks its value as it is typed)."""
     from pydantic import ValidationError
 
     from .errors import UserError, describe_validation_error
@@ -150,6 +162,41 @@ def validate_profile(values: dict[str, Any]) -> Profile:
         return Profile.model_validate(values)
     except ValidationError as error:
         raise UserError(describe_validation_error(error, Profile))
+
+
+def conflicting_keys(profile: Profile) -> Optional[str]:
+    """Why two things the person said cannot both hold, naming both flags, or None.
+
+    Checked where the person's input is validated and not in the model itself: an executed plan.json keeps
+    whatever profile it was given (a test plan runs two CPU processes with gloo).
+    """
+    if profile.one_off and profile.continual_updates:
+        return ("--one-off and --continual-updates contradict each other: a one-off task is run once or rarely and "
+                "does not repay a fine-tune, while continual updates retrain the model again and again; keep the "
+                "one that holds")
+    if profile.gpu_memory_gib is not None and "gpu" not in profile.model_fields_set:
+        default = Profile.model_fields["gpu"].default
+        return (f"--gpu-memory-gib {profile.gpu_memory_gib:g} sets the memory of the device --gpu names, and no --gpu "
+                f"was given: the plan would take the default {default}'s speed and bf16 and 4-bit support with "
+                f"{profile.gpu_memory_gib:g} GiB; name your device too (--gpu, `advisor gpus` lists them)")
+    if (profile.num_gpus > 1 or profile.num_nodes > 1) and _is_cpu(profile.gpu):
+        spread = " ".join(f"{flag} {value}" for flag, value in (("--num-gpus", profile.num_gpus),
+                                                                ("--num-nodes", profile.num_nodes)) if value > 1)
+        return (f"--gpu cpu with {spread}: a CPU-only plan is one training process on one machine; more processes "
+                "would share the same cores and memory rather than add devices, and the estimator prices devices "
+                "linked at GPU speeds; drop --num-gpus and --num-nodes, or name your GPUs (`advisor gpus`)")
+    return None
+
+
+def _is_cpu(gpu: str) -> bool:
+    """`gpu` names the catalog's CPU entry (an unknown name is the planner's to refuse)."""
+    from .errors import UserError
+    from .knowledge_base import resolve_gpu
+
+    try:
+        return resolve_gpu(gpu).id == "cpu"
+    except UserError:
+        return False
 
 
 class Rationale(StrictModel):

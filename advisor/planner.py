@@ -26,13 +26,13 @@ from .candidates import (
     ALTERNATIVE_CONFIG, OTHER_HARDWARE, Candidate, batch_size_facts, configure, fit_change_kinds, fit_facts,
     method_hyperparameters, shape_summary, smaller_fitting_model, smallest_fitting_hardware,
 )
-from .encoders import refuse_encoder_profile
 from .errors import UserError
 from .estimate.sharding import hardware_label
-from .facts import CPT_MIN_TOKENS, Facts, derive_facts, method_facts
+from .facts import Facts, corpus_only_plan, derive_facts, examples_note, method_facts, quality_weighted
 from .knowledge_base import ModelEntry, method_preference, resolve_model, tasks
 from .manager import get_method, usable_methods
 from .methods import Method
+from .model_tasks import refuse_untrainable_task
 from .models import (
     Alternative, DataHandling, ParamGroup, Plan, PlanStage, Profile, Rationale, Recommendation, Training,
     TrainingHyperparameters, validate_profile,
@@ -95,12 +95,13 @@ def plan_for(profile: Profile) -> Plan:
 def make_plan(profile: Profile, data_report: Any = None) -> Plan:
     """The plan for `profile`. `data_report` is the validation report of profile.data, if any.
 
-    With no labelled examples but a large unlabelled corpus, the plan is continued pre-training on it.
+    With a large unlabelled corpus and no labelled examples, or too few to tune the task on, the plan is
+    continued pre-training on the corpus (facts.corpus_only).
     """
     stated = profile
     model = resolve_model(profile.model)
-    refuse_encoder_profile(profile, model)
-    corpus_only = profile.examples == 0 and (profile.corpus_tokens or 0) >= CPT_MIN_TOKENS
+    refuse_untrainable_task(profile, model)
+    corpus_only = corpus_only_plan(profile)
     if corpus_only:
         profile = corpus_profile(profile)
     facts = derive_facts(profile, model, **label_facts(data_report)).model_copy(
@@ -295,7 +296,8 @@ def explain_choice(facts: Facts, trace: Trace) -> None:
 
 # -- stage: approach ----------------------------------------------------------------
 def decide_approach(facts: Facts, trace: Trace) -> tuple[str, list[str]]:
-    """The first approach rule that sets an approach decides; complements accumulate.
+    """The first approach rule that sets an approach decides; complements accumulate (the approach itself is no
+    complement of itself: RAG over a small corpus is the plan's approach where the rules already chose RAG).
 
     Each rule sees the approach decided before it (the fact decided_approach), so a note that holds only
     for a fine-tune (a pre-training stage) can say so.
@@ -309,7 +311,8 @@ def decide_approach(facts: Facts, trace: Trace) -> tuple[str, list[str]]:
         facts = facts.model_copy(update={"decided_approach": approach})
         complements += [c for c in rule.complements if c not in complements]
         trace.record(rule, facts)
-    return approach or "fine_tune", complements
+    approach = approach or "fine_tune"
+    return approach, [complement for complement in complements if complement != approach]
 
 
 # -- stage: method ------------------------------------------------------------------
@@ -616,8 +619,7 @@ def summarise_without_training(approach: str, trace: Trace, complements: list[st
     reason = trace.rationale[0].message if trace.rationale else ""
     what = {"prompting": "Do not fine-tune: prompt the base model.",
             "rag": "Do not fine-tune for this: use retrieval-augmented generation (RAG)."}[approach]
-    extra = [c for c in complements if c != approach]
-    also = f" Complement it with {', '.join(extra)}." if extra else ""
+    also = f" Complement it with {', '.join(complements)}." if complements else ""
     return f"{what} {reason}{also}"
 
 
@@ -657,8 +659,11 @@ def corpus_profile(profile: Profile) -> Profile:
 
 def corpus_facts(profile: Profile) -> dict[str, Any]:
     """What training on profile's corpus adds to the facts of its corpus_profile: the corpus and its size in tokens
-    (its examples are sequences cut from it, not labelled examples)."""
-    return {"corpus_stage": True, "corpus_tokens": profile.corpus_tokens}
+    (its examples are sequences cut from it), and the labelled examples given beside it."""
+    labelled = examples_note(profile.examples, profile.quality, quality_weighted(profile.examples, profile.quality))
+    return {"corpus_stage": True, "corpus_tokens": profile.corpus_tokens, "labelled_examples": profile.examples,
+            "labelled_note": labelled, "labelled_task": profile.task,
+            "labelled_min_examples": tasks()[profile.task].min_examples}
 
 
 def corpus_stage(profile: Profile, model: ModelEntry) -> PlanStage:
@@ -709,8 +714,13 @@ def summarise(method: Method, chosen: Candidate, facts: Facts, complements: list
     if first_word[1:].islower():  # "Full fine-tuning: ..." reads "with full fine-tuning: ..."; "LoRA" stays
         description = description[0].lower() + description[1:]
     scope = f" {chosen.request.footprint.scope}" if chosen.request and chosen.request.footprint.scope else ""
-    text = (f"Fine-tune {facts.model} with {description}.{scope} Peak memory {memory.peak_gib:.1f} GiB per device "
+    what = (f"Continue pre-training {facts.model} on the {facts.corpus_tokens:,}-token domain corpus"
+            if facts.corpus_only else f"Fine-tune {facts.model}")
+    text = (f"{what} with {description}.{scope} Peak memory {memory.peak_gib:.1f} GiB per device "
             f"of {chosen.estimate.device_memory_gib:.1f} GiB on {hardware_label(facts.num_gpus, facts.num_nodes, facts.gpu)}.")
+    if facts.corpus_only and facts.labelled_examples:
+        text += (f" The {facts.labelled_examples:,} labelled examples are too few to tune the task on: use them as "
+                 "few-shot examples in prompts to the adapted model.")
     if complements:
         text += f" Complement it with {', '.join(complements)}."
     return text

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..data import LoadedData, SplitPlan, load_records, split_records
 from ..data.split import SplitRefused
-from ..encoders import refuse_encoder_plan
+from ..model_tasks import refuse_untrainable_plan
 from ..errors import EXIT_NO, UserError, describe_validation_error
 from ..knowledge_base import resolve_model
 from ..manager import footprint_of, get_method
@@ -117,7 +117,7 @@ def prepare(request: ExecuteRequest, tokenized: Optional[Path] = None) -> Prepar
         check_method_runs_here(method, device)
         check_reachable(source)
         tokenize = True
-    refuse_encoder_plan(plan.profile.task, plan.profile.model, resolve_model(plan.profile.model))
+    refuse_untrainable_plan(plan.profile.task, plan.profile.model, resolve_model(plan.profile.model))
     quiet_libraries()
     data = load_records(request.data)
     if not data.records:

@@ -47,7 +47,7 @@ CASES = [
      ["method.many-tasks-storage", "method.lora-default", "risk.adapters-per-task"]),
     ("many simple tasks, 70B", dict(task="classification", examples=2000, tasks=12, latency="relaxed",
                                     model="llama-3.1-70b", gpu="h100", num_gpus=4), "peft", "prompt_tuning",
-     ["method.soft-prompt-many-simple-tasks", "risk.added-latency"]),
+     ["method.soft-prompt-many-simple-tasks", "risk.soft-prompt-tokens"]),
     ("knowledge at scale", dict(goal="knowledge", task="domain-adaptation", examples=200000, model="qwen2.5-1.5b",
                                 gpu="h100"), "full_finetune", "full",
      ["approach.knowledge-fine-tune", "method.full-knowledge-at-scale", "risk.forgetting-full",
@@ -102,6 +102,16 @@ CASES = [
      ["data.seq-len-above-context"]),
     ("--batch-size 64 on 24 GB", dict(examples=5000, batch_size=64, model="llama-3.1-8b", gpu="rtx4090"), "peft",
      "lora", ["memory.batch-size-cut"]),
+    # The corpus: too few examples beside a large one is a corpus-only plan; a small one is retrieved from,
+    # except by a classifier, which reads no retrieved text.
+    ("30 examples beside a 200M-token corpus", dict(examples=30, corpus_tokens=200_000_000, model="llama-3.2-1b",
+                                                    gpu="h100"), "full_finetune", "full",
+     ["approach.corpus-only-few-examples", "method.full-continued-pretraining"]),
+    ("a classifier beside a 5M-token corpus", dict(task="classification", examples=2000, corpus_tokens=5_000_000,
+                                                   model="llama-3.2-1b", gpu="l4"), "peft", "lora",
+     ["approach.corpus-below-pretraining-classifier"]),
+    ("adapters run with every request", dict(examples=3000, method="adapter", model="llama-3.2-1b", gpu="a10g"),
+     "peft", "adapter", ["risk.added-latency"]),
 ]
 
 

@@ -30,7 +30,7 @@ def test_a_bad_answer_is_the_clis_one_line_error():
 @pytest.mark.parametrize("values", [
     {},
     {"goal": "knowledge", "dynamic_knowledge": True, "one_off": True},
-    {"task": "classification", "examples": 2000, "model": "all-minilm-l6-v2", "gpu": "cpu", "num_gpus": 2,
+    {"task": "classification", "examples": 2000, "model": "all-minilm-l6-v2", "gpu": "t4", "num_gpus": 2,
      "gpu_memory_gib": 11.5, "price_per_hour": 0.4, "latency": "strict", "tasks": 3, "seq_len": 256,
      "batch_size": 4, "method": "qlora", "data": "my data/train set.jsonl"},
     {"goal": "knowledge", "goals": ["knowledge", "behavior"], "keep_general_ability": True, "continual_updates": True,

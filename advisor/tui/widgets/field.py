@@ -1,8 +1,10 @@
 """A labelled question bound to one Profile field, checked as the person types.
 
-The check is the CLI's own: `validate_profile({field: text})`, so the line
-shown under the input is the same one `advisor plan` would print. A blank
-input means "the default", which the placeholder shows.
+The check is the CLI's own: `validate_values({field: text})`, so the line
+shown under the input is the same one `advisor plan` would print (what
+contradicts another answer is said when the step's answers are taken
+together, by `validate_profile`). A blank input means "the default", which
+the placeholder shows.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import Checkbox, Input, Label, RadioButton, RadioSet, Select, Static
 
 from ...errors import UserError
-from ...models import Profile, validate_profile
+from ...models import Profile, validate_values
 
 
 class ProfileValidator(Validator):
@@ -32,7 +34,7 @@ class ProfileValidator(Validator):
     def validate(self, value: str) -> ValidationResult:
         text = value.strip()
         try:
-            validate_profile({self.field: text} if text else {})
+            validate_values({self.field: text} if text else {})
         except UserError as error:
             return self.failure(error.message)
         return self.success()

@@ -1,4 +1,4 @@
-"""What an encoder can be trained for here: a sequence classifier, and nothing else.
+"""Which tasks a model can be trained for here: the refusals of a task the model cannot learn.
 
 An encoder (BERT, MiniLM: `Architecture.kind == "encoder"`) is pre-trained to
 fill in masked tokens while seeing both sides of them, not to continue text,
@@ -7,9 +7,15 @@ instruction, chat, code, QA, summaries, preference pairs) nor continued
 pre-training on a corpus, which is next-token training here. NER on an
 encoder is token classification (one label per token,
 AutoModelForTokenClassification), which no backend path trains yet; a
-decoder learns NER by generating the entities. `advisor plan` refuses such a
-profile and `advisor execute` such a plan, each in one line naming what to
-change (a flag, or a plan.json key).
+decoder learns NER by generating the entities.
+
+A vision-language task trains on images with their text, so it needs a model
+with a vision tower (`Architecture.vision_params`: Gemma 3 from 4B, or a
+local directory whose config.json has a vision_config); a text-only model has
+nothing to see the images with.
+
+`advisor plan` refuses such a profile and `advisor execute` such a plan, each
+in one line naming what to change (a flag, or a plan.json key).
 """
 
 from __future__ import annotations
@@ -18,13 +24,14 @@ from typing import Optional
 
 from .errors import UserError
 from .facts import CPT_MIN_TOKENS
-from .knowledge_base import ModelEntry
+from .knowledge_base import ModelEntry, models
 from .models import Profile
 
 #: The only task an encoder trains here.
 ENCODER_TASK = "classification"
 #: A decoder to suggest instead: the one a plan gets when no --model is given.
 SUGGESTED_DECODER = Profile.model_fields["model"].default
+VISION_TASK = "vision-language"
 
 
 def encoder_refusal(task: str, corpus_pretraining: bool = False, default_task: bool = False) -> Optional[str]:
@@ -42,9 +49,26 @@ def encoder_refusal(task: str, corpus_pretraining: bool = False, default_task: b
     return None
 
 
-def refuse_encoder_profile(profile: Profile, model: ModelEntry) -> None:
-    """UserError, naming the flags to change, when `profile` asks an encoder for what it cannot train here."""
+def vision_refusal(task: str, model: ModelEntry) -> Optional[str]:
+    """Why `model` cannot train `task` for want of a vision tower, or None."""
+    if task != VISION_TASK or model.architecture.vision_params:
+        return None
+    return f"task '{VISION_TASK}' trains on images with their text, and it has no vision tower to see them"
+
+
+def vision_models() -> str:
+    """The models a vision-language task can use, as a person reads them."""
+    seeing = ", ".join(entry.id for entry in models().values() if entry.architecture.vision_params)
+    return f"{seeing} in the catalog, or a local directory whose config.json has a vision_config"
+
+
+def refuse_untrainable_task(profile: Profile, model: ModelEntry) -> None:
+    """UserError, naming the flags to change, when `profile` asks the model for a task it cannot train here."""
     if model.architecture.kind != "encoder":
+        reason = vision_refusal(profile.task, model)
+        if reason:
+            raise UserError(f"{profile.model} is a text-only model: {reason}. Choose a vision-language --model "
+                            f"({vision_models()}), or another --task")
         return
     corpus = (profile.corpus_tokens or 0) >= CPT_MIN_TOKENS
     reason = encoder_refusal(profile.task, corpus, default_task="task" not in profile.model_fields_set)
@@ -56,9 +80,14 @@ def refuse_encoder_profile(profile: Profile, model: ModelEntry) -> None:
                     f"for --task {profile.task}, e.g. --model {SUGGESTED_DECODER} (`advisor models` lists them)")
 
 
-def refuse_encoder_plan(task: str, model_name: str, model: ModelEntry) -> None:
-    """UserError, naming the plan.json keys, when a (hand-edited) plan trains an encoder for another task."""
+def refuse_untrainable_plan(task: str, model_name: str, model: ModelEntry) -> None:
+    """UserError, naming the plan.json keys, when a (hand-edited) plan trains a model for a task it cannot."""
     if model.architecture.kind != "encoder":
+        reason = vision_refusal(task, model)
+        if reason:
+            raise UserError(f"plan.json profile.model '{model_name}' is a text-only model and profile.task is "
+                            f"'{task}': {reason}. Plan again with a vision-language model ({vision_models()}), "
+                            "or another task")
         return
     reason = encoder_refusal(task)
     if reason is not None:
