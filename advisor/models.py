@@ -193,6 +193,14 @@ class TimeEstimate(StrictModel):
         None, description="p10-p90 of the run time, from the estimator's held-out errors"
     )
     cost_band: Optional[tuple[float, float]] = Field(None, description="p10-p90 of the cost, as hours_band")
+    kfold: Optional[int] = Field(
+        None, description="k-fold cross-validation: train_tokens, hours and cost are the whole run's, its k fold models "
+        "(each on (k-1)/k of the data) and the final model on all of it")
+
+    def hours_text(self, digits: int = 2) -> str:
+        """'~1.25 h', or under k-fold '5 folds + final model: ~1.25 h in all'."""
+        hours = f"~{self.hours:,.{digits}f} h"
+        return f"{self.kfold} folds + final model: {hours} in all" if self.kfold else hours
 
 
 class Estimate(StrictModel):

@@ -59,7 +59,7 @@ def costs(plan: Plan) -> str:
         lines.append(f"Storage: {storage.per_task_mb:,.1f} MB per task, {storage.total_mb:,.1f} MB in all")
     if estimate.time:
         cost = f", cost {estimate.time.cost:,.2f}" if estimate.time.cost is not None else ""
-        lines.append(f"Time: ~{estimate.time.hours:,.2f} h at ~{estimate.time.tokens_per_s:,.0f} tokens/s{cost}")
+        lines.append(f"Time: {estimate.time.hours_text()} at ~{estimate.time.tokens_per_s:,.0f} tokens/s{cost}")
     return "\n".join(lines)
 
 
