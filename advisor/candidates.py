@@ -12,7 +12,7 @@ stops the other methods from being planned.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -26,7 +26,6 @@ from .knowledge_base import ModelEntry, gpus, models, resolve_gpu, tasks
 from .manager import footprint_of
 from .methods import Method
 from .models import Alternative, Estimate, Profile
-from .quantities import about_hours
 from .rules import Settings
 
 #: Plan settings that map onto a method's own hyperparameter fields.
@@ -121,7 +120,7 @@ def configure(method: Method, profile: Profile, model: ModelEntry, facts: Facts,
     seq_len = sequence_length(profile, model, data_report)
     # The rules' effective batch is global: each of the devices (of every node) takes its share of it.
     devices = world_size(profile.num_gpus, profile.num_nodes)
-    effective = max(1, math.ceil(settings.get("effective_batch", 16) / devices))
+    effective = max(1, math.ceil(global_batch(settings, seq_len) / devices))
     gpu = resolve_gpu(profile.gpu)
     mean_tokens = getattr(getattr(getattr(data_report, "stats", None), "token_lengths", None), "mean", None)
     request = EstimateRequest(
@@ -139,6 +138,7 @@ def configure(method: Method, profile: Profile, model: ModelEntry, facts: Facts,
         device_memory_gib=profile.gpu_memory_gib,
         tasks=profile.tasks,
         train_tokens=train_tokens(profile, facts, settings, mean_tokens or seq_len / 2),
+        kfold=settings.get("kfold") or None,
         price_per_hour=profile.price_per_hour,
         # The run packs causal-LM SFT (TrainingHyperparameters.packing null; backends/packing.py says where not).
         packed_mean_tokens=mean_tokens if facts.head == "lm" and model.architecture.kind == "decoder"
@@ -151,14 +151,26 @@ def configure(method: Method, profile: Profile, model: ModelEntry, facts: Facts,
                      smallest=smallest)
 
 
+def global_batch(settings: dict[str, Any], seq_len: int) -> int:
+    """Sequences per optimizer step over all devices, as the rules set it: effective_batch, or a batch given in
+    tokens (effective_batch_tokens) as that many sequences of seq_len."""
+    if settings.get("effective_batch_tokens"):
+        return max(1, round(settings["effective_batch_tokens"] / seq_len))
+    return settings.get("effective_batch", 16)
+
+
 def train_tokens(profile: Profile, facts: Facts, settings: dict[str, Any], tokens_per_example: float) -> int:
-    """Tokens the run trains on: what is not held out for validation, times the epochs.
+    """Tokens the whole run trains on, times the epochs: what is not held out for validation, or under k-fold
+    what `advisor execute` trains (backends/local.py): k fold models on (k-1)/k of the data each, then the final
+    model on all of it, k times the data in all (early stopping may end a fold sooner: an upper bound).
 
     An unlabelled corpus is cut into sequences packed full, so it trains on its own token count; labelled
     examples take their mean length each (the data's, else half of seq_len).
     """
     tokens = facts.corpus_tokens if facts.corpus_stage else profile.examples * tokens_per_example
-    return int(tokens * (1 - settings.get("validation_ratio", 0.2)) * settings.get("epochs", 3))
+    folds = settings.get("kfold") or 0
+    share = folds if folds else 1 - settings.get("validation_ratio", 0.2)  # k x (k-1)/k + 1 = k
+    return int(tokens * share * settings.get("epochs", 3))
 
 
 def fit_change_kinds(candidate: Candidate) -> list[str]:
@@ -188,12 +200,13 @@ def fit_change_kinds(candidate: Candidate) -> list[str]:
 USUAL_EFFECTIVE_BATCH_MAX = 32
 
 
-def fit_facts(candidate: Candidate, effective_batch: int, batch_size_asked: Optional[int] = None) -> dict[str, Any]:
+def fit_facts(candidate: Candidate, batch_size_asked: Optional[int] = None) -> dict[str, Any]:
     """The numbers the training and memory rules render for the configuration that fits: the global
     effective batch as it comes out (each device takes at least one sequence per step, so on more devices
     than the rules' `effective_batch` it is larger, and a --batch-size above it sets it), and the layout
-    trade-off on several nodes."""
+    trade-off on several nodes; in sequences and tokens."""
     got = candidate.fit.request if candidate.fit else candidate.request
+    effective_batch = global_batch(candidate.settings, candidate.request.seq_len)
     accumulation = candidate.fit.gradient_accumulation_steps if candidate.fit else 1
     devices = world_size(got.num_gpus, got.num_nodes)
     layout = f"micro-batch {got.batch_size} x {accumulation} accumulation step{'s' if accumulation > 1 else ''}"
@@ -209,7 +222,8 @@ def fit_facts(candidate: Candidate, effective_batch: int, batch_size_asked: Opti
                  f"{max(1, USUAL_EFFECTIVE_BATCH_MAX // devices)} or less keeps to it"
                  if total > USUAL_EFFECTIVE_BATCH_MAX else "")
         floor = f" The rules ask {effective_batch}; your --batch-size {batch_size_asked} per device sets it{above}."
-    return {"effective_batch": total, "effective_batch_layout": layout, "effective_batch_floor": floor,
+    return {"effective_batch": total, "effective_batch_tokens": total * got.seq_len,
+            "effective_batch_layout": layout, "effective_batch_floor": floor,
             "sharding_trade_off": layout_trade_off(candidate)}
 
 
@@ -268,26 +282,29 @@ def smallest_fitting_hardware(candidates: list[Candidate], profile: Profile, mod
                               data_report: Any) -> Optional[Alternative]:
     """The least total GPU memory (catalog GPU x count, one node) on which one of `candidates` fits
     (`least_compromised`: at the whole sequence length, without CPU offload where some hardware allows it)."""
-    options = sorted(((gpu, count) for gpu in gpus().values() if gpu.cuda for count in (1, 2, 4, 8)),
-                     key=lambda option: (option[0].memory_gib * option[1], option[1]))
     asked = (profile.gpu_memory_gib or resolve_gpu(profile.gpu).memory_gib) * world_size(profile.num_gpus,
                                                                                         profile.num_nodes)
-    elsewhere = (profile.model_copy(update={"gpu": gpu.id, "num_gpus": count, "num_nodes": 1, "gpu_memory_gib": None})
-                 for gpu, count in options if gpu.memory_gib * count > asked)
-    found = least_compromised(candidates, ((other, model) for other in elsewhere), data_report, offload_last=True)
+    found = least_compromised(candidates, catalog_hardware(profile, model, more_memory_than=asked), data_report,
+                              offload_last=True)
     return hardware_row(found[0]) if found else None
+
+
+def catalog_hardware(profile: Profile, model: ModelEntry,
+                     more_memory_than: float = 0.0) -> Iterator[tuple[Profile, ModelEntry]]:
+    """`profile` on each catalog GPU x 1, 2, 4, 8 (one node) with more total memory than given, least memory first."""
+    options = sorted(((gpu, count) for gpu in gpus().values() if gpu.cuda for count in (1, 2, 4, 8)),
+                     key=lambda option: (option[0].memory_gib * option[1], option[1]))
+    for gpu, count in options:
+        if gpu.memory_gib * count > more_memory_than:
+            yield profile.model_copy(update={"gpu": gpu.id, "num_gpus": count, "num_nodes": 1,
+                                             "gpu_memory_gib": None}), model
 
 
 def smaller_fitting_model(candidates: list[Candidate], profile: Profile, model: ModelEntry,
                           data_report: Any) -> Optional[Alternative]:
     """The largest catalog model of the same kind, smaller than `model`, on which one of `candidates` fits this
     hardware at the whole sequence length (offload or not: on this hardware it is the price of the larger model)."""
-    size = model.architecture.total_params()
-    smaller = sorted((entry for entry in models().values()
-                      if entry.architecture.kind == model.architecture.kind and entry.architecture.total_params() < size),
-                     key=lambda entry: -entry.architecture.total_params())
-    options = ((profile.model_copy(update={"model": entry.id}), entry) for entry in smaller)
-    found = least_compromised(candidates, options, data_report, offload_last=False)
+    found = least_compromised(candidates, smaller_models(profile, model), data_report, offload_last=False)
     if found is None:
         return None
     trial, entry = found
@@ -298,20 +315,31 @@ def smaller_fitting_model(candidates: list[Candidate], profile: Profile, model: 
                        config={"model": entry.id, **trial.fit.request.model_dump(include=ALTERNATIVE_CONFIG)})
 
 
+def smaller_models(profile: Profile, model: ModelEntry) -> Iterator[tuple[Profile, ModelEntry]]:
+    """`profile` with each catalog model of `model`'s kind smaller than it, largest first."""
+    size = model.architecture.total_params()
+    smaller = sorted((entry for entry in models().values()
+                      if entry.architecture.kind == model.architecture.kind and entry.architecture.total_params() < size),
+                     key=lambda entry: -entry.architecture.total_params())
+    return ((profile.model_copy(update={"model": entry.id}), entry) for entry in smaller)
+
+
 def least_compromised(candidates: list[Candidate], options: Iterable[tuple[Profile, ModelEntry]], data_report: Any,
-                      offload_last: bool) -> Optional[tuple[Candidate, ModelEntry]]:
+                      offload_last: bool, accept: Callable[[Candidate], bool] = lambda trial: True,
+                      facts_update: Optional[dict[str, Any]] = None) -> Optional[tuple[Candidate, ModelEntry]]:
     """The first of `options` (profile and model, in order) on which one of `candidates` fits at the whole sequence
-    length: a fit that cuts sequences is no fit for a suggestion. With `offload_last`, one without CPU offload
-    first, else the first with it (offload needs CPU memory the plan can only assume, and slows every step)."""
+    length (a fit that cuts sequences is no fit for a suggestion) and that `accept` takes. With `offload_last`, one
+    without CPU offload first, else the first with it (offload needs CPU memory the plan can only assume, and slows
+    every step). `facts_update`: what the plan's facts hold beyond the profile's (a corpus stage's)."""
     labels = len(data_report.stats.labels) if data_report is not None and data_report.stats.labels else None
     offloaded: Optional[tuple[Candidate, ModelEntry]] = None
     for profile, model in options:
-        facts = derive_facts(profile, model, data_labels=labels)
+        facts = derive_facts(profile, model, data_labels=labels).model_copy(update=facts_update or {})
         for candidate in candidates:
             if candidate.excluded_by:
                 continue
             trial = configure(candidate.method, profile, model, facts, data_report, None)
-            if trial.fit is None or trial.fit.request.seq_len < trial.request.seq_len:
+            if trial.fit is None or trial.fit.request.seq_len < trial.request.seq_len or not accept(trial):
                 continue
             if trial.fit.request.offload == "none" or not offload_last:
                 return trial, model
@@ -323,7 +351,7 @@ def hardware_row(trial: Candidate) -> Alternative:
     """`trial` as the alternatives' "needs other hardware" row, with the numbers and the compromises it fits with."""
     got, result = trial.fit.request, trial.estimate
     on = hardware_label(got.num_gpus, got.num_nodes, got.gpu.id)
-    time = f"; {about_hours(result.time.hours)}" if result.time and result.time.hours else ""
+    time = f"; {result.time.hours_text(digits=1)}" if result.time and result.time.hours else ""
     config = got.model_dump(include=ALTERNATIVE_CONFIG)
     if got.offload != "none":
         config["offloaded_gib_per_node"] = result.config.get("offloaded_gib_per_node")

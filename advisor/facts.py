@@ -104,6 +104,7 @@ class Facts(BaseModel):
     seq_len_keepers: str = "No other method keeps that length."  # or which do, and why the chosen comes first
     preferred_fit: str = "The preferred method does not fit"  # how the preferred method falls short, when not chosen
     effective_batch: Optional[int] = None  # over all devices, as the configuration that fits has it
+    effective_batch_tokens: Optional[int] = None  # the same in tokens (sequences x seq_len)
     effective_batch_layout: str = ""  # "micro-batch 1 x 1 accumulation step x 32 devices"
     effective_batch_floor: str = ""  # why it is above the rules' setting, or ""
     sharding_trade_off: str = ""  # the other layout that fits several nodes, with both speeds
@@ -121,6 +122,19 @@ class Facts(BaseModel):
     fitting_methods: str = ""  # the other methods that fit where the forced one does not, with their peak memory
     storage_per_task: str = ""  # "282.2 GB"
     storage_total: str = ""  # over all tasks: "11.3 TB"
+    # -- how the chosen settings train: k-fold (0: none), the epochs, and where early stopping applies
+    kfold: int = 0
+    epochs: Optional[float] = None
+    early_stopping: str = "Early stopping on the validation split ends it sooner."
+    # -- how long the chosen configuration trains (run_time.py), where it has a time estimate
+    run_hours: Optional[float] = None  # the whole run: every fold and the final model under k-fold
+    run_limit_hours: Optional[float] = None  # the seeds' longest stage of this kind
+    run_time: str = ""  # "~813 h (33.9 days) on cpu"
+    run_too_long: bool = False
+    faster_options: str = ""  # what the plan finds under the limit, or that it finds nothing
+    one_node_faster: bool = False  # several nodes, and one node of the same GPUs fits and is faster
+    node_speeds: str = ""
+    fast_network_speed: str = ""
 
 
 #: How much a labelled example counts for, by quality. 002 § Data Quality Principles: "500 excellent

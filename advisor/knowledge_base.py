@@ -65,6 +65,9 @@ class GpuEntry(BaseModel):
     peak_tflops_bf16: float = Field(ge=0)
     peak_tflops_fp32: float = Field(ge=0)
     aliases: tuple[str, ...] = Field((), description="other names people type for this GPU")
+    interconnect: Optional[str] = Field(None, description="how it talks to the other GPUs of its node, in words")
+    intra_node_gb_per_s: Optional[float] = Field(
+        None, gt=0, description="that link's rate in GB/s each way per GPU (data sheet); None: the estimate assumes one")
 
 
 def knowledge_file(name: str) -> Path:

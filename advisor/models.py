@@ -12,6 +12,8 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from .quantities import about_hours
+
 SCHEMA_VERSION = 1
 
 Goal = Literal["knowledge", "behavior"]
@@ -240,6 +242,14 @@ class TimeEstimate(StrictModel):
         None, description="p10-p90 of the run time, from the estimator's held-out errors"
     )
     cost_band: Optional[tuple[float, float]] = Field(None, description="p10-p90 of the cost, as hours_band")
+    kfold: Optional[int] = Field(
+        None, description="k-fold cross-validation: train_tokens, hours and cost are the whole run's, its k fold models "
+        "(each on (k-1)/k of the data) and the final model on all of it")
+
+    def hours_text(self, digits: int = 2) -> str:
+        """'~1.25 h', or under k-fold '5 folds + final model: ~1.25 h in all'."""
+        hours = about_hours(self.hours, digits)
+        return f"{self.kfold} folds + final model: {hours} in all" if self.kfold else hours
 
 
 class Estimate(StrictModel):

@@ -39,6 +39,7 @@ from .models import (
 )
 from .quantities import megabytes
 from .rules import Rule
+from .run_time import time_facts
 
 class Trace:
     """The rationale and warnings collected while planning."""
@@ -55,8 +56,9 @@ class Trace:
 
 
 #: Settings the final value of another makes moot: under k-fold, execute holds out each fold's own share
-#: and trains the final model on all the data, so no validation ratio applies.
-MOOT_UNDER = {"kfold": {"validation_ratio"}}
+#: and trains the final model on all the data, so no validation ratio applies; a global batch in tokens
+#: replaces the one in sequences.
+MOOT_UNDER = {"kfold": {"validation_ratio"}, "effective_batch_tokens": {"effective_batch"}}
 
 
 def in_effect(rules: list[Rule]) -> list[Rule]:
@@ -150,10 +152,13 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
     facts = facts.model_copy(update=method_facts(method, fit_change_kinds(chosen) + changes)
                              | sequence_facts(chosen, profile, data_report)
                              | long_prompt_facts(chosen, profile, data_report)
-                             | fit_facts(chosen, chosen.settings.get("effective_batch", 16), profile.batch_size)
+                             | fit_facts(chosen, profile.batch_size)
                              | batch_size_facts(chosen, profile.batch_size)
                              | length_keepers(chosen, [candidates[name] for name in order], ranked_by)
-                             | storage_facts(chosen) | unforced)
+                             | storage_facts(chosen) | unforced
+                             | stopping_facts(chosen.settings))
+    facts = facts.model_copy(update=time_facts(chosen, [candidates[name] for name in order], profile, model, facts,
+                                               data_report))
     explain_choice(facts, trace)
     rows = alternatives(candidates, chosen=method.name, approach=method.approach, ranked_by=ranked_by, facts=facts,
                         order=order)
@@ -284,6 +289,19 @@ def sequence_facts(chosen: Candidate, profile: Profile, data_report: Any) -> dic
               else f"the {profile.task} default length")
     fitted = chosen.fit.request.seq_len if chosen.fit else None
     return {"seq_len_asked": chosen.request.seq_len, "seq_len_fit": fitted, "seq_len_origin": origin}
+
+
+def stopping_facts(settings: dict[str, Any]) -> dict[str, Any]:
+    """Where early stopping applies, as `advisor execute` runs the settings (backends/local.py): on the validation
+    split; or under k-fold in each fold's model only, on its held-out fold, while the final model trains on all
+    the data for every planned epoch, with nothing held out to stop on."""
+    folds, epochs = settings.get("kfold") or 0, settings.get("epochs", 3)
+    facts = {"kfold": folds, "epochs": epochs}
+    if folds:
+        facts["early_stopping"] = (
+            f"Under {folds}-fold cross-validation each fold's model stops early on its held-out fold; the final "
+            f"model then trains on all the data for all {epochs:g} epochs, with no validation split to stop on.")
+    return facts
 
 
 def explain_choice(facts: Facts, trace: Trace) -> None:
@@ -688,8 +706,10 @@ def corpus_stage(profile: Profile, model: ModelEntry) -> PlanStage:
     chosen, changes = choose(order, candidates)
     facts = facts.model_copy(update=method_facts(chosen.method, fit_change_kinds(chosen) + changes)
                              | sequence_facts(chosen, stage_profile, None)
-                             | fit_facts(chosen, chosen.settings.get("effective_batch", 16))
+                             | fit_facts(chosen)
                              | length_keepers(chosen, [candidates[name] for name in order], ranked_by))
+    facts = facts.model_copy(update=time_facts(chosen, [candidates[name] for name in order], stage_profile, model,
+                                               facts, None))
     explain_choice(facts, trace)
     fits = "nothing_fits" not in changes
     seq_len = (chosen.fit or chosen).request.seq_len  # the model's context, or what fits, may be below the asked
@@ -723,4 +743,9 @@ def summarise(method: Method, chosen: Candidate, facts: Facts, complements: list
                  "few-shot examples in prompts to the adapted model.")
     if complements:
         text += f" Complement it with {', '.join(complements)}."
+    if facts.run_too_long:
+        text += (f" But training takes {facts.run_time}, longer than the {facts.run_limit_hours:g} h the seeds' "
+                 "longest such stage takes: see the warnings for faster options.")
+    if facts.one_node_faster:
+        text += " One node of the same GPUs trains it faster (see the warnings)."
     return text

@@ -104,6 +104,8 @@ class Settings(StrictData):
     new_layer_learning_rate: Optional[float] = None
     epochs: Optional[float] = None
     effective_batch: Optional[int] = None
+    effective_batch_tokens: Optional[int] = Field(
+        None, ge=1, description="the global batch in tokens (a pre-training batch): effective_batch = it / seq_len")
     warmup_ratio: Optional[float] = None
     scheduler: Optional[str] = None
     weight_decay: Optional[float] = None

@@ -71,9 +71,7 @@ class ResolvedRun(BaseModel):
                  if split.folds else f"train {split.train}, validation {split.validation}")
         if split.test:
             where += f", held-out test {split.test}"
-        stopping = (f"early stopping on validation {self.eval_metric} (patience {self.early_stopping_patience}), "
-                    "best checkpoint kept" if self.early_stopping_patience and (split.validation or split.folds)
-                    else "no early stopping")
+        stopping = self.stopping()
         rates = ", ".join(f"{name} {rate:g}" for name, rate in self.learning_rates.items())
         return "\n".join([
             f"model      {self.model} ({self.source})",
@@ -94,6 +92,16 @@ class ResolvedRun(BaseModel):
             f"checkpoint every {plural(self.checkpoint_every, 'step')}; {stopping}",
             f"output     {self.output_dir}",
         ])
+
+    def stopping(self) -> str:
+        """Where early stopping applies (local.py): each fold on its held-out fold, the final model on nothing."""
+        split, patience = self.split, self.early_stopping_patience
+        if patience and split.folds:
+            return (f"each fold stops early on its held-out fold's {self.eval_metric} (patience {patience}), its best "
+                    f"checkpoint kept; the final model trains all {self.epochs:g} epochs, with no early stopping")
+        if patience and split.validation:
+            return f"early stopping on validation {self.eval_metric} (patience {patience}), best checkpoint kept"
+        return "no early stopping"
 
     def layout_lines(self) -> list[str]:
         """The plan's nodes x GPUs, sharding, offload and fused loss, one line each where they apply."""

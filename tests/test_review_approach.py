@@ -211,6 +211,7 @@ EVIDENCE = {
     "training.epochs-large-data": r"epochs\*\* \| 3-10",
     "training.epochs-knowledge": r"multiple epochs.*inject domain knowledge",
     "training.early-stopping": r"early stopping.*validation set",
+    "training.early-stopping-kfold": r"early stopping.*validation set.*cross-validation.*multiple folds",
     "training.quantized-compute-fp16": r"bnb_4bit_compute_dtype=torch\.float16",
     "training.rank-simple": r"r=4 \| simple tasks",
     "training.rank-standard": r"r=8 \| standard setting",
@@ -245,6 +246,8 @@ EVIDENCE = {
     "risk.keep-general-ability": r"80% new task, 20% old task",
     "risk.continual-updates": r"progressive adapter addition.*memory replay",
     "risk.continual-updates-full": r"elastic weight consolidation.*memory replay",
+    "risk.run-too-long": r"1m examples.*duration: 2-3 days on 8. a100",
+    "risk.corpus-run-too-long": r"domain adaptation \(1 week\)",
 }
 
 

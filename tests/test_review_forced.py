@@ -150,7 +150,7 @@ def test_a_forced_unmergeable_method_under_strict_latency_is_flagged(adapter_str
 
 def test_under_method_the_rules_still_exclude_the_other_methods_they_would(adapter_strict):
     prompt_tuning = next(alt for alt in adapter_strict.alternatives if alt.method == "prompt_tuning")
-    assert prompt_tuning.why_not.endswith("(method.strict-latency)")
+    assert prompt_tuning.why_not.endswith("(method.strict-latency-soft-prompts)")
     assert next(alt for alt in adapter_strict.alternatives if alt.method == "lora").why_not == \
         "fits, but you passed --method adapter"
 

@@ -138,7 +138,8 @@ def test_every_setting_of_the_corpus_stage_has_its_rule():
         for rule_id in fired:
             if rule(rule_id).set:
                 settings |= set(rule(rule_id).set.model_dump(exclude_none=True))
-        wanted = {"learning_rate", "epochs", "validation_ratio", "warmup_ratio", "weight_decay", "effective_batch"}
+        wanted = {"learning_rate", "epochs", "validation_ratio", "warmup_ratio", "weight_decay",
+                  "effective_batch_tokens"}  # the corpus stage takes a pre-training batch, in tokens
         if "r" in corpus.training.hyperparameters.method:
             wanted |= {"lora_rank", "lora_alpha", "use_rslora"}
         assert wanted <= settings, (profile, wanted - settings)

@@ -14,8 +14,9 @@ from ..quantities import about_hours, hours_span
 
 
 def time_with_band(time: TimeEstimate) -> str:
-    """"~2.08 h (1.94-3.38 h p10-p90), cost 12.40 (11.59-20.14)": the estimate and its measured spread."""
-    text = about_hours(time.hours, digits=2)
+    """"~2.08 h (1.94-3.38 h p10-p90), cost 12.40 (11.59-20.14)": the estimate and its measured spread (under k-fold
+    "5 folds + final model: ~2.08 h in all (...)")."""
+    text = time.hours_text()
     if time.hours_band:
         text += f" ({hours_span(*time.hours_band)} p10-p90)"
     if time.cost is not None:
@@ -113,7 +114,7 @@ def stage_line(number: int, stage: PlanStage) -> str:
         line += f", peak {stage.estimate.memory.peak_gib:.1f} GiB"
         time = stage.estimate.time
         if time:
-            line += f", {time.train_tokens:,} tokens in {about_hours(time.hours)}"
+            line += f", {time.train_tokens:,} tokens in {time.hours_text(digits=1)}"
             if time.cost is not None:
                 line += f", cost {time.cost:,.2f}"
     return line

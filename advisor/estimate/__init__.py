@@ -45,6 +45,8 @@ class EstimateRequest(BaseModel):
     device_memory_gib: Optional[float] = Field(None, gt=0, description="overrides gpu.memory_gib")
     tasks: int = Field(1, ge=1)
     train_tokens: Optional[int] = Field(None, ge=0, description="tokens processed over the whole run")
+    kfold: Optional[int] = Field(None, ge=2, description="the run is k-fold: train_tokens covers the k fold models "
+                                 "and the final one (the time estimate says so)")
     price_per_hour: Optional[float] = Field(None, ge=0)
     gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
     fused_cross_entropy: bool = Field(False, description="LM head + loss without the full logits (liger / chunked)")

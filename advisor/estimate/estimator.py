@@ -109,6 +109,7 @@ def _time(request: EstimateRequest, shape: Shape) -> Optional[TimeEstimate]:
         cost=_round(cost),
         hours_band=(round(hours * low, 4), round(hours * high, 4)) if train_tokens else None,
         cost_band=None if cost is None else (round(cost * low, 2), round(cost * high, 2)),
+        kfold=request.kfold,
     )
 
 
@@ -130,7 +131,8 @@ def _tokens_per_second(request: EstimateRequest, shape: Shape, inter_node_bytes_
     tflops = throughput.peak_tflops(request.gpu, shape.precision)
     if not tflops:
         return None
-    return throughput.tokens_per_second(request.architecture, request.footprint, shape, tflops, inter_node_bytes_per_s)
+    return throughput.tokens_per_second(request.architecture, request.footprint, shape, tflops, inter_node_bytes_per_s,
+                                        throughput.intra_node_bytes_per_s(request.gpu))
 
 
 def _host_memory(request: EstimateRequest, shape: Shape) -> dict[str, float]:
@@ -148,7 +150,7 @@ def _links_assumed(request: EstimateRequest) -> dict[str, float]:
     """The link bandwidths the time assumes (GB/s), for a run whose devices talk to each other or the host."""
     assumed: dict[str, float] = {}
     if world_size(request.num_gpus, request.num_nodes) > 1 and request.sharding != "none":
-        assumed["intra_node_gb_per_s_assumed"] = throughput.INTRA_NODE_BYTES_PER_S / 1e9
+        assumed["intra_node_gb_per_s_assumed"] = round(throughput.intra_node_bytes_per_s(request.gpu) / 1e9, 1)
     if request.num_nodes > 1:
         assumed["inter_node_gb_per_s_assumed"] = throughput.INTER_NODE_BYTES_PER_S / 1e9
     if request.offload != "none":

@@ -42,7 +42,8 @@ the backward and before the next forward (nothing to overlap it with), at the
 speed of the node's memory: AdamW reads the parameter, its gradient and two
 states and writes the parameter and the states, for every trained parameter
 the node's devices offloaded. The four bandwidths are assumptions, named below
-and reported in the estimate's config.
+and reported in the estimate's config; the link inside a node is the GPU
+catalog's (`intra_node_bytes_per_s`), where it has one.
 """
 
 from __future__ import annotations
@@ -56,9 +57,13 @@ from . import activations as act
 from .memory import Shape, base_param_bytes, layer_grads, parameters, tokens, trained_layers, trains_base_weights, trains_embeddings
 from .sharding import PARTITIONED, gathered_unit_bytes, shard, shard_ways, world_size
 
-#: ASSUMPTION (the catalog has no link figures): bytes/s one device exchanges with the others of its node.
-#: NVLink nodes (A100/H100 SXM) reach 150-450 GB/s per direction, PCIe-only cards 10-30 GB/s.
+#: ASSUMPTION, for a GPU the catalog gives no link figure: bytes/s one device exchanges with the others of its
+#: node. The catalog's cards give 13-51 GB/s over PCIe (3.0 x16 to 5.0 x16), 240-720 GB/s over NVLink
+#: (A100 to B200), each at LINK_EFFICIENCY of the data sheet's rate.
 INTRA_NODE_BYTES_PER_S = 100e9
+#: The share of a link's data-sheet rate a collective reaches: H100 NVLink 4 peer-to-peer measures 380 of its
+#: 450 GB/s each way (NVIDIA/nccl issue #1264), PCIe 4.0 x16 about 25 of 32 (HOST_LINK_BYTES_PER_S).
+LINK_EFFICIENCY = 0.8
 #: ASSUMPTION: bytes/s one node exchanges with the other nodes: 100 Gb/s Ethernet, a common cloud link
 #: (InfiniBand / EFA clusters have 4-32 times more, for which the estimate is pessimistic). That inter-node
 #: links are far slower than intra-node ones is what motivates hybrid sharding (Zhao et al. 2023, PyTorch FSDP:
@@ -124,20 +129,23 @@ def attended_keys(arch: Architecture, kv_seq: int) -> float:
 
 
 def tokens_per_second(arch: Architecture, fp: Footprint, shape: Shape, peak_tflops: float,
-                      inter_node_bytes_per_s: Optional[float] = None) -> float:
+                      inter_node_bytes_per_s: Optional[float] = None,
+                      intra_node_bytes_per_s: Optional[float] = None) -> float:
     """Training tokens per second per device (real tokens: virtual prompt tokens excluded)."""
     cost = step_cost(arch, fp, shape)
     gpu_s = (cost.flops + cost.traffic * cal.FLOPS_PER_TRAFFIC_BYTE) / (peak_tflops * 1e12 * cal.MODEL_FLOPS_UTILISATION)
     host_s = cost.layer_passes * cal.HOST_SECONDS_PER_LAYER_PASS
-    links_s = communication_seconds(arch, fp, shape, inter_node_bytes_per_s)
+    links_s = communication_seconds(arch, fp, shape, inter_node_bytes_per_s, intra_node_bytes_per_s)
     return shape.batch * shape.seq / (max(gpu_s, host_s, links_s) + offloaded_step_seconds(arch, fp, shape))
 
 
 def communication_seconds(arch: Architecture, fp: Footprint, shape: Shape,
-                          inter_node_bytes_per_s: Optional[float] = None) -> float:
+                          inter_node_bytes_per_s: Optional[float] = None,
+                          intra_node_bytes_per_s: Optional[float] = None) -> float:
     """Seconds one micro-batch spends on collectives and host-link copies (per device; see the docstring), with
-    the assumed network between nodes unless another is given."""
+    the assumed network between nodes and link inside a node unless others are given."""
     inter_node_bytes_per_s = inter_node_bytes_per_s or INTER_NODE_BYTES_PER_S
+    intra = intra_node_bytes_per_s or INTRA_NODE_BYTES_PER_S
     world = world_size(shape.devices, shape.nodes)
     if shape.sharding == "none" or world <= 1:
         return 0.0
@@ -145,7 +153,7 @@ def communication_seconds(arch: Architecture, fp: Footprint, shape: Shape,
     stored, steps = params.resident, shape.accumulation_steps
     grads = params.gradients / (2 if shape.sharding in ("fsdp", "hybrid") and shape.precision == "mixed" else 1)
     # A ring over every device of several nodes: each device's bytes cross its node's network once.
-    spanning = min(INTRA_NODE_BYTES_PER_S, inter_node_bytes_per_s) if shape.nodes > 1 else INTRA_NODE_BYTES_PER_S
+    spanning = min(intra, inter_node_bytes_per_s) if shape.nodes > 1 else intra
     if shape.sharding in PARTITIONED:
         layer, root = gathered_unit_bytes(arch, fp, shape.sharding, base_param_bytes(shape.precision),
                                           shape.precision == "mixed")
@@ -155,7 +163,7 @@ def communication_seconds(arch: Architecture, fp: Footprint, shape: Shape,
     elif shape.sharding == "zero2":
         links = (_ring(grads, world) + _ring(stored, world) / steps) / spanning
     elif shape.sharding == "hybrid":
-        within = (2 * _ring(gathered, shape.devices) + _ring(grads, shape.devices) / steps) / INTRA_NODE_BYTES_PER_S
+        within = (2 * _ring(gathered, shape.devices) + _ring(grads, shape.devices) / steps) / intra
         # One all-reduce per device of the node, all through the node's network at once.
         across = 2 * _ring(grads / shape.devices, shape.nodes) / steps / (inter_node_bytes_per_s / shape.devices)
         links = within + across
@@ -194,6 +202,13 @@ def peak_tflops(gpu, precision: str) -> float:
     if precision == "fp32" or not gpu.peak_tflops_bf16:
         return gpu.peak_tflops_fp32
     return gpu.peak_tflops_bf16
+
+
+def intra_node_bytes_per_s(gpu) -> float:
+    """Bytes/s one of `gpu`'s devices exchanges with the others of its node: the catalog's link rate times
+    LINK_EFFICIENCY, or the assumption where the catalog has none."""
+    rate = getattr(gpu, "intra_node_gb_per_s", None)
+    return rate * 1e9 * LINK_EFFICIENCY if rate else INTRA_NODE_BYTES_PER_S
 
 
 def hours(train_tokens: int, tokens_per_s: float, devices: int) -> float:

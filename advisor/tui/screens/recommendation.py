@@ -23,7 +23,6 @@ from textual.widgets import Footer, Header, Static
 from ...cli.render import devices_layout, stage_line, stages_total
 from ...errors import UserError
 from ...models import Plan, Profile
-from ...quantities import about_hours
 from ..answers import command_line
 from ..widgets.alternatives import AlternativesTable
 from ..widgets.memory_bars import MemoryBars
@@ -60,8 +59,7 @@ def costs(plan: Plan) -> str:
         lines.append(f"Storage: {storage.per_task_mb:,.1f} MB per task, {storage.total_mb:,.1f} MB in all")
     if estimate.time:
         cost = f", cost {estimate.time.cost:,.2f}" if estimate.time.cost is not None else ""
-        speed = f"~{estimate.time.tokens_per_s:,.0f} tokens/s"
-        lines.append(f"Time: {about_hours(estimate.time.hours, digits=2)} at {speed}{cost}")
+        lines.append(f"Time: {estimate.time.hours_text()} at ~{estimate.time.tokens_per_s:,.0f} tokens/s{cost}")
     return "\n".join(lines)
 
 
