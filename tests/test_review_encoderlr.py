@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from advisor.estimate import EstimateRequest, estimate
@@ -118,8 +121,6 @@ MXFP4 = {"quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.sel
 @pytest.fixture(scope="module")
 def mxfp4_gpt_oss(tmp_path_factory):
     """A 2-layer gpt-oss checkpoint stored as openai's is: experts as MXFP4 blocks and scales (uint8)."""
-    import json
-
     import torch
     from safetensors.torch import load_file, save_file
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -160,8 +161,7 @@ def test_gpt_oss_loads_its_mxfp4_experts_dequantised_and_trainable(mxfp4_gpt_oss
     from transformers.integrations.mxfp4 import convert_moe_packed_tensors
 
     from advisor.backends import loading
-    from advisor.backends.hardware import run_dtypes
-    from advisor.backends.hardware import Device
+    from advisor.backends.hardware import Device, run_dtypes
 
     source, packed = mxfp4_gpt_oss
     asked = []
@@ -188,3 +188,110 @@ def test_qlora_on_an_mxfp4_checkpoint_is_one_line(mxfp4_gpt_oss):
     source, _ = mxfp4_gpt_oss
     with pytest.raises(UserError, match="stored MXFP4-quantised.*cannot quantise it again for qlora"):
         loading.dequantizing_options(source, "qlora", {"quantization_config": object()})
+
+
+# -- 11: an encoder's learning rate ---------------------------------------------------------------------------
+
+MEASURED = "benchmarks/results/encoder_rate"
+GRID = (2e-5, 5e-5)  # Devlin et al. 2018's fine-tuning grid
+
+
+def _encoder(tmp_path, name: str, layers: int, hidden: int) -> str:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "bert", "num_hidden_layers": layers, "hidden_size": hidden, "intermediate_size": 4 * hidden,
+        "num_attention_heads": 12, "vocab_size": 30522, "max_position_embeddings": 512, "type_vocab_size": 2}))
+    return str(folder)
+
+
+def _rates(plan) -> dict[str, tuple[float, str]]:
+    return {group.name: (group.learning_rate, group.rule) for group in plan.training.hyperparameters.param_groups}
+
+
+def _sweep() -> dict:
+    return json.loads((Path(__file__).resolve().parents[1] / f"{MEASURED}.json").read_text())
+
+
+def test_minilm_on_banking77_takes_the_measured_rates_and_cites_the_measurement():
+    plan = make_plan(Profile(task="classification", examples=10003, model="all-minilm-l6-v2", gpu="cpu"))
+    assert _rates(plan) == {"pretrained": (2e-4, "training.small-encoder-rate"),
+                            "new": (2e-3, "training.small-encoder-rate")}
+    entry = next(entry for entry in plan.rationale if entry.rule == "training.small-encoder-rate")
+    assert f"{MEASURED}.md" in entry.source and "000_df4a6b7376d2b11b.txt" not in entry.source
+    # The message gives each measured arm's validation accuracy, as the results file has it.
+    for arm in _sweep()["results"]:
+        assert f"{arm['validation_accuracy']:.2f}" in entry.message
+    assert "validation" in entry.message and "test" not in entry.message
+
+
+def test_the_measurement_chose_on_validation_data_and_its_best_arm_is_the_rule():
+    sweep = _sweep()
+    best = max(sweep["results"], key=lambda arm: arm["validation_accuracy"])
+    assert (best["body_rate"], best["head_rate"]) == (2e-4, 2e-3)
+    assert all(arm["validation_examples"] > 0 for arm in sweep["results"])
+    assert not any("test" in key for arm in sweep["results"] for key in arm)
+    from advisor import rules
+
+    reference = rules.references()["advisor-encoder-rate-sweep"]
+    assert reference.file == f"{MEASURED}.md" and reference.url is None
+    root = Path(__file__).resolve().parents[1]
+    assert all((root / ref.file).is_file() for ref in rules.references().values() if ref.file)
+    assert str(sweep["rows"]) in reference.supports.replace(",", "")
+
+
+@pytest.mark.parametrize("profile", [
+    dict(examples=5000, layers=12, hidden=768),  # BERT-base
+    dict(examples=5000, layers=4, hidden=312),  # a 4-layer small BERT: shallow, never measured
+    dict(examples=5000, layers=6, hidden=768),  # DistilBERT's shape: 6 layers, but not the measured model
+], ids=["bert-base", "4-layer", "6-layer 768 wide"])
+def test_encoders_the_measurement_does_not_cover_keep_the_bert_grid(tmp_path, profile):
+    model = _encoder(tmp_path, "encoder", profile["layers"], profile["hidden"])
+    plan = make_plan(Profile(task="classification", examples=profile["examples"], model=model, gpu="cpu"))
+    body, rule = _rates(plan)["pretrained"]
+    assert GRID[0] <= body <= GRID[1] and rule == "training.encoder-rate"
+    assert "training.small-encoder-rate" not in [entry.rule for entry in plan.rationale]
+
+
+@pytest.mark.parametrize("profile", [dict(examples=50), dict(examples=50000), dict(examples=5000, method="freeze")],
+                         ids=["50 rows (freeze)", "50,000 rows", "forced freeze"])
+def test_minilm_outside_the_measured_setting_keeps_the_bert_grid(profile):
+    plan = make_plan(Profile(task="classification", model="all-minilm-l6-v2", gpu="cpu", **profile))
+    body, rule = _rates(plan)["pretrained"]
+    assert GRID[0] <= body <= GRID[1] and rule == "training.encoder-rate"
+    assert _rates(plan)["new"] == (1e-3, "training.new-layer-rate")
+
+
+def test_the_sweep_trains_on_the_training_file_only_and_changes_only_the_rates(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from tests.estimate import scripts
+
+    scripts.load("recipe_quality")  # encoder_rate imports its subset() and RESULTS
+    sweep = scripts.load("encoder_rate")
+    seen = []
+
+    def fake_run(plan, data, output_dir):
+        seen.append((plan.training.hyperparameters, data))
+        main = SimpleNamespace(final_eval={"accuracy": 0.5, "macro_f1": 0.5}, validation_examples=5,
+                               train_examples=20, steps=3, best_step=3, early_stopped=False)
+        return SimpleNamespace(main=main)
+
+    monkeypatch.setattr(sweep, "run_plan", fake_run)
+    assert sweep.main(["--per-label", "3", "--output", str(tmp_path / "sweep")]) == 0
+    assert [(hp.param_groups[1].learning_rate, hp.param_groups[0].learning_rate) for hp, _ in seen] == \
+        [(body, head) for body, head, _ in sweep.ARMS]
+    first = seen[0][0].model_dump(exclude={"learning_rate", "param_groups"})
+    assert all(hp.model_dump(exclude={"learning_rate", "param_groups"}) == first for hp, _ in seen)
+    assert all("test" not in data.name for _, data in seen)
+    assert "test.csv is never read" in (tmp_path / "sweep.md").read_text()
+
+
+def test_a_reference_has_a_url_or_a_results_file():
+    from advisor.rules import Reference
+
+    row = {"id": "a-b", "title": "A title", "supports": "what it says"}
+    assert Reference.model_validate({**row, "file": "benchmarks/results/x.md"}).address == "benchmarks/results/x.md"
+    for wrong in ({}, {"url": "https://a.b", "file": "benchmarks/results/x.md"}, {"file": "/etc/passwd"}):
+        with pytest.raises(ValueError):
+            Reference.model_validate({**row, **wrong})
