@@ -80,9 +80,10 @@ class Footprint(BaseModel):
     )
 
     @property
-    def base_frozen(self) -> bool:
-        """No base weight trains, only what the method adds (adapters, prompts): the base may load in fp16."""
-        return self.trainable_params <= self.added_params
+    def freezes_base_weights(self) -> bool:
+        """Base weights stay frozen: all of them (only what the method adds trains: adapters, prompts) or all
+        but the top `backward_layers` (freeze). Frozen weights may load in fp16 (advisor.precision)."""
+        return self.trainable_params <= self.added_params or self.backward_layers is not None
 
 
 class MethodInfo(BaseModel):

@@ -11,17 +11,20 @@ QLoRA dequantises to their compute dtype. Nothing else decides a dtype.
 | fp16           | 16-bit* weights, fp16 autocast | 16-bit* weights, fp16 autocast | fp32               |
 | fp32           | fp32                           | fp32                           | fp32               |
 
-* fp16 weights where the base is frozen (LoRA, bottleneck adapters, prompts,
-IA3; QLoRA's unquantised rest loads in fp16 and prepare_model_for_kbit_training
-upcasts it to fp32), fp32 master weights where base weights train (full, freeze):
-a weight that trains is never fp16, as torch's GradScaler, which fp16 autocast
-needs, refuses fp16 gradients ("Attempting to unscale FP16 gradients",
+* fp16 weights where base weights stay frozen (LoRA, bottleneck adapters,
+prompts, IA3: the whole base; freeze: all but its top layers; QLoRA's
+unquantised rest loads in fp16 and prepare_model_for_kbit_training upcasts it
+to fp32), fp32 master weights where every base weight trains (full): a weight
+that trains is never fp16, as torch's GradScaler, which fp16 autocast needs,
+refuses fp16 gradients ("Attempting to unscale FP16 gradients",
 torch/amp/grad_scaler.py). A frozen weight has no gradient, so an fp16 frozen
 base under fp16 autocast is what peft on a T4 runs: peft keeps its adapters in
 fp32 (get_peft_model's autocast_adapter_dtype), and the backend casts anything
-else trainable (a new classification head, bottleneck adapters) to fp32 after
-`build`. The estimator prices that run as its 16-bit recipe: 2 bytes per base
-weight, 16-bit activations, adapters with their fp32 gradients and AdamW states.
+else trainable (a new classification head, bottleneck adapters, the layers
+freeze trains) to fp32 after `build`. The estimator prices that run as its
+16-bit recipe with each group in its own dtype: 2 bytes per frozen base weight,
+16-bit activations, and what trains in fp32 with fp32 gradients and AdamW
+states (memory.Shape.trained_base_fp32 for trained base weights).
 Gradients and AdamW states take the dtype of the weights they belong to
 (torch's AdamW keeps its states in the parameter dtype). A device without
 bf16 never gets bf16 anywhere, QLoRA's compute dtype included.
@@ -49,7 +52,7 @@ class Dtypes(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    weights: TorchDtype  # the base model's from_pretrained dtype; float16 only for a frozen base
+    weights: TorchDtype  # the base model's from_pretrained dtype; float16 only for frozen weights (what trains: fp32)
     autocast: Optional[Literal["bf16", "fp16"]] = None
     compute: TorchDtype = "float32"
 
@@ -84,7 +87,7 @@ class Dtypes(BaseModel):
 
 def resolve_dtypes(precision: str, *, cuda: bool, bf16: bool, frozen_base: bool) -> Dtypes:
     """The table above: `precision` is the plan's (bf16, mixed, fp16, fp32); `bf16` whether the device has it;
-    `frozen_base` whether the method trains none of the base's weights (`Footprint.base_frozen`)."""
+    `frozen_base` whether base weights stay frozen under the method (`Footprint.freezes_base_weights`)."""
     if not cuda or precision == "fp32":
         return Dtypes(weights="float32")
     if bf16 and precision == "bf16":

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import describe_validation_error
 from .facts import Facts
@@ -152,7 +152,7 @@ class Rule(StrictData):
         """The source as a person reads it: the seed section, or the reference's title and address."""
         if self.source.startswith(REFERENCE_PREFIX):
             reference = references()[self.source[len(REFERENCE_PREFIX):]]
-            return f"{reference.title} <{reference.url}>"
+            return f"{reference.title} <{reference.address}>"
         return self.source
 
     def explain(self, facts: Facts) -> str:
@@ -167,12 +167,25 @@ REFERENCE_PREFIX = "ref:"
 
 
 class Reference(StrictData):
-    """A paper or documentation page a rule cites when the seeds do not say what it does."""
+    """A paper or documentation page a rule cites when the seeds do not say what it does, or a measurement
+    of this project's own (its results file) where neither the seeds nor the literature give the number."""
 
     id: str = Field(pattern=r"^[a-z0-9\-]+$")
     title: str = Field(min_length=5)
-    url: str = Field(pattern=r"^https://\S+$")
+    url: Optional[str] = Field(None, pattern=r"^https://\S+$")
+    file: Optional[str] = Field(None, pattern=r"^benchmarks/results/[a-z0-9_\-]+\.md$",
+                                description="a measurement's results file in this repository")
     supports: str = Field(min_length=10, description="what the reference says that the citing rules rely on")
+
+    @model_validator(mode="after")
+    def _one_address(self) -> "Reference":
+        if (self.url is None) == (self.file is None):
+            raise ValueError("a reference has a url or a file (a measurement's results), one of them")
+        return self
+
+    @property
+    def address(self) -> str:
+        return self.url or self.file
 
 
 @functools.cache

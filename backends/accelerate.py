@@ -140,7 +140,7 @@ def cluster_config(prepared: Prepared) -> tuple[Any, LaunchFiles]:
     hp = prepared.hp
     gpu = resolve_gpu(plan.profile.gpu)
     precision = resolve_dtypes(plan.training.precision, cuda=gpu.cuda, bf16=gpu.bf16,
-                               frozen_base=prepared.base_frozen)
+                               frozen_base=prepared.freezes_base_weights)
     if prepared.method.requires_cuda and not gpu.cuda:
         raise UserError(f"method '{prepared.method.name}' needs a CUDA GPU and the plan's GPU is "
                         f"'{plan.profile.gpu}'; plan it for a CUDA GPU (--gpu h100, a100-80gb, ...)")

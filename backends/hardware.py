@@ -41,7 +41,7 @@ def detect_device() -> Device:
 
 
 def run_dtypes(plan_precision: str, device: Device, frozen_base: bool) -> Dtypes:
-    """The dtypes the plan's precision gets on `device` (`frozen_base`: the method trains no base weight)."""
+    """The dtypes the plan's precision gets on `device` (`frozen_base`: base weights stay frozen)."""
     return resolve_dtypes(plan_precision, cuda=device.kind == "cuda", bf16=device.bf16, frozen_base=frozen_base)
 
 

@@ -117,6 +117,7 @@ def load_model(
     options: dict[str, Any] = {"dtype": getattr(torch, precision.weights), "output_loading_info": True}
     with plugin_call(method, "load_options()"):
         options.update(method.load_options(method_hp, precision))
+    options.update(dequantizing_options(source, method.name, options))
     if kind == "classification":
         options.update(
             num_labels=len(labels or []),
@@ -142,11 +143,42 @@ def load_model(
     return trainable, loaded
 
 
+def stored_quantization(source: str) -> Optional[str]:
+    """The quant_method of a checkpoint stored quantised (config.json's quantization_config), else None."""
+    from transformers import PreTrainedConfig
+
+    try:
+        config, _ = PreTrainedConfig.get_config_dict(source)
+    except OSError:  # from_pretrained reports a missing or unreadable config in its own words
+        return None
+    return (config.get("quantization_config") or {}).get("quant_method")
+
+
+def dequantizing_options(source: str, method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """from_pretrained options that load a checkpoint stored in MXFP4 (gpt-oss) dequantised, for training.
+
+    transformers keeps MXFP4 experts packed where triton and the `kernels` package run, and such a model does
+    not train (Mxfp4HfQuantizer.is_trainable is False); only without them does it dequantise on its own.
+    Mxfp4Config(dequantize=True) dequantises always, to the dtype the model loads in (the estimator prices
+    those 16-bit weights). A method with its own quantisation (QLoRA) cannot load such a checkpoint:
+    transformers refuses a second quantisation config (quantizers/auto.py merge_quantization_configs).
+    """
+    if stored_quantization(source) != "mxfp4":
+        return {}
+    if "quantization_config" in options:
+        raise UserError(f"model '{source}' is stored MXFP4-quantised and transformers cannot quantise it again "
+                        f"for {method}; plan a method that trains the dequantised 16-bit model (--method lora)")
+    from transformers import Mxfp4Config
+
+    return {"quantization_config": Mxfp4Config(dequantize=True)}
+
+
 def trainable_in_fp32(model: Any) -> None:
     """Cast what trains of an fp16 frozen base to fp32: fp16 autocast's GradScaler refuses fp16 gradients.
 
-    peft's adapters already are fp32 (autocast_adapter_dtype); a new classification head, or modules a plugin
-    builds in the base's dtype (bottleneck adapters), are not. The frozen weights stay fp16 (advisor.precision).
+    peft's adapters already are fp32 (autocast_adapter_dtype); a new classification head, modules a plugin
+    builds in the base's dtype (bottleneck adapters) and the base layers a method trains (freeze's top layers)
+    are not. The frozen weights stay fp16 (advisor.precision).
     """
     import torch
 

@@ -51,7 +51,7 @@ class Prepared(BaseModel):
     method_hp: MethodHyperparameters
     hp: TrainingHyperparameters
     device: Device
-    base_frozen: bool = Field(description="the method trains no base weight (Footprint.base_frozen)")
+    freezes_base_weights: bool = Field(description="base weights stay frozen (Footprint.freezes_base_weights)")
     precision: Dtypes
     source: str
     data: LoadedData
@@ -146,10 +146,10 @@ def prepare(request: ExecuteRequest, tokenized: Optional[Path] = None) -> Prepar
     refusal = packing_refusal(kind, method, model_type_of(source, plan.profile.model))
     if hp.packing and refusal:
         raise UserError(f"plan.json training.hyperparameters.packing is true but {refusal}; set it to null or false")
-    base_frozen = footprint_of(method, resolve_model(plan.profile.model).architecture, method_hp).base_frozen
+    frozen = footprint_of(method, resolve_model(plan.profile.model).architecture, method_hp).freezes_base_weights
     return Prepared(
-        request=request, method=method, method_hp=method_hp, hp=hp, device=device, base_frozen=base_frozen,
-        precision=run_dtypes(training.precision, device, base_frozen), source=source, data=data, kind=kind,
+        request=request, method=method, method_hp=method_hp, hp=hp, device=device, freezes_base_weights=frozen,
+        precision=run_dtypes(training.precision, device, frozen), source=source, data=data, kind=kind,
         tokenizer=tokenizer, labels=labels, encoded=encoded, split=make_split(data, training.data, kind),
         metric=watched_metric(hp.eval_metric, kind), packed=hp.packing is not False and refusal is None,
         packing_note="off in the plan" if hp.packing is False else refusal or "",

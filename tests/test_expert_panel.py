@@ -187,7 +187,7 @@ PANEL = [
              never_says=("prompt the base model", "few-shot")),
     Scenario("MiniLM on Banking77 (10,003 rows)", dict(task="classification", examples=10003,
                                                        model="all-minilm-l6-v2", gpu="cpu"),
-             "full_finetune", "full", {"training.small-encoder-rate": "Learning Rate Schedules for Frozen Layers"},
+             "full_finetune", "full", {"training.small-encoder-rate": "benchmarks/results/encoder_rate.md"},
              settings={"training.hyperparameters.param_groups.0.learning_rate": 2e-4,
                        "training.hyperparameters.param_groups.1.learning_rate": 2e-3,
                        "training.data.validation_ratio": 0.1, "training.data.stratify": True,

@@ -73,7 +73,6 @@ def _estimate(method: str, gpu: str, precision: str):
     ("lora", "t4", "fp16", "fp16 frozen base, fp16 mixed", 2),
     ("prompt_tuning", "t4", "fp16", "fp16 frozen base, fp16 mixed", 2),
     ("full", "t4", "fp16", "fp16 mixed", 4),
-    ("freeze", "t4", "fp16", "fp16 mixed", 4),  # its top layers train: the whole model stays fp32
     ("lora", "l4", "bf16", "bf16", 2),  # a bf16 GPU: unchanged
     ("lora", "l4", "mixed", "bf16 mixed", 4),
     ("full", "l4", "mixed", "bf16 mixed", 4),
@@ -162,7 +161,7 @@ def load(source: str, method: str, kind: str = "causal_lm", **hp):
     plugin = get_method(method)
     method_hp = plugin.hyperparameters(hp)
     footprint = plugin.footprint(tm.architecture("llama"), method_hp)
-    dtypes = run_dtypes("fp16", TURING, footprint.base_frozen)
+    dtypes = run_dtypes("fp16", TURING, footprint.freezes_base_weights)
     model, _ = load_model(source, kind, dtypes, plugin, method_hp, labels=["no", "yes"], pad_token_id=0)
     return model, footprint, dtypes
 
@@ -177,7 +176,7 @@ def test_a_frozen_base_loads_in_fp16_its_additions_train_in_fp32_and_the_bytes_a
     import torch
 
     model, footprint, dtypes = load(tiny_llama, method, **hp)
-    assert dtypes.weights == "float16" and dtypes.autocast == "fp16" and footprint.base_frozen
+    assert dtypes.weights == "float16" and dtypes.autocast == "fp16" and footprint.freezes_base_weights
     frozen = [p for p in model.parameters() if not p.requires_grad]
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert frozen and {p.dtype for p in frozen} == {torch.float16}
@@ -210,7 +209,7 @@ def test_full_fine_tuning_on_a_t4_loads_fp32_weights(tiny_llama):
     import torch
 
     model, footprint, dtypes = load(tiny_llama, "full")
-    assert not footprint.base_frozen and dtypes.weights == "float32"
+    assert not footprint.freezes_base_weights and dtypes.weights == "float32"
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     train_one_step_fp16(model, "causal_lm")
 

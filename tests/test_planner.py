@@ -128,7 +128,7 @@ def test_profile_gets_expected_plan(name, overrides, approach, method, rule_ids)
     missing = [rule for rule in rule_ids if rule not in fired]
     assert not missing, f"missing {missing}; fired {fired}"
     for entry in plan.rationale:
-        assert "§" in entry.source or "<https://" in entry.source
+        assert "§" in entry.source or "<https://" in entry.source or "<benchmarks/results/" in entry.source
 
 
 def plan_with_long_prompts(tmp_path, monkeypatch) -> Plan:

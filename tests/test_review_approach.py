@@ -200,7 +200,6 @@ EVIDENCE = {
     "training.method-learning-rate": r"full fine-tune: 1e-5 to 5e-5.*lora: 1e-4 to 3e-4",
     "training.keep-general-ability-rate": r"lower learning rates",
     "training.new-layer-rate": r"'lr': 1e-3",
-    "training.small-encoder-rate": r"head_params, 'lr': 1e-3.*late_layer_params, 'lr': 1e-4",
     "training.encoder-head-only": r"freeze backbone, train head.*unfreeze last",
     "training.warmup-cosine": r"linear warmup \(10% of total steps\).*cosine decay",
     "training.weight-decay": r"regularization techniques\*\* such as weight decay",

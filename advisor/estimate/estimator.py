@@ -31,12 +31,13 @@ def dtypes_of(request: EstimateRequest) -> Dtypes:
     """The dtypes the run will really use on the request's GPU (without one: a bf16-capable CUDA GPU)."""
     gpu = request.gpu
     return resolve_dtypes(request.precision, cuda=gpu.cuda if gpu else True, bf16=gpu.bf16 if gpu else True,
-                          frozen_base=request.footprint.base_frozen)
+                          frozen_base=request.footprint.freezes_base_weights)
 
 
 def shape_of(request: EstimateRequest, accumulation_steps: int = 1) -> Shape:
+    dtypes = dtypes_of(request)
     return Shape(
-        precision=dtypes_of(request).recipe, batch=request.batch_size * request.footprint.sequences_per_example,
+        precision=dtypes.recipe, trained_base_fp32=dtypes.weights == "float16", batch=request.batch_size * request.footprint.sequences_per_example,
         seq=request.seq_len,
         gradient_checkpointing=request.gradient_checkpointing, optimizer=request.optimizer,
         head=request.head, num_labels=request.num_labels,

@@ -53,6 +53,9 @@ class Shape(NamedTuple):
     offload: str = "none"
     fused_loss: bool = False  # the LM head and loss run without the full logits (activations.LogitsBytes)
     adamw_implementation: str = "fused"  # torch AdamW's kernel: "fused" or "foreach" (see optimizer_step_temporaries)
+    # A 16-bit recipe on an fp16 frozen base: the base weights that train (freeze's top layers) are fp32, with
+    # fp32 gradients and AdamW states, and fp16 autocast copies of their matrices (advisor.precision).
+    trained_base_fp32: bool = False
 
 
 class Parameters(NamedTuple):
@@ -88,29 +91,32 @@ def quantized_params(arch: Architecture) -> int:
 def parameters(arch: Architecture, fp: Footprint, shape: Shape) -> Parameters:
     total = arch.total_params()
     pb = base_param_bytes(shape.precision)
+    base_trainable = max(fp.trainable_params - fp.added_params, 0)
+    trained_pb = 4 if shape.trained_base_fp32 else pb  # bytes of a trained base weight and of its gradient
     if fp.quantized_base:
         quantized = quantized_params(arch)
         rest = total - quantized
         weights = quantized * NF4_BYTES_PER_PARAM + (0 if fp.upcast_unquantized_fp32 else rest * 2)
         upcast = rest * 4 if fp.upcast_unquantized_fp32 else 0.0
     else:
-        weights, upcast = total * pb, 0.0
+        weights, upcast = (total - base_trainable) * pb + base_trainable * trained_pb, 0.0
     if fp.reference_copy:
         weights += total * pb  # a frozen copy scores the reference (full-parameter DPO)
-    base_trainable = max(fp.trainable_params - fp.added_params, 0)
     adapters = fp.added_params * act.ADAPTER_BYTES
-    gradients = base_trainable * pb + fp.added_params * act.ADAPTER_BYTES
+    gradients = base_trainable * trained_pb + fp.added_params * act.ADAPTER_BYTES
     optimizer = _optimizer_bytes(shape.optimizer, fp.trainable_params, gradients)
     full = trains_embeddings(arch, fp)
     layers_trained = trained_layers(arch, fp)
-    head = (arch.head_params() if full else 0) * pb
-    tied = arch.vocab_size * arch.hidden_size * pb if (full and arch.tied_embeddings) else 0.0
-    embeddings = (arch.embedding_params() if full else 0) * pb
+    head = (arch.head_params() if full else 0) * trained_pb
+    tied = arch.vocab_size * arch.hidden_size * trained_pb if (full and arch.tied_embeddings) else 0.0
+    embeddings = (arch.embedding_params() if full else 0) * trained_pb
     per_layer = (gradients - head - embeddings) / layers_trained if layers_trained else 0.0
     copies = head_copy = 0.0
     if shape.precision == "mixed" and base_trainable:
         head_copy = 2 * arch.vocab_size * arch.hidden_size
         copies = 2 * arch.top_layers_params(layers_trained, matrices_only=True) + head_copy
+    elif shape.trained_base_fp32 and base_trainable:  # the lm_head is frozen fp16 here: no copy of it
+        copies = 2 * arch.top_layers_params(layers_trained, matrices_only=True)
     return Parameters(
         weights=weights, upcast=upcast, adapters=adapters, gradients=gradients, optimizer=optimizer,
         layer_gradients=per_layer, head_gradients=head + tied, tied_embedding_gradient=tied,

@@ -32,7 +32,7 @@ def freeze_plan(tmp_path, tiny_bert, capsys):
     plan = Plan.model_validate_json(path.read_text())
     assert plan.training.method == "freeze" and plan.training.hyperparameters.method["trainable_layers"] == 1
     rates = {group.name: group.learning_rate for group in plan.training.hyperparameters.param_groups}
-    assert rates == {"pretrained": 2e-4, "new": 2e-3}
+    assert rates == {"pretrained": 3e-5, "new": 1e-3}
     return path, data, rates
 
 
