@@ -22,7 +22,9 @@ from advisor.manager import get_method
 from advisor.models import Profile
 from advisor.planner import make_plan
 from tests.estimate import tiny_models as tm
-from tests.test_fp16_frozen_base import load, nbytes, tiny_llama, train_one_step_fp16  # noqa: F401 (a fixture)
+from tests.test_fp16_frozen_base import (  # noqa: F401 (tiny_llama: a fixture)
+    assert_estimated_bytes_are_real, load, tiny_llama, train_one_step_fp16,
+)
 
 # -- 14: freeze on an fp16 GPU --------------------------------------------------------------------------------
 
@@ -88,14 +90,7 @@ def test_freeze_loads_frozen_layers_in_fp16_trained_ones_in_fp32_and_the_bytes_a
     assert {p.dtype for p in model.parameters() if not p.requires_grad} == {torch.float16}
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == footprint.trainable_params
 
-    request = EstimateRequest(architecture=tm.architecture("llama"), footprint=footprint, precision="fp16",
-                              batch_size=2, seq_len=16, gpu=resolve_gpu("t4"))
-    predicted = parameters(request.architecture, footprint, shape_of(request))
-    assert nbytes(model.parameters()) == predicted.resident
-    gradients, optimizer = train_one_step_fp16(model, "causal_lm")
-    assert gradients == predicted.gradients
-    states = [t for state in optimizer.state.values() for name, t in state.items() if name != "step"]
-    assert nbytes(states) == predicted.optimizer
+    assert_estimated_bytes_are_real(model, footprint)
 
 
 def test_freeze_with_a_new_classification_head_on_an_fp16_base_trains_layer_and_head_in_fp32(tiny_llama):
