@@ -10,7 +10,7 @@ imports what it needs when it runs.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, ClassVar, Iterator, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -139,6 +139,17 @@ class Method:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, family={self.family!r})"
+
+    # What plugins written when Method was a pydantic model use: `dict(method)`, model_dump and model_copy.
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return iter(self.info)
+
+    def model_dump(self, **options: Any) -> dict[str, Any]:
+        return self.info.model_dump(**options)
+
+    def model_copy(self, update: Optional[dict[str, Any]] = None) -> "Method":
+        """A method of the same class with some fields changed (validated again)."""
+        return type(self)(**{**self.info.model_dump(), **(update or {})})
 
     @property
     def approach(self) -> Literal["peft", "full_finetune"]:

@@ -183,3 +183,17 @@ def test_every_method_answers_footprint_for_a_catalog_model():
     for name, method in manager.all_methods().items():
         footprint = method.footprint(arch, method.hyperparameters({}))
         assert 0 < footprint.trainable_params <= arch.total_params(), name
+
+
+def test_a_method_reads_and_copies_as_when_it_was_a_pydantic_model():
+    """Plugins written against the pydantic Method keep working: dict(method), model_dump, model_copy."""
+    from advisor.plugins import lora
+
+    fields = dict(lora.METHOD)
+    assert fields == lora.METHOD.model_dump() and fields["name"] == "lora" and fields["family"] == lora.METHOD.family
+    copy = lora.METHOD.model_copy(update={"name": "my-lora"})
+    assert type(copy) is type(lora.METHOD) and copy.name == "my-lora" and lora.METHOD.name == "lora"
+    with pytest.raises(ValueError):
+        lora.METHOD.model_copy(update={"name": "Not A Name"})  # validated, where pydantic's model_copy was not
+    with pytest.raises(AttributeError):
+        lora.METHOD.name = "other"  # frozen
