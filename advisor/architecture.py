@@ -31,8 +31,6 @@ Anything else (T5 and other encoder-decoders, ModernBERT, unknown types) is
 refused by name in `from_hf_config`, never approximated.
 """
 
-from __future__ import annotations
-
 import functools
 from typing import Literal, Optional
 

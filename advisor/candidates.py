@@ -9,8 +9,6 @@ configured as unavailable, with the reason: it is never chosen, and it never
 stops the other methods from being planned.
 """
 
-from __future__ import annotations
-
 import math
 from typing import Any, Callable, Iterable, Iterator, Optional
 

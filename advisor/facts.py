@@ -4,8 +4,6 @@ Rules name facts in their `when` tables; the loader refuses a name that is not
 a field here. The planner fills the method facts after it has chosen one.
 """
 
-from __future__ import annotations
-
 from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict

@@ -6,8 +6,6 @@ file is a packaging bug, so errors name the file and the key. Loaded once per
 process (the CLI answers in well under half a second).
 """
 
-from __future__ import annotations
-
 import functools
 import json
 import os

@@ -17,8 +17,6 @@ output. Later calls into plugin code go through `plugin_call` and
 `footprint_of`, which turn a failure into one line naming the plugin.
 """
 
-from __future__ import annotations
-
 import contextlib
 import functools
 import sys

@@ -8,8 +8,6 @@ base model into the trainable one. Nothing here imports torch: `build`
 imports what it needs when it runs.
 """
 
-from __future__ import annotations
-
 from typing import Any, ClassVar, Iterator, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field

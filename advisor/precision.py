@@ -35,8 +35,6 @@ where bitsandbytes does not run (`bitsandbytes`), QLoRA is excluded (rule
 method.needs-bitsandbytes).
 """
 
-from __future__ import annotations
-
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict

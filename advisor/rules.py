@@ -11,8 +11,6 @@ The loader refuses unknown keys, unknown facts, duplicate ids and citations
 of sections that do not exist, naming the file and the rule.
 """
 
-from __future__ import annotations
-
 import functools
 from typing import Any, Literal, Optional, Union
 

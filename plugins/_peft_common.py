@@ -7,8 +7,6 @@ settings prefix and prompt tuning share. peft is imported inside the
 functions that touch a real model.
 """
 
-from __future__ import annotations
-
 import re
 from typing import Any, ClassVar, Union
 

@@ -7,8 +7,6 @@ projection starts at zero, so the model starts as the base model. Registered
 through the entry point `advisor.plugins.adapter`.
 """
 
-from __future__ import annotations
-
 import functools
 from typing import Any
 

@@ -5,8 +5,6 @@ trainable magnitude vector (one value per output feature, counted by
 `LoRA.footprint`). Registered through the entry point `advisor.plugins.dora`.
 """
 
-from __future__ import annotations
-
 from typing import Any, ClassVar
 
 from advisor import hookimpl

@@ -17,8 +17,6 @@ party adds ORPO or KTO the same way: a Method with objective "preference"
 whose `preference_trainer` names its TRL trainer.
 """
 
-from __future__ import annotations
-
 from typing import Any, Literal
 
 from pydantic import Field

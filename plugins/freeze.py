@@ -6,8 +6,6 @@ layer joins each epoch until K train; the optimizer holds all K from the start,
 so the peak footprint is that of K layers.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 from pydantic import Field, model_validator

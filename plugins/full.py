@@ -3,8 +3,6 @@
 Registered through the entry point `advisor.plugins.full`, like any third-party plugin.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 from advisor import Footprint, Method, MethodHyperparameters, hookimpl

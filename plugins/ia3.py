@@ -7,8 +7,6 @@ creates (the tests compare them). Registered through the entry point
 `advisor.plugins.ia3`.
 """
 
-from __future__ import annotations
-
 from typing import Any, Literal, Union
 
 from pydantic import Field, field_validator

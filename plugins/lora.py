@@ -10,8 +10,6 @@ turns on at high ranks). Registered through the entry point
 `advisor.plugins.lora`.
 """
 
-from __future__ import annotations
-
 import re
 import warnings
 from typing import Any, ClassVar, Literal, Optional, Union

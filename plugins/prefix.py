@@ -5,8 +5,6 @@ Causal LMs only: see `CLASSIFICATION_REFUSED`. Registered through the entry
 point `advisor.plugins.prefix`.
 """
 
-from __future__ import annotations
-
 from typing import Any, Optional
 
 from advisor import Footprint, hookimpl

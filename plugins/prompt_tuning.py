@@ -4,8 +4,6 @@ The virtual tokens lengthen the input sequence. Registered through the entry
 point `advisor.plugins.prompt_tuning`.
 """
 
-from __future__ import annotations
-
 from advisor import Footprint, hookimpl
 from advisor.architecture import Architecture
 

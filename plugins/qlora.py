@@ -6,8 +6,6 @@ fp32, gradient checkpointing on) and adds the LoRA adapters. Registered
 through the entry point `advisor.plugins.qlora`.
 """
 
-from __future__ import annotations
-
 from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import Field

@@ -9,8 +9,6 @@ autograd keeps, op by op), memory.py (the step's peak), sharding.py
 coefficients), estimator.py (puts them together).
 """
 
-from __future__ import annotations
-
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field

@@ -29,8 +29,6 @@ the nodes and at a faster one, since that assumption decides between them.
 nothing fits.
 """
 
-from __future__ import annotations
-
 import math
 from typing import Iterator, Optional
 
