@@ -7,15 +7,14 @@ imports nothing heavy at import time, so `advisor plan` stays fast.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
-import os
 import sys
 from typing import Optional, Sequence
 
-# The command line is advisor's own process: pydantic's plugin scan (the entry points of every installed
-# distribution, ~16 ms of a cold `advisor plan` measured) finds nothing advisor uses. Set before the first
-# model class is built; a user who sets the variable keeps their value.
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+from .pydantic_plugins import turn_off as _turn_off_pydantic_plugins
+
+_turn_off_pydantic_plugins()  # before the first model class is built
 
 from pydantic import ValidationError  # noqa: E402
 
@@ -24,6 +23,9 @@ from ..errors import EXIT_USAGE, UserError, describe_validation_error
 
 #: Command modules under advisor.cli, in the order `advisor --help` lists them.
 COMMANDS = ("plan", "estimate", "validate", "split", "execute", "plugins", "models", "gpus", "schema", "wizard")
+#: Commands that compute an answer in well under a second and read no data file of any size: under the console
+#: script (advisor.cli.run) they run with the cyclic garbage collector off; any other command turns it back on.
+SHORT_COMMANDS = ("plan", "estimate", "plugins", "models", "gpus", "schema")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -46,6 +48,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         args_list = args_list or ["wizard"]
+        if args_list[0] not in SHORT_COMMANDS or any(arg.partition("=")[0] == "--data" for arg in args_list):
+            gc.enable()  # a data file may be large: its reading collects as usual
         parser = build_parser(only=args_list[0])
         args = parser.parse_args(args_list)
         return int(args.handler(args) or 0)
@@ -81,7 +85,3 @@ def _one_line(message: str, exit_code: int) -> int:
         text = f"{text[:LONGEST_ERROR]}... ({len(text) - LONGEST_ERROR:,} more characters)"
     print(f"error: {text}", file=sys.stderr)
     return exit_code
-
-
-def run() -> None:
-    sys.exit(main())
