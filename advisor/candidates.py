@@ -10,9 +10,9 @@ stops the other methods from being planned.
 """
 
 import math
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from . import rules as rulebook
 from .estimate import EstimateRequest, estimate
@@ -36,10 +36,11 @@ OTHER_HARDWARE = "needs other hardware: fits on "
 OPTIMIZER_NAMES = {"adamw_8bit": "8-bit AdamW", "paged_adamw_8bit": "paged 8-bit AdamW"}
 
 
-class Candidate(BaseModel):
-    """One method configured for this profile, and where it fits (no estimate when it is unavailable)."""
+class Candidate(NamedTuple):
+    """One method configured for this profile, and where it fits (no estimate when it is unavailable).
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    The planner's own working record, built from validated parts and never read from outside: a NamedTuple,
+    whose class costs a cold plan next to nothing (a pydantic model or a dataclass: about 5 M instructions)."""
 
     method: Method
     settings: dict[str, Any]
@@ -49,12 +50,12 @@ class Candidate(BaseModel):
     estimate: Optional[Estimate] = None
     excluded_by: Optional[str] = None
     smallest: Optional[Estimate] = None
-    unavailable: Optional[str] = Field(None, description="why the method cannot serve this profile at all")
+    unavailable: Optional[str] = None  # why the method cannot serve this profile at all
 
 
 def settings_for(method: Method, facts: Facts) -> tuple[dict[str, Any], dict[str, str]]:
     """Training and data settings the rules give `method`, with the rule id behind each."""
-    facts = facts.model_copy(update=method_facts(method, []))
+    facts = facts._replace(**method_facts(method, []))
     values: dict[str, Any] = {}
     provenance: dict[str, str] = {}
     for stage in ("training", "data"):
@@ -332,7 +333,7 @@ def least_compromised(candidates: list[Candidate], options: Iterable[tuple[Profi
     labels = len(data_report.stats.labels) if data_report is not None and data_report.stats.labels else None
     offloaded: Optional[tuple[Candidate, ModelEntry]] = None
     for profile, model in options:
-        facts = derive_facts(profile, model, data_labels=labels).model_copy(update=facts_update or {})
+        facts = derive_facts(profile, model, data_labels=labels)._replace(**(facts_update or {}))
         for candidate in candidates:
             if candidate.excluded_by:
                 continue

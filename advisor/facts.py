@@ -4,9 +4,7 @@ Rules name facts in their `when` tables; the loader refuses a name that is not
 a field here. The planner fills the method facts after it has chosen one.
 """
 
-from typing import Any, Optional
-
-from pydantic import BaseModel, ConfigDict
+from typing import Any, NamedTuple, Optional
 
 from .estimate.sharding import hardware_label
 from .knowledge_base import ModelEntry, resolve_gpu, resolve_model, tasks
@@ -14,14 +12,14 @@ from .methods import Method
 from .models import Profile
 
 
-class Facts(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Facts(NamedTuple):
+    """What the rules test. Derived by advisor's own code from what is validated already (the Profile, the
+    catalogs), so a NamedTuple, changed with `_replace`: nothing to validate twice, and its class costs a cold
+    plan next to nothing, where the pydantic model took 25 M of ~1,000 M instructions (a dataclass, which
+    compiles its __init__ and __eq__, took as long as pydantic for these hundred-odd fields)."""
 
-    # -- what the person told us
+    # -- always given (derive_facts): what the person told us and what the catalogs say of it
     goal: str
-    goals: list[str] = []
-    knowledge_goal: bool = False
-    behavior_goal: bool = False
     task: str
     examples: int
     quality: str
@@ -30,10 +28,28 @@ class Facts(BaseModel):
     latency: str
     tasks: int
     num_gpus: int
-    num_nodes: int = 1
-    hardware: str = ""  # "8 GPUs", "2 nodes x 8 GPUs"
     model: str
     gpu: str
+    params_b: float
+    model_kind: str
+    gpu_cuda: bool
+    device_memory_gib: float
+    task_min_examples: int
+    task_recommended_examples: int
+    task_optimal_examples: int
+    task_size_table: str
+    task_size_row: str
+    complexity: str
+    below_minimum: bool
+    below_recommended: bool
+    head: str
+    gpu_bf16: bool
+    # -- what the person told us
+    goals: tuple[str, ...] = ()
+    knowledge_goal: bool = False
+    behavior_goal: bool = False
+    num_nodes: int = 1
+    hardware: str = ""  # "8 GPUs", "2 nodes x 8 GPUs"
     gpu_given: bool = True
     keep_general_ability: bool = False
     continual_updates: bool = False
@@ -56,25 +72,11 @@ class Facts(BaseModel):
     # -- filled while the approach rules run: what an earlier approach rule decided (prompting / rag / fine_tune)
     decided_approach: Optional[str] = None
     # -- derived from the catalogs
-    params_b: float
-    model_kind: str
     model_family: str = ""  # the architecture's family (llama, gemma3, ...)
     num_layers: int = 0
     gpu_name: str = ""
-    gpu_cuda: bool
-    gpu_bf16: bool
     gpu_fp8: bool = False
     gpu_bitsandbytes: bool = True
-    device_memory_gib: float
-    task_min_examples: int
-    task_recommended_examples: int
-    task_optimal_examples: int
-    task_size_table: str
-    task_size_row: str
-    complexity: str
-    below_minimum: bool
-    below_recommended: bool
-    head: str
     # -- from a data file, when one was given
     data_given: bool = False
     data_labels: Optional[int] = None
@@ -86,8 +88,8 @@ class Facts(BaseModel):
     method_mergeable: Optional[bool] = None
     method_quantized: Optional[bool] = None
     method_capacity: Optional[int] = None
-    method_settings: list[str] = []
-    fit_changes: list[str] = []
+    method_settings: tuple[str, ...] = ()
+    fit_changes: tuple[str, ...] = ()
     seq_len_asked: Optional[int] = None
     seq_len_fit: Optional[int] = None
     seq_len_origin: str = "the requested length"
@@ -186,7 +188,7 @@ def derive_facts(profile: Profile, model: Optional[ModelEntry] = None, data_labe
     scale = next(name for floor, name in KNOWLEDGE_SCALE if evidence >= floor)
     knowledge_changes = profile.dynamic_knowledge or (profile.continual_updates and "knowledge" in goals)
     return Facts(
-        goal=goals[0], goals=goals, knowledge_goal="knowledge" in goals, behavior_goal="behavior" in goals,
+        goal=goals[0], goals=tuple(goals), knowledge_goal="knowledge" in goals, behavior_goal="behavior" in goals,
         task=profile.task, examples=profile.examples, quality=profile.quality,
         dynamic_knowledge=profile.dynamic_knowledge, one_off=profile.one_off, latency=profile.latency,
         tasks=profile.tasks, num_gpus=profile.num_gpus, num_nodes=profile.num_nodes,
@@ -221,6 +223,11 @@ def method_facts(method: Method, fit_changes: list[str]) -> dict[str, Any]:
     return {
         "approach": method.approach, "method": method.name, "method_family": method.family,
         "method_mergeable": method.mergeable, "method_quantized": method.quantized,
-        "method_capacity": method.capacity, "method_settings": list(method.Hyperparameters.model_fields),
-        "fit_changes": fit_changes,
+        "method_capacity": method.capacity, "method_settings": tuple(method.Hyperparameters.model_fields),
+        "fit_changes": tuple(fit_changes),
     }
+
+
+#: The names a rule's `when` may test.
+FACT_NAMES = Facts._fields
+

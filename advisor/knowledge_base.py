@@ -10,7 +10,6 @@ import functools
 import json
 import os
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Optional, TypeVar
 
@@ -46,6 +45,8 @@ class ModelEntry(BaseModel):
         if self.path:
             return self.path
         if self.embedded_package:
+            from importlib import resources  # here: a plan never asks, and the import is 3 M instructions
+
             return str(resources.files(self.embedded_package).joinpath(self.embedded_model_dir))
         return self.hf_id or self.id
 
@@ -70,7 +71,16 @@ class GpuEntry(BaseModel):
 
 def knowledge_file(name: str) -> Path:
     """Path of a file in the packaged knowledge base."""
-    return Path(str(resources.files("advisor.knowledge").joinpath(name)))
+    return _knowledge_directory() / name
+
+
+@functools.cache
+def _knowledge_directory() -> Path:
+    # The package's directory, as importlib.resources.files would name it for a package installed as files
+    # (toml_cache reads real files); without that module's readers, which import zipfile (3 M instructions).
+    from . import knowledge
+
+    return Path(knowledge.__path__[0])
 
 
 def read_toml(name: str) -> dict[str, Any]:

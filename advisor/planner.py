@@ -106,8 +106,8 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
     corpus_only = corpus_only_plan(profile)
     if corpus_only:
         profile = corpus_profile(profile)
-    facts = derive_facts(profile, model, **label_facts(data_report)).model_copy(
-        update={"corpus_only": corpus_only} | (corpus_facts(stated) if corpus_only else {}))
+    facts = derive_facts(profile, model, **label_facts(data_report))._replace(
+        corpus_only=corpus_only, **(corpus_facts(stated) if corpus_only else {}))
     trace = Trace()
     if data_report is not None:
         trace.warnings.extend(data_report.warnings)
@@ -149,16 +149,16 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
     if chosen.fit is None and unforced.get("fitting_methods"):
         changes = ["forced_misfit"]  # --method does not fit, but other methods do: nothing_fits would deny them
     method = chosen.method
-    facts = facts.model_copy(update=method_facts(method, fit_change_kinds(chosen) + changes)
-                             | sequence_facts(chosen, profile, data_report)
-                             | long_prompt_facts(chosen, profile, data_report)
-                             | fit_facts(chosen, profile.batch_size)
-                             | batch_size_facts(chosen, profile.batch_size)
-                             | length_keepers(chosen, [candidates[name] for name in order], ranked_by)
-                             | storage_facts(chosen) | unforced
-                             | stopping_facts(chosen.settings))
-    facts = facts.model_copy(update=time_facts(chosen, [candidates[name] for name in order], profile, model, facts,
-                                               data_report))
+    facts = facts._replace(**method_facts(method, fit_change_kinds(chosen) + changes)
+                           | sequence_facts(chosen, profile, data_report)
+                           | long_prompt_facts(chosen, profile, data_report)
+                           | fit_facts(chosen, profile.batch_size)
+                           | batch_size_facts(chosen, profile.batch_size)
+                           | length_keepers(chosen, [candidates[name] for name in order], ranked_by)
+                           | storage_facts(chosen) | unforced
+                           | stopping_facts(chosen.settings))
+    facts = facts._replace(**time_facts(chosen, [candidates[name] for name in order], profile, model, facts,
+                                        data_report))
     explain_choice(facts, trace)
     rows = alternatives(candidates, chosen=method.name, approach=method.approach, ranked_by=ranked_by, facts=facts,
                         order=order)
@@ -326,7 +326,7 @@ def decide_approach(facts: Facts, trace: Trace) -> tuple[str, list[str]]:
         if (rule.approach and approach is not None) or not rule.applies(facts):
             continue
         approach = approach or rule.approach
-        facts = facts.model_copy(update={"decided_approach": approach})
+        facts = facts._replace(decided_approach=approach)
         complements += [c for c in rule.complements if c not in complements]
         trace.record(rule, facts)
     approach = approach or "fine_tune"
@@ -688,7 +688,7 @@ def corpus_stage(profile: Profile, model: ModelEntry) -> PlanStage:
     """Stage 1 of a two-stage plan, planned like a plan of its own: continued pre-training on the corpus, with
     the method the rules rank first among those that fit, its settings, and the rules behind each."""
     stage_profile = corpus_profile(profile)
-    facts = derive_facts(stage_profile, model).model_copy(update=corpus_facts(profile))
+    facts = derive_facts(stage_profile, model)._replace(**corpus_facts(profile))
     trace = Trace()
     methods = methods_for_objective(stage_profile, model)
     ranking = rank_methods(methods, facts, trace, profile.method)
@@ -704,12 +704,12 @@ def corpus_stage(profile: Profile, model: ModelEntry) -> PlanStage:
         return PlanStage(name="continued-pretraining", purpose=purpose, examples=stage_profile.examples,
                          rationale=trace.rationale)
     chosen, changes = choose(order, candidates)
-    facts = facts.model_copy(update=method_facts(chosen.method, fit_change_kinds(chosen) + changes)
-                             | sequence_facts(chosen, stage_profile, None)
-                             | fit_facts(chosen)
-                             | length_keepers(chosen, [candidates[name] for name in order], ranked_by))
-    facts = facts.model_copy(update=time_facts(chosen, [candidates[name] for name in order], stage_profile, model,
-                                               facts, None))
+    facts = facts._replace(**method_facts(chosen.method, fit_change_kinds(chosen) + changes)
+                           | sequence_facts(chosen, stage_profile, None)
+                           | fit_facts(chosen)
+                           | length_keepers(chosen, [candidates[name] for name in order], ranked_by))
+    facts = facts._replace(**time_facts(chosen, [candidates[name] for name in order], stage_profile, model,
+                                        facts, None))
     explain_choice(facts, trace)
     fits = "nothing_fits" not in changes
     seq_len = (chosen.fit or chosen).request.seq_len  # the model's context, or what fits, may be below the asked

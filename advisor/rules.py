@@ -17,7 +17,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import describe_validation_error
-from .facts import Facts
+from .facts import FACT_NAMES, Facts
 from .knowledge_base import knowledge_file, read_toml
 from .methods import Method
 
@@ -138,9 +138,9 @@ class Rule(StrictData):
     @field_validator("when")
     @classmethod
     def _known_facts(cls, when: dict) -> dict:
-        unknown = [name for name in when if name not in Facts.model_fields]
+        unknown = [name for name in when if name not in FACT_NAMES]
         if unknown:
-            raise ValueError(f"unknown fact(s) {unknown}; facts are: {', '.join(Facts.model_fields)}")
+            raise ValueError(f"unknown fact(s) {unknown}; facts are: {', '.join(FACT_NAMES)}")
         return when
 
     def applies(self, facts: Facts) -> bool:
@@ -156,7 +156,7 @@ class Rule(StrictData):
     def explain(self, facts: Facts) -> str:
         """The message with {fact} placeholders filled in (a sentence-long fact may be empty: no trailing space)."""
         try:
-            return self.message.format(**facts.model_dump()).rstrip()
+            return self.message.format(**facts._asdict()).rstrip()
         except (KeyError, IndexError, ValueError):
             return self.message
 

@@ -94,7 +94,7 @@ def one_node_facts(chosen: Candidate, profile: Profile, model: ModelEntry, data_
     times, and the chosen layout's speed on a faster network between the nodes."""
     one = profile.model_copy(update={"num_nodes": 1})
     labels = len(data_report.stats.labels) if data_report is not None and data_report.stats.labels else None
-    facts = derive_facts(one, model, data_labels=labels).model_copy(update=update)
+    facts = derive_facts(one, model, data_labels=labels)._replace(**update)
     trial = configure(chosen.method, one, model, facts, data_report, None)
     several, single = chosen.estimate.time, trial.estimate.time if trial.fit is not None else None
     if single is None or trial.fit.request.seq_len < chosen.fit.request.seq_len or single.hours >= several.hours:

@@ -27,12 +27,13 @@ the fit's `layout_alternative`, with both speeds at the assumed network between
 the nodes and at a faster one, since that assumption decides between them.
 `smallest_tried` is the least memory the search reached, for "needs X GiB" when
 nothing fits.
+
+The search's own results (FitResult, LayoutAlternative) are NamedTuples: built by this code from validated
+requests, they need no validation, and their pydantic classes cost a cold plan 8 M instructions to build.
 """
 
 import math
-from typing import Iterator, Optional
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Iterator, NamedTuple, Optional
 
 from ..models import Estimate
 from . import EstimateRequest
@@ -63,33 +64,29 @@ OPTIMIZERS = (
 )
 
 
-class LayoutAlternative(BaseModel):
+class LayoutAlternative(NamedTuple):
     """The other way the model state fits several nodes, and the speeds the choice between them turned on."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     sharding: str
     offload: str
     optimizer: str
     peak_gib: float
-    offloaded_gib_per_node: float = 0.0
-    tokens_per_s: float = Field(description="the alternative's, all devices, at the assumed network between nodes")
+    offloaded_gib_per_node: float
+    tokens_per_s: float  # the alternative's, all devices, at the assumed network between nodes
     chosen_tokens_per_s: float
     inter_node_gb_per_s_assumed: float
     fast_inter_node_gb_per_s: float
-    tokens_per_s_fast: float = Field(description="the alternative's at the faster network")
+    tokens_per_s_fast: float  # the alternative's at the faster network
     chosen_tokens_per_s_fast: float
 
 
-class FitResult(BaseModel):
+class FitResult(NamedTuple):
     """A configuration that fits, and what was given up to get there."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     request: EstimateRequest
     estimate: Estimate
-    gradient_accumulation_steps: int = Field(ge=1)
-    changes: list[str] = Field(default_factory=list, description="what differs from the request, for a person")
+    gradient_accumulation_steps: int
+    changes: list[str]  # what differs from the request, for a person
     layout_alternative: Optional[LayoutAlternative] = None
 
 
@@ -106,7 +103,7 @@ def best_fit(request: EstimateRequest, effective_batch: Optional[int] = None) ->
             result = estimate(chosen)
             if other is not None:
                 result = result.model_copy(update={"config": {**result.config,
-                                                              "layout_alternative": other.model_dump()}})
+                                                              "layout_alternative": other._asdict()}})
             batch: dict[str, str] = {}
             _note_batch(batch, request, chosen)  # the micro-batch after relaxing, not before
             return FitResult(
