@@ -45,10 +45,10 @@ class Footprint(BaseModel):
         "sequence", description="prompt tuning lengthens the sequence; prefix tuning only the keys/values"
     )
     adapted_linears: list[str] = Field(
-        default_factory=list, description="layer linears (LinearSpec.name) that carry an adapter"
+        [], description="layer linears (LinearSpec.name) that carry an adapter"
     )
     adapted_experts: dict[str, int] = Field(
-        default_factory=dict,
+        {},
         description="MoE expert weights (3D parameters) peft's ParamWrapper adapts: "
         "name -> rank of each expert's update",
     )
@@ -60,7 +60,7 @@ class Footprint(BaseModel):
         0.0, ge=0, lt=1, description="dropout on the adapters' input (peft skips it, and its mask, at 0)"
     )
     input_scaled_linears: list[str] = Field(
-        default_factory=list, description="IA3: adapted linears whose input (not output) is rescaled"
+        [], description="IA3: adapted linears whose input (not output) is rescaled"
     )
     forces_gradient_checkpointing: bool = False
     scope: str = Field(

@@ -125,11 +125,11 @@ class Settings(StrictData):
 class Rule(StrictData):
     id: str = Field(pattern=r"^[a-z]+\.[a-z0-9\-]+$")
     stage: Stage
-    when: dict[str, Matcher] = Field(default_factory=dict)
+    when: dict[str, Matcher] = {}
     message: str
     source: str
     approach: Optional[Literal["prompting", "rag", "fine_tune"]] = None
-    complements: list[str] = Field(default_factory=list)
+    complements: list[str] = []
     select: Optional[MethodTraits] = None
     exclude: Optional[MethodTraits] = None
     set: Optional[Settings] = None

@@ -38,7 +38,7 @@ class LoadedData(BaseModel):
     columns: list[str] = Field(description="the original column names")
     mapping: dict[str, str] = Field(description="normalised field -> original column")
     originals: list[dict[str, Any]]
-    errors: list[RecordError] = Field(default_factory=list, description="every bad record, in file order")
+    errors: list[RecordError] = Field([], description="every bad record, in file order")
     total: int = Field(description="records read, valid or not")
 
     def rows(self) -> list[dict[str, Any]]:

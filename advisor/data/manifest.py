@@ -36,7 +36,7 @@ class SplitFile(ManifestModel):
     file: str = Field(description="path relative to the output directory")
     records: int
     sha256: str
-    labels: dict[str, int] = Field(default_factory=dict, description="records per label (classification or the stratify column)")
+    labels: dict[str, int] = Field({}, description="records per label (classification or the stratify column)")
 
 
 class FoldFiles(ManifestModel):
@@ -64,9 +64,9 @@ class Manifest(ManifestModel):
     seed: int
     stratify_by: Optional[str]
     group_by: Optional[str]
-    splits: dict[str, SplitFile] = Field(default_factory=dict)
-    folds: list[FoldFiles] = Field(default_factory=list)
-    dropped_lines: list[int] = Field(default_factory=list, description="lines of invalid records left out")
+    splits: dict[str, SplitFile] = {}
+    folds: list[FoldFiles] = []
+    dropped_lines: list[int] = Field([], description="lines of invalid records left out")
 
 
 def write_split(

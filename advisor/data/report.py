@@ -42,7 +42,7 @@ class TokenLengths(ReportModel):
         "leaves that record no response to learn from"
     )
     prompt_lengths: list[int] = Field(
-        default_factory=list, exclude=True, repr=False,
+        [], exclude=True, repr=False,
         description="every prompt's tokens, sorted (not printed): how many prompts a seq_len leaves no response",
     )
 
@@ -74,14 +74,14 @@ class Leakage(ReportModel):
     against_records: int
     exact: int = Field(description="against records whose normalised text occurs in the data")
     near: int = Field(description="against records not exact but with a near-duplicate (Jaccard >= threshold) in the data")
-    examples: list[LinePair] = Field(default_factory=list, description="first_line: in the data; line: in the against file")
+    examples: list[LinePair] = Field([], description="first_line: in the data; line: in the against file")
 
 
 class PreferenceStats(ReportModel):
     """Preference pairs: pairs that prefer nothing, and whether "chosen" mostly means "longer"."""
 
     identical_pairs: int = Field(description="pairs whose chosen answer equals the rejected one")
-    identical_lines: list[int] = Field(default_factory=list, description="their lines (at most max_listed)")
+    identical_lines: list[int] = Field([], description="their lines (at most max_listed)")
     chosen_longer_share: float = Field(description="share of pairs whose chosen answer has more characters")
     mean_chosen_chars: float
     mean_rejected_chars: float
@@ -90,15 +90,15 @@ class PreferenceStats(ReportModel):
 class DataStats(ReportModel):
     """Statistics over the valid records."""
 
-    labels: dict[str, int] = Field(default_factory=dict, description="label -> count, most frequent first")
+    labels: dict[str, int] = Field({}, description="label -> count, most frequent first")
     imbalance_ratio: Optional[float] = Field(None, description="largest class count / smallest class count")
     duplicates: int = Field(0, description="records whose normalised text (case, punctuation and spacing folded) "
                                            "repeats an earlier record's: the `exact` of leakage, within the data")
-    duplicate_examples: list[LinePair] = Field(default_factory=list)
+    duplicate_examples: list[LinePair] = []
     near_duplicates: int = Field(0, description="records not exact duplicates but with a near-duplicate earlier (Jaccard >= threshold)")
-    near_duplicate_examples: list[LinePair] = Field(default_factory=list)
+    near_duplicate_examples: list[LinePair] = []
     conflicting_labels: int = Field(0, description="normalised texts that carry more than one label")
-    conflicting_examples: list[ConflictingLabel] = Field(default_factory=list)
+    conflicting_examples: list[ConflictingLabel] = []
     token_lengths: Optional[TokenLengths] = None
     seq_len: Optional[int] = None
     truncated_at_seq_len: Optional[int] = Field(None, description="records longer than seq_len tokens")
@@ -117,7 +117,7 @@ class ValidationReport(ReportModel):
     path: str
     format: DataFormat
     columns: list[str] = Field(description="the original column names")
-    mapping: dict[str, str] = Field(default_factory=dict, description="normalised field -> original column")
+    mapping: dict[str, str] = Field({}, description="normalised field -> original column")
     records: int = Field(description="records read, valid or not")
     valid_records: int
     error_count: int = Field(description="all bad records; `errors` lists at most max_listed of them")

@@ -46,8 +46,8 @@ class SplitPlan(BaseModel):
     seed: int
     stratify_by: Optional[str] = None
     group_by: Optional[str] = None
-    splits: dict[str, list[int]] = Field(default_factory=dict, description="train/validation/test, or only test with k-fold")
-    folds: list[Fold] = Field(default_factory=list)
+    splits: dict[str, list[int]] = Field({}, description="train/validation/test, or only test with k-fold")
+    folds: list[Fold] = []
 
 
 def split_records(
