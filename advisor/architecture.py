@@ -32,7 +32,7 @@ refused by name in `from_hf_config`, never approximated.
 """
 
 import functools
-from typing import Literal, Optional
+from typing import Literal, NamedTuple, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -80,17 +80,18 @@ TIED_BY_DEFAULT = ("bert", "roberta", "xlm-roberta", "gpt2", "gemma2", "gemma3")
 Role = Literal["attention", "mlp", "router", "expert"]
 
 
-class LinearSpec(BaseModel):
-    """One matrix-multiply weight inside a transformer layer: a linear (or Conv1D), a router, or the experts'."""
+class LinearSpec(NamedTuple):
+    """One matrix-multiply weight inside a transformer layer: a linear (or Conv1D), a router, or the experts'.
 
-    model_config = ConfigDict(frozen=True)
+    Derived here from a validated Architecture, many times a plan: a NamedTuple, neither a pydantic class to build
+    nor an instance to validate."""
 
-    name: str = Field(description="the module's (or expert parameter's) attribute name, as peft sees it")
+    name: str  # the module's (or expert parameter's) attribute name, as peft sees it
     in_features: int
     out_features: int
     bias: bool
     role: Role
-    copies: int = Field(1, description="experts stored in one 3D parameter (1 for a plain linear)")
+    copies: int = 1  # experts stored in one 3D parameter (1 for a plain linear)
 
     @property
     def params(self) -> int:

@@ -35,9 +35,7 @@ where bitsandbytes does not run (`bitsandbytes`), QLoRA is excluded (rule
 method.needs-bitsandbytes).
 """
 
-from typing import Literal, Optional
-
-from pydantic import BaseModel, ConfigDict
+from typing import Literal, NamedTuple, Optional
 
 TorchDtype = Literal["float32", "bfloat16", "float16"]
 #: The estimator's recipes (calibration/README.md): 16-bit weights and activations ("bf16": bf16, or fp16 for a
@@ -45,10 +43,8 @@ TorchDtype = Literal["float32", "bfloat16", "float16"]
 Recipe = Literal["bf16", "mixed", "fp32"]
 
 
-class Dtypes(BaseModel):
-    """The dtypes one run uses on one device."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class Dtypes(NamedTuple):
+    """The dtypes one run uses on one device (chosen here from the catalog's flags: a NamedTuple)."""
 
     weights: TorchDtype  # the base model's from_pretrained dtype; float16 only for frozen weights (what trains: fp32)
     autocast: Optional[Literal["bf16", "fp16"]] = None

@@ -12,9 +12,9 @@ turns on at high ranks). Registered through the entry point
 
 import re
 import warnings
-from typing import Any, ClassVar, Literal, Optional, Union
+from typing import Any, ClassVar, Literal, NamedTuple, Optional, Union
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from advisor import Footprint, Method, MethodHyperparameters, hookimpl
 from advisor.architecture import Architecture
@@ -55,14 +55,15 @@ class LoraHyperparameters(MethodHyperparameters):
         return value
 
 
-class LoraTargets(BaseModel):
-    """What a LoRA setting adapts on one architecture, as peft will build it."""
+class LoraTargets(NamedTuple):
+    """What a LoRA setting adapts on one architecture, as peft will build it (worked out here, nothing to
+    validate: a NamedTuple)."""
 
-    linears: list[str] = Field(description="layer linears (LinearSpec.name) with an adapter")
-    peft_names: list[str] = Field(description="the names peft's target_modules gets (converted expert names too)")
-    experts: dict[str, int] = Field(description="MoE expert weight -> the rank of each expert's update")
-    converted: bool = Field(description="the experts are named the transformers-4 way; peft's conversion ranks them")
-    scope: str = Field(description="what is adapted on a MoE model, in words ('' on a dense model)")
+    linears: list[str]  # layer linears (LinearSpec.name) with an adapter
+    peft_names: list[str]  # the names peft's target_modules gets (converted expert names too)
+    experts: dict[str, int]  # MoE expert weight -> the rank of each expert's update
+    converted: bool  # the experts are named the transformers-4 way; peft's conversion ranks them
+    scope: str  # what is adapted on a MoE model, in words ('' on a dense model)
 
 
 class LoRA(Method):
