@@ -7,7 +7,7 @@ throughput.py times the run.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from ..models import Estimate, MemoryEstimate, TimeEstimate
 from ..precision import Dtypes, resolve_dtypes
@@ -58,15 +58,40 @@ def overhead_gib(peak_gib: float, cuda: bool = True) -> float:
     return (CUDA_CONTEXT_GIB if cuda else 0.0) + ALLOCATOR_SLACK * peak_gib
 
 
+class MemoryFit(NamedTuple):
+    """What the fit search asks of a configuration: its peak, whether it fits, what it offloads."""
+
+    peak_gib: float  # rounded as Estimate.memory.peak_gib
+    fits: Optional[bool]  # None: no device memory known
+    device_memory_gib: Optional[float]
+    offloaded_gib_per_node: float
+
+
+def memory_fit(request: EstimateRequest) -> MemoryFit:
+    """estimate()'s memory answer alone: the search asks it of ~60 configurations a plan, and building each
+    whole Estimate (its models, storage, time and config) was 40% of a cold plan's planning."""
+    shape = shape_of(request)
+    peak_gib, overhead, device = _peak_overhead_device(request, shape)
+    return MemoryFit(round(peak_gib, 3), _fits(peak_gib, overhead, device), device,
+                     _host_memory(request, shape).get("offloaded_gib_per_node", 0.0))
+
+
+def _peak_overhead_device(request: EstimateRequest, shape: Shape) -> tuple[float, float, Optional[float]]:
+    peak_gib = _peak_memory(request.architecture, request.footprint, shape).total / GIB
+    cuda = request.gpu.cuda if request.gpu is not None else True
+    return peak_gib, overhead_gib(peak_gib, cuda), device_memory(request)
+
+
+def _fits(peak_gib: float, overhead: float, device: Optional[float]) -> Optional[bool]:
+    return None if device is None else peak_gib + overhead <= device
+
+
 def estimate(request: EstimateRequest) -> Estimate:
     """Peak memory per device, whether it fits, disk space, and (with a GPU) speed, hours and cost."""
     arch, fp = request.architecture, request.footprint
     shape = shape_of(request)
     peak = _peak_memory(arch, fp, shape)
-    peak_gib = peak.total / GIB
-    cuda = request.gpu.cuda if request.gpu is not None else True
-    overhead = overhead_gib(peak_gib, cuda)
-    device = device_memory(request)
+    peak_gib, overhead, device = _peak_overhead_device(request, shape)
     return Estimate(
         memory=MemoryEstimate(
             peak_gib=round(peak_gib, 3), per_device_gib=round(peak_gib, 3),
@@ -74,7 +99,7 @@ def estimate(request: EstimateRequest) -> Estimate:
             overhead_gib=round(overhead, 3),
         ),
         device_memory_gib=device,
-        fits=None if device is None else peak_gib + overhead <= device,
+        fits=_fits(peak_gib, overhead, device),
         storage=storage_estimate(arch, fp, shape.precision, request.tasks),
         time=_time(request, shape),
         trainable_params=fp.trainable_params,

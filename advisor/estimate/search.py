@@ -37,7 +37,7 @@ from typing import Iterator, NamedTuple, Optional
 
 from ..models import Estimate
 from . import EstimateRequest
-from .estimator import device_memory, estimate, tokens_per_second
+from .estimator import MemoryFit, estimate, memory_fit, tokens_per_second
 from . import throughput
 from .sharding import ENGINE_NAMES, OFFLOAD_NAMES, OFFLOADS, hardware_label, world_size
 
@@ -97,8 +97,8 @@ def best_fit(request: EstimateRequest, effective_batch: Optional[int] = None) ->
     """
     effective = effective_batch or request.batch_size * request.gradient_accumulation_steps
     for candidate, notes in _candidates(request, effective):
-        result = _memory_estimate(candidate)
-        if result.fits is None or result.fits:
+        fit = memory_fit(candidate)
+        if fit.fits is None or fit.fits:
             chosen, notes, other = _faster_layout(candidate, notes, request)
             result = estimate(chosen)
             if other is not None:
@@ -142,7 +142,7 @@ def _faster_layout(fitting: EstimateRequest, notes: dict[str, str], asked: Estim
         notes = {**notes, "sharding": _sharding_note(rival), "offload": dict(OFFLOAD_STEPS)["parameters"]}
     return chosen, notes, LayoutAlternative(
         sharding=other.sharding, offload=other.offload, optimizer=other.optimizer,
-        peak_gib=_memory_estimate(other).memory.peak_gib,
+        peak_gib=memory_fit(other).peak_gib,
         offloaded_gib_per_node=estimate(other).config.get("offloaded_gib_per_node", 0.0),
         tokens_per_s=round(other_speed[0], 1), chosen_tokens_per_s=round(speed[0], 1),
         inter_node_gb_per_s_assumed=throughput.INTER_NODE_BYTES_PER_S / 1e9,
@@ -180,29 +180,20 @@ def _relax(fitting: EstimateRequest, asked: EstimateRequest) -> EstimateRequest:
         fitting = trial
     if fitting.fused_cross_entropy and not asked.fused_cross_entropy:  # kept where it fits or saves enough
         trial = fitting.model_copy(update={"fused_cross_entropy": False})
-        if _memory_estimate(trial).fits and not _fused_loss_saves_enough(trial, fitting):
+        if memory_fit(trial).fits and not _fused_loss_saves_enough(trial, fitting):
             fitting = trial
     return fitting
 
 
 def _fits(request: EstimateRequest) -> bool:
-    result = _memory_estimate(request)
-    return bool(result.fits) and _host_holds(request, result)
+    fit = memory_fit(request)
+    return bool(fit.fits) and _host_holds(request, fit)
 
 
-def _host_holds(request: EstimateRequest, result: Estimate) -> bool:
+def _host_holds(request: EstimateRequest, fit: MemoryFit) -> bool:
     """What is offloaded fits the node's CPU memory, assumed HOST_MEMORY_PER_DEVICE_MEMORY times its devices'."""
-    offloaded = result.config.get("offloaded_gib_per_node", 0.0)
-    return offloaded <= HOST_MEMORY_PER_DEVICE_MEMORY * (result.device_memory_gib or 0.0) * request.num_gpus
-
-
-def _memory_estimate(request: EstimateRequest) -> Estimate:
-    """The estimate without the speed part, which the search does not need and which costs as much as the
-    memory part (measured: about half of a plan's time). A CUDA device's only other effect, the CUDA
-    context in the overhead, is what estimate() assumes for a request without a GPU."""
-    if request.gpu is not None and request.gpu.cuda:
-        request = request.model_copy(update={"gpu": None, "device_memory_gib": device_memory(request)})
-    return estimate(request)
+    host_memory_gib = HOST_MEMORY_PER_DEVICE_MEMORY * (fit.device_memory_gib or 0.0) * request.num_gpus
+    return fit.offloaded_gib_per_node <= host_memory_gib
 
 
 def _still_made(note: str, fitting: EstimateRequest, asked: EstimateRequest) -> bool:
@@ -230,7 +221,7 @@ def _fused_loss(request: EstimateRequest) -> Optional[EstimateRequest]:
 
 
 def _fused_loss_saves_enough(plain: EstimateRequest, fused: EstimateRequest) -> bool:
-    return _memory_estimate(fused).memory.peak_gib < (1 - FUSED_LOSS_SAVING) * _memory_estimate(plain).memory.peak_gib
+    return memory_fit(fused).peak_gib < (1 - FUSED_LOSS_SAVING) * memory_fit(plain).peak_gib
 
 
 def _candidates(request: EstimateRequest, effective: int) -> Iterator[tuple[EstimateRequest, dict[str, str]]]:
@@ -289,7 +280,7 @@ def _offloads(request: EstimateRequest, notes: dict[str, str],
     for offload, why in OFFLOAD_STEPS:
         if offload in offloads and request.sharding in OFFLOADS[offload] and request.offload != offload:
             trial = request.model_copy(update={"offload": offload})
-            if not _host_holds(trial, _memory_estimate(trial)):
+            if not _host_holds(trial, memory_fit(trial)):
                 return
             request = trial
             notes["offload"] = why
