@@ -6,7 +6,6 @@ Every command catches `UserError` (and pydantic's `ValidationError`, through
 
 from __future__ import annotations
 
-import difflib
 import typing
 from typing import Iterable
 
@@ -31,6 +30,8 @@ class UserError(Exception):
 
 def did_you_mean(word: str, known: Iterable[str]) -> str:
     """`; did you mean 'x'?` when a close known name exists, else ''."""
+    import difflib  # only on a mistake: a plan never needs it
+
     close = difflib.get_close_matches(str(word), list(known), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
 

@@ -44,6 +44,8 @@ TARGET_S = 0.25
 #: first model class built (which imports pydantic's schema machinery and importlib.metadata) and dumped.
 FLOOR = ("import os; os.environ['PYDANTIC_DISABLE_PLUGINS'] = '__all__'; import pluggy; from pydantic import BaseModel; "
          "exec('class Floor(BaseModel):\\n    x: int = 1'); Floor().model_dump_json()")
+#: The results file keeps what follows this line (the written account of the measurements) when it is rewritten.
+NOTES = "<!-- notes: kept when the table above is measured again -->"
 #: The timed runs' environment: bytecode and the TOML cache may be written (the warm-up writes them).
 ENVIRONMENT = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 
@@ -58,10 +60,17 @@ def timed(command: list[str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def medians_of(command: list[str], runs: int) -> tuple[float, float]:
-    timed(command)  # warm the file cache and write the bytecode, not the interpreter
-    walls, cpus = zip(*(timed(command) for _ in range(runs)))
-    return statistics.median(walls), statistics.median(cpus)
+def medians(commands: list[list[str]], runs: int) -> list[tuple[float, float]]:
+    """(median wall, median CPU) seconds of each command. The commands take turns, run after run, so a machine
+    that slows down or speeds up midway (this VM varies by 2x within minutes) weighs on all of them alike."""
+    for command in commands:
+        timed(command)  # warm the file cache and write the bytecode, not the interpreter
+    samples: list[list[tuple[float, float]]] = [[] for _ in commands]
+    for _ in range(runs):
+        for command, taken in zip(commands, samples):
+            taken.append(timed(command))
+    return [(statistics.median(wall for wall, _ in taken), statistics.median(cpu for _, cpu in taken))
+            for taken in samples]
 
 
 def instructions(command: list[str]) -> float:
@@ -86,7 +95,7 @@ def main() -> None:
     commands.update({f"{name}: `advisor {' '.join(profile)}`": [sys.executable, "-m", "advisor", *profile]
                      for name, profile in PROFILES.items()})
     load_before = os.getloadavg()
-    rows = [(name, *medians_of(command, args.runs)) for name, command in commands.items()]
+    rows = [(name, *measured) for name, measured in zip(commands, medians(list(commands.values()), args.runs))]
     load_after = os.getloadavg()
     counts = [instructions(command) for command in commands.values()] if args.instructions else []
     bare, floor = rows[0][1], rows[1][1]
@@ -96,7 +105,7 @@ def main() -> None:
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} "
         f"{platform.python_version()}; median of {args.runs} cold processes each (`benchmarks/plan_latency.py`), "
-        f"after one run that wrote the bytecode and the TOML parse cache. Load average (1 min) "
+        f"the commands taking turns, after one run each that wrote the bytecode and the caches. Load average (1 min) "
         f"{load_before[0]:.2f} before, {load_after[0]:.2f} after.",
         "",
         "| command | median wall s | median CPU s |" + (" M instructions |" if counts else ""),
@@ -110,7 +119,8 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(__file__).parent / "results" / "plan_latency.md"
-    out.write_text(text, encoding="utf-8")
+    notes = out.read_text(encoding="utf-8").partition(NOTES)[2] if out.exists() else ""
+    out.write_text(text + (f"\n{NOTES}{notes}" if notes else ""), encoding="utf-8")
 
 
 if __name__ == "__main__":
