@@ -98,6 +98,11 @@ def unavailable_reason(method: Method, model: ModelEntry, facts: Facts) -> Optio
     """Why `method` cannot serve this model, task and hardware at all, or None."""
     if method.requires_cuda and not facts.gpu_cuda:
         return f"needs a CUDA GPU and {facts.gpu} is not one"
+    if method.quantized and model.stored_quantization == "mxfp4":
+        # transformers' merge_quantization_configs refuses a BitsAndBytesConfig for a checkpoint quantised with
+        # Mxfp4Config; backends/loading.py loads such a checkpoint dequantised to 16-bit instead.
+        return (f"{facts.model} is stored MXFP4-quantised, and transformers refuses a 4-bit bitsandbytes base for "
+                f"such a checkpoint; it trains dequantised to 16-bit weights (lora)")
     return method.unavailable(model.architecture, "classification" if facts.head == "classification" else "lm")
 
 

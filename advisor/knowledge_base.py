@@ -37,6 +37,9 @@ class ModelEntry(BaseModel):
     aliases: tuple[str, ...] = Field((), description="other names people type for this model")
     model_type: Optional[str] = Field(
         None, description="its config.json's model_type, what transformers builds (gemma-3-1b: gemma3_text)")
+    stored_quantization: Optional[str] = Field(
+        None, description="the quant_method of a checkpoint stored quantised (config.json's quantization_config): "
+        "gpt-oss's mxfp4")
     architecture: Architecture
 
     @property
@@ -112,8 +115,8 @@ def models() -> dict[str, ModelEntry]:
     rows = read_toml("models.toml")["model"]
     shaped = []
     for row in rows:
-        meta = {k: row[k] for k in ("id", "hf_id", "embedded_package", "embedded_model_dir", "aliases", "model_type")
-                if k in row}
+        meta = {k: row[k] for k in ("id", "hf_id", "embedded_package", "embedded_model_dir", "aliases", "model_type",
+                                    "stored_quantization") if k in row}
         shape = {k: v for k, v in row.items() if k not in meta}
         shaped.append({**meta, "architecture": shape})
     return {entry.id: entry for entry in validate_entries("models.toml", "model", ModelEntry, shaped)}
@@ -183,7 +186,10 @@ def model_from_config(model: str, directory: Path, **source: str) -> ModelEntry:
     except (ValueError, KeyError, TypeError, RecursionError, OSError) as error:
         raise UserError(f"cannot read model directory '{model}': {type(error).__name__}: {error}")
     name = source.get("hf_id") or directory.name
-    return ModelEntry(id=name, architecture=architecture, model_type=config["model_type"], **source)
+    quantization = config.get("quantization_config")
+    stored = quantization.get("quant_method") if isinstance(quantization, dict) else None
+    return ModelEntry(id=name, architecture=architecture, model_type=config["model_type"],
+                      stored_quantization=stored if isinstance(stored, str) else None, **source)
 
 
 def is_hub_id(name: str) -> bool:

@@ -209,3 +209,32 @@ def test_plan_then_execute_trains_the_experts_of_a_tiny_moe(tmp_path, tiny_qwen3
     assert all(wrapper.lora_B["default"].weight.abs().sum() > 0 for wrapper in expert_wrappers(model))
     generated = model.generate(input_ids=torch.tensor([[2, 5, 6]]), max_new_tokens=3, do_sample=False)
     assert generated.shape == (1, 6)
+
+
+# -- a checkpoint stored MXFP4 (gpt-oss) trains dequantised: no plan offers QLoRA on it ---------------------------
+def _qlora_alternative(plan: dict) -> dict:
+    return next(row for row in plan["alternatives"] if row["method"] == "qlora")
+
+
+def _gpt_oss_directory(tmp_path: Path, stored: dict | None) -> Path:
+    config = {**tm.CONFIGS["gpt_oss"], **({"quantization_config": stored} if stored else {})}
+    directory = tmp_path / ("gpt-oss-mxfp4" if stored else "gpt-oss-bf16")
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return directory
+
+
+def test_the_catalog_gpt_oss_never_gets_qlora_and_a_forced_one_is_one_line(capsys):
+    plan = plan_json(capsys, "--model", "gpt-oss-20b", "--gpu", "h100", "--num-gpus", "1")
+    assert plan["recommendation"]["method"] == "lora"
+    assert _qlora_alternative(plan)["why_not"].startswith("unavailable: gpt-oss-20b is stored MXFP4-quantised")
+    assert main([*REPRO, "--model", "gpt-oss-20b", "--method", "qlora"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "stored MXFP4-quantised" in error and "--method qlora" in error
+
+
+def test_a_local_checkpoint_is_judged_by_its_own_quantization_config(tmp_path, capsys):
+    stored = plan_json(capsys, "--model", str(_gpt_oss_directory(tmp_path, {"quant_method": "mxfp4"})))
+    plain = plan_json(capsys, "--model", str(_gpt_oss_directory(tmp_path, None)))
+    assert "stored MXFP4-quantised" in _qlora_alternative(stored)["why_not"]
+    assert not _qlora_alternative(plain)["why_not"].startswith("unavailable")
