@@ -16,6 +16,10 @@ nothing to see the images with.
 
 `advisor plan` refuses such a profile and `advisor execute` such a plan, each
 in one line naming what to change (a flag, or a plan.json key).
+
+`advisor execute` reads text records only, so a vision-language plan (on a
+model that sees images) is advice for the user's own image-and-text training
+code: the plan says so in a warning, and execute refuses it in one line.
 """
 
 from __future__ import annotations
@@ -80,6 +84,20 @@ def refuse_untrainable_task(profile: Profile, model: ModelEntry) -> None:
                     f"for --task {profile.task}, e.g. --model {SUGGESTED_DECODER} (`advisor models` lists them)")
 
 
+#: What advisor execute cannot do for a vision-language plan, as the plan warns and execute refuses.
+TEXT_ONLY_EXECUTE = ("advisor execute reads text records only (alpaca, chat, text, classification and preference "
+                     "files), no images yet")
+
+
+def execute_warnings(task: str) -> list[str]:
+    """What the plan tells a person whose task `advisor execute` cannot run."""
+    if task != VISION_TASK:
+        return []
+    return [f"{TEXT_ONLY_EXECUTE}, so it will not run this plan: its method and settings are advice for your own "
+            "image-and-text training code, and its memory estimate counts the vision tower's weights but not its "
+            "activations (the language model's, image tokens within seq_len included, are counted)."]
+
+
 def refuse_untrainable_plan(task: str, model_name: str, model: ModelEntry) -> None:
     """UserError, naming the plan.json keys, when a (hand-edited) plan trains a model for a task it cannot."""
     if model.architecture.kind != "encoder":
@@ -88,6 +106,9 @@ def refuse_untrainable_plan(task: str, model_name: str, model: ModelEntry) -> No
             raise UserError(f"plan.json profile.model '{model_name}' is a text-only model and profile.task is "
                             f"'{task}': {reason}. Plan again with a vision-language model ({vision_models()}), "
                             "or another task")
+        if task == VISION_TASK:
+            raise UserError(f"plan.json profile.task is '{task}' and {TEXT_ONLY_EXECUTE}: train {model_name} with "
+                            "your own image-and-text code from the plan's method and settings, or plan a text task")
         return
     reason = encoder_refusal(task)
     if reason is not None:

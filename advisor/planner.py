@@ -32,7 +32,7 @@ from .facts import Facts, corpus_only_plan, derive_facts, examples_note, method_
 from .knowledge_base import ModelEntry, method_preference, resolve_model, tasks
 from .manager import get_method, usable_methods
 from .methods import Method
-from .model_tasks import refuse_untrainable_task
+from .model_tasks import execute_warnings, refuse_untrainable_task
 from .models import (
     Alternative, DataHandling, ParamGroup, Plan, PlanStage, Profile, Rationale, Recommendation, Training,
     TrainingHyperparameters, validate_profile,
@@ -113,6 +113,7 @@ def make_plan(profile: Profile, data_report: Any = None) -> Plan:
         trace.warnings.extend(data_report.warnings)
     assumptions = assumed(facts) + token_counting(data_report, profile.model)
     trace.warnings.extend(assumptions)  # also a warning: a plan for other hardware may not fit yours
+    trace.warnings.extend(execute_warnings(profile.task))
 
     approach, complements = decide_approach(facts, trace)
     fine_tuning = approach == "fine_tune" or profile.method is not None

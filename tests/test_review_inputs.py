@@ -57,10 +57,15 @@ def test_a_vision_language_task_on_a_text_only_model_is_refused_naming_the_model
     assert "gemma-3-1b" not in err, "Gemma 3 1B is text-only"
 
 
-def test_a_vision_language_task_on_gemma_3_12b_is_planned():
+def test_a_vision_language_task_on_gemma_3_12b_is_planned_and_says_execute_will_not_run_it():
     outcome = plan_cli("--task", "vision-language", "--examples", 5000, "--model", "gemma-3-12b", "--gpu", "h100",
                        "--json")
-    assert outcome.code == 0 and json.loads(outcome.out)["recommendation"]["method"] == "lora"
+    plan = json.loads(outcome.out)
+    assert outcome.code == 0 and plan["recommendation"]["method"] == "lora"
+    assert any(warning.startswith("advisor execute reads text records only") and "will not run this plan" in warning
+               for warning in plan["warnings"])
+    text_plan = json.loads(plan_cli("--task", "instruction", "--model", "gemma-3-12b", "--gpu", "h100", "--json").out)
+    assert not any("reads text records only" in warning for warning in text_plan["warnings"])
 
 
 def test_a_local_directory_with_a_vision_config_is_a_vision_language_model(tmp_path):
@@ -79,8 +84,15 @@ def test_execute_refuses_a_hand_edited_vision_language_plan_on_a_text_only_model
         refuse_untrainable_plan("vision-language", "qwen3-8b", resolve_model("qwen3-8b"))
     assert "plan.json profile.model 'qwen3-8b' is a text-only model" in refusal.value.message
     assert "profile.task is 'vision-language'" in refusal.value.message
-    refuse_untrainable_plan("vision-language", "gemma-3-4b", resolve_model("gemma-3-4b"))
     refuse_untrainable_plan("instruction", "qwen3-8b", resolve_model("qwen3-8b"))
+
+
+def test_execute_refuses_a_vision_language_plan_it_cannot_feed_images_to_naming_the_plan_key():
+    with pytest.raises(UserError) as refusal:
+        refuse_untrainable_plan("vision-language", "gemma-3-4b", resolve_model("gemma-3-4b"))
+    assert refusal.value.message.startswith("plan.json profile.task is 'vision-language'")
+    assert "text records only" in refusal.value.message
+    refuse_untrainable_plan("instruction", "gemma-3-4b", resolve_model("gemma-3-4b"))
 
 
 # -- #6: the unlabelled corpus, with too few examples or below the pre-training floor ---------------------------
