@@ -59,3 +59,10 @@ def test_a_damaged_cache_is_listed_again_and_none_written_without_bytecode(cache
     monkeypatch.setattr("sys.dont_write_bytecode", True)
     assert _listed()
     assert not cache.exists()
+
+
+def test_a_remembered_entry_point_loads_what_importlib_metadata_would():
+    from importlib.metadata import EntryPoint
+
+    for value in ("json", "json:dumps", "json:decoder.JSONDecoder", "json:decoder.JSONDecoder [extra]"):
+        assert entry_point_cache.Remembered("name", value, "group").load() is EntryPoint("name", value, "group").load()

@@ -49,7 +49,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args_list = args_list or ["wizard"]
         if args_list[0] not in SHORT_COMMANDS or any(arg.partition("=")[0] == "--data" for arg in args_list):
-            gc.enable()  # a data file may be large: its reading collects as usual
+            gc.enable()  # a long run, or a data file of any size: collected as usual
         parser = build_parser(only=args_list[0])
         args = parser.parse_args(args_list)
         return int(args.handler(args) or 0)
