@@ -140,10 +140,10 @@ def _faster_layout(fitting: EstimateRequest, notes: dict[str, str], asked: Estim
     (chosen, speed), (other, other_speed) = sorted(((relaxed, full), (rival, hybrid)), key=lambda pair: -pair[1][0])
     if chosen is rival:
         notes = {**notes, "sharding": _sharding_note(rival), "offload": dict(OFFLOAD_STEPS)["parameters"]}
+    other_fit = memory_fit(other)
     return chosen, notes, LayoutAlternative(
         sharding=other.sharding, offload=other.offload, optimizer=other.optimizer,
-        peak_gib=memory_fit(other).peak_gib,
-        offloaded_gib_per_node=estimate(other).config.get("offloaded_gib_per_node", 0.0),
+        peak_gib=other_fit.peak_gib, offloaded_gib_per_node=other_fit.offloaded_gib_per_node,
         tokens_per_s=round(other_speed[0], 1), chosen_tokens_per_s=round(speed[0], 1),
         inter_node_gb_per_s_assumed=throughput.INTER_NODE_BYTES_PER_S / 1e9,
         fast_inter_node_gb_per_s=FAST_INTER_NODE_BYTES_PER_S / 1e9,
